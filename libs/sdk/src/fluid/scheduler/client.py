@@ -1,0 +1,244 @@
+"""The async client: queue runs, wait for them, abort them, query history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import grpc
+from fluid.service.channel import open_channel
+from fluid.service.settings import ClientSettings
+
+from . import wire
+from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
+from .models import TaskInfo, TaskPriority, TaskState
+from .run import Run
+from .task import Task
+from .v1 import dispatcher_pb2, dispatcher_pb2_grpc, history_pb2, history_pb2_grpc
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translate(error: grpc.aio.AioRpcError) -> Exception:
+    cls = ERRORS_BY_CODE.get(error.code().name)
+    if cls is None:
+        return error
+    return cls(error.details() or error.code().name)
+
+
+def _rpc(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Raise fluid's typed errors instead of raw gRPC ones."""
+
+    @wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+
+    return call
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of history; pass ``next_cursor`` back for the next one (empty: last page)."""
+
+    runs: list[Run]
+    next_cursor: str
+
+
+def _task_info(message: Any) -> TaskInfo:
+    definition = wire.definition_from_pb(message.definition, "task")
+    return TaskInfo(
+        name=definition.name,
+        short_description=definition.short_description,
+        cpu_bound=definition.cpu_bound,
+        timeout_seconds=definition.timeout_seconds,
+        max_concurrency=definition.max_concurrency,
+        priority=definition.priority,
+        tags=definition.tags,
+        schedule=str(definition.schedule) if definition.schedule else "",
+        enabled=message.enabled,
+        workers=message.workers,
+        running=message.running,
+    )
+
+
+class Client:
+    """Talks to a fluid system: ``Client()`` uses ``FLUID_ADDRESS`` (default localhost:50051)."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        history_address: str | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        settings = settings or ClientSettings()
+        self.dispatcher_address = address or settings.dispatcher
+        self.history_address = history_address or (
+            address if address and not settings.history_address else settings.history
+        )
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = open_channel(address)
+        return self._channels[address]
+
+    @property
+    def _dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceStub:
+        return dispatcher_pb2_grpc.DispatcherServiceStub(self._channel(self.dispatcher_address))
+
+    @property
+    def _history(self) -> history_pb2_grpc.HistoryServiceStub:
+        return history_pb2_grpc.HistoryServiceStub(self._channel(self.history_address))
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def queue(
+        self, task: str | Task, priority: TaskPriority | None = None, **params: Any
+    ) -> Run:
+        """Queue a run of ``task`` with ``params``; returns it in state ``queued``."""
+        return await self.queue_run(task, params, priority=priority)
+
+    @_rpc
+    async def queue_run(
+        self,
+        task: str | Task,
+        params: Mapping[str, Any],
+        *,
+        priority: TaskPriority | None = None,
+        run_id: str = "",
+        idempotency_key: str = "",
+        execute_after: datetime | None = None,
+        from_run_id: str = "",
+    ) -> Run:
+        """Queue a run with every option: a ``run_id`` or ``idempotency_key`` queues once."""
+        if isinstance(task, Task):
+            # Validate locally first: the caller gets pydantic's own errors, no round trip.
+            params = task.validate_params(params).model_dump(mode="json")
+        request = dispatcher_pb2.QueueRunRequest(
+            task=str(task),
+            params=wire.struct_from_dict(params),
+            priority=wire.priority_to_pb(priority),
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            execute_after=wire.timestamp(execute_after),
+            from_run_id=from_run_id,
+        )
+        response = await self._dispatcher.QueueRun(request)
+        return wire.run_from_pb(response.run)
+
+    async def queue_and_wait(
+        self,
+        task: str | Task,
+        *,
+        timeout: float = 60.0,
+        priority: TaskPriority | None = None,
+        **params: Any,
+    ) -> Run:
+        """Queue a run and wait until it is done (``RunTimeoutError`` after ``timeout`` s)."""
+        run = await self.queue_run(task, params, priority=priority)
+        return await self.wait(run.id, timeout=timeout)
+
+    async def wait(self, run_id: str, *, timeout: float = 60.0) -> Run:
+        """Wait until a run is done and return it."""
+        try:
+            async with asyncio.timeout(timeout):
+                async for run in self.watch(run_id):
+                    if run.is_done:
+                        return run
+        except TimeoutError:
+            raise RunTimeoutError(f"run {run_id} not done after {timeout}s") from None
+        raise FluidError(f"the stream of run {run_id} ended before the run was done")
+
+    async def watch(self, run_id: str) -> AsyncIterator[Run]:
+        """Every state of a run, from the current one to the first terminal one."""
+        call = self._dispatcher.WatchRun(dispatcher_pb2.WatchRunRequest(run_id=run_id))
+        try:
+            async for response in call:
+                yield wire.run_from_pb(response.run)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        finally:
+            call.cancel()
+
+    @_rpc
+    async def get_run(self, run_id: str) -> Run:
+        """The live run from the dispatcher (``NotFoundError`` when unknown)."""
+        response = await self._dispatcher.GetRun(dispatcher_pb2.GetRunRequest(run_id=run_id))
+        return wire.run_from_pb(response.run)
+
+    @_rpc
+    async def abort(self, run_id: str, reason: str = "") -> Run:
+        """Abort a queued or running run; a running one stops when its worker cancels it."""
+        response = await self._dispatcher.AbortRun(
+            dispatcher_pb2.AbortRunRequest(run_id=run_id, reason=reason)
+        )
+        return wire.run_from_pb(response.run)
+
+    @_rpc
+    async def list_tasks(self) -> list[TaskInfo]:
+        response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
+        return [_task_info(item) for item in response.tasks]
+
+    @_rpc
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskInfo:
+        response = await self._dispatcher.SetTaskEnabled(
+            dispatcher_pb2.SetTaskEnabledRequest(name=name, enabled=enabled)
+        )
+        return _task_info(response.task)
+
+    @_rpc
+    async def list_runs(
+        self,
+        *,
+        task: str = "",
+        state: TaskState | Iterable[TaskState] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        limit: int = 50,
+        cursor: str = "",
+    ) -> RunPage:
+        """A page of stored runs, newest first, filtered on every given criterion."""
+        states = [state] if isinstance(state, TaskState) else list(state)
+        request = history_pb2.ListRunsRequest(
+            task=task,
+            states=[wire.state_to_pb(item) for item in states],
+            queued_after=wire.timestamp(start),
+            queued_before=wire.timestamp(end),
+            params_contain=wire.struct_from_dict(params) if params else None,
+            tags=list(tags),
+            limit=limit,
+            cursor=cursor,
+        )
+        response = await self._history.ListRuns(request)
+        return RunPage(
+            runs=[wire.run_from_pb(item) for item in response.runs],
+            next_cursor=response.next_cursor,
+        )
+
+    @_rpc
+    async def get_stored_run(self, run_id: str) -> Run:
+        """A run as history stored it (``NotFoundError`` when absent)."""
+        response = await self._history.GetRun(
+            history_pb2.HistoryServiceGetRunRequest(run_id=run_id)
+        )
+        return wire.run_from_pb(response.run)

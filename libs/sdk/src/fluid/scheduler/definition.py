@@ -1,0 +1,47 @@
+"""What the system knows about a task without its code: the registered definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import RetryPolicy, TaskPriority
+from .schedules import Scheduler
+from .task import Task
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDefinition:
+    """A task as workers register it with the dispatcher: everything but the function."""
+
+    name: str
+    module: str = ""
+    short_description: str = ""
+    description: str = ""
+    cpu_bound: bool = False
+    timeout_seconds: float = 60.0
+    max_concurrency: int = 0
+    priority: TaskPriority = TaskPriority.medium
+    retry: RetryPolicy | None = None
+    rate_limit_retry: RetryPolicy | None = None
+    tags: frozenset[str] = frozenset()
+    params_schema: dict[str, Any] = field(default_factory=dict)
+    schedule: Scheduler | None = None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskDefinition:
+        return cls(
+            name=task.name,
+            module=task.module,
+            short_description=task.short_description,
+            description=task.description,
+            cpu_bound=task.cpu_bound,
+            timeout_seconds=task.timeout_seconds,
+            max_concurrency=task.max_concurrency,
+            priority=task.priority,
+            retry=task.retry,
+            rate_limit_retry=task.rate_limit_retry,
+            tags=task.tags,
+            params_schema=task.params_schema(),
+            schedule=task.schedule,
+        )

@@ -1,0 +1,49 @@
+"""Typed errors shared by the SDK and the services.
+
+Domain code raises these without importing grpc; servers map ``code`` to a gRPC status
+and the client maps a status back to the same class, so callers catch one type.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FluidError(Exception):
+    """Base of fluid's errors; ``code`` is the gRPC status name it travels as."""
+
+    code: ClassVar[str] = "UNKNOWN"
+
+
+class NotFoundError(FluidError):
+    code = "NOT_FOUND"
+
+
+class InvalidArgumentError(FluidError):
+    code = "INVALID_ARGUMENT"
+
+
+class FailedPreconditionError(FluidError):
+    code = "FAILED_PRECONDITION"
+
+
+class UnavailableError(FluidError):
+    code = "UNAVAILABLE"
+
+
+class RunTimeoutError(FluidError, TimeoutError):
+    """``queue_and_wait`` gave up before the run finished (the run goes on)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+ERRORS_BY_CODE: dict[str, type[FluidError]] = {
+    cls.code: cls
+    for cls in (
+        NotFoundError,
+        InvalidArgumentError,
+        FailedPreconditionError,
+        UnavailableError,
+        RunTimeoutError,
+    )
+}

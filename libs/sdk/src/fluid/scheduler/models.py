@@ -1,0 +1,135 @@
+"""Value types of the programming model: states, priorities, retry policies, errors."""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from dataclasses import dataclass, field
+
+
+class TaskState(enum.StrEnum):
+    """Lifecycle state of a run."""
+
+    init = "init"
+    queued = "queued"
+    running = "running"
+    success = "success"
+    failure = "failure"
+    aborted = "aborted"
+    rate_limited = "rate_limited"
+    interrupted = "interrupted"
+
+    @property
+    def is_done(self) -> bool:
+        return self not in _LIVE_STATES
+
+    @property
+    def is_failure(self) -> bool:
+        return self is TaskState.failure
+
+    def path_to(self, target: TaskState) -> list[TaskState]:
+        """The states a run passes through to reach ``target`` (``target`` last).
+
+        Same state is a no-op (empty path); init and queued pass through the states in
+        between; leaving a terminal state, or going back, raises ``InvalidTransition``.
+        """
+        if target is self:
+            return []
+        if self.is_done or target in (TaskState.init,):
+            raise InvalidTransition(self, target)
+        order = _LIVE_ORDER.index(self)
+        target_order = _LIVE_ORDER.index(target) if target in _LIVE_STATES else len(_LIVE_ORDER)
+        if target_order <= order:
+            raise InvalidTransition(self, target)
+        return [*_LIVE_ORDER[order + 1 : target_order], target]
+
+
+_LIVE_ORDER = (TaskState.init, TaskState.queued, TaskState.running)
+_LIVE_STATES = frozenset(_LIVE_ORDER)
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, current: TaskState, target: TaskState) -> None:
+        super().__init__(f"a run cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+class TaskPriority(enum.StrEnum):
+    """High runs are served before medium before low; ageing prevents starvation."""
+
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed attempt is tried again.
+
+    ``max_attempts`` counts retries (the first execution is not one); ``None`` is
+    unlimited. The delay before retry ``n`` (1-based) is
+    ``min(wait * backoff ** (n - 1), max_wait)`` seconds. ``exceptions`` lists the
+    exception types (or their names) that are retried; empty means every exception.
+    """
+
+    max_attempts: int | None = None
+    wait: float = 1.0
+    backoff: float = 1.0
+    max_wait: float = 60.0
+    exceptions: tuple[type[BaseException] | str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 0:
+            raise ValueError("max_attempts must be >= 0 or None")
+        if self.wait < 0 or self.max_wait < 0 or self.backoff < 1:
+            raise ValueError("wait and max_wait must be >= 0 and backoff >= 1")
+
+    @property
+    def exception_names(self) -> tuple[str, ...]:
+        return tuple(e if isinstance(e, str) else e.__name__ for e in self.exceptions)
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        return min(self.wait * self.backoff ** max(retry - 1, 0), self.max_wait)
+
+    def allows(self, retry: int, error_type: str | None = None) -> bool:
+        """Whether retry number ``retry`` may happen after an error of ``error_type``."""
+        if self.max_attempts is not None and retry > self.max_attempts:
+            return False
+        names = self.exception_names
+        return not names or error_type is None or error_type in names
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """Why a run failed: exception type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> RunError:
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A registered task as the dispatcher sees it."""
+
+    name: str
+    short_description: str = ""
+    cpu_bound: bool = False
+    timeout_seconds: float = 60.0
+    max_concurrency: int = 0
+    priority: TaskPriority = TaskPriority.medium
+    tags: frozenset[str] = field(default_factory=frozenset)
+    schedule: str = ""
+    enabled: bool = True
+    workers: int = 0
+    running: int = 0

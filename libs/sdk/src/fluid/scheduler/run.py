@@ -1,0 +1,62 @@
+"""The run record: one execution request of a task and everything known about it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import RunError, TaskPriority, TaskState
+
+JsonValue = Any
+"""A value that survives ``json.dumps``: None, bool, number, str, list or dict of them."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """A run as the queue and history record it (immutable: changes make a new version)."""
+
+    id: str
+    task: str
+    priority: TaskPriority = TaskPriority.medium
+    state: TaskState = TaskState.init
+    params: dict[str, JsonValue] = field(default_factory=dict)
+    queued: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    execute_after: datetime | None = None
+    attempt: int = 0
+    rate_limit_attempt: int = 0
+    from_run_id: str = ""
+    root_run_id: str = ""
+    result: JsonValue = None
+    error: RunError | None = None
+    reason: str = ""
+    tags: frozenset[str] = frozenset()
+    trace_context: dict[str, str] = field(default_factory=dict)
+    worker_id: str = ""
+    version: int = 0
+
+    @property
+    def is_done(self) -> bool:
+        return self.state.is_done
+
+    @property
+    def is_failure(self) -> bool:
+        return self.state.is_failure
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end of the last attempt, once it ended."""
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start).total_seconds()

@@ -1,0 +1,319 @@
+"""Conversions between the domain types and the fluid.scheduler.v1 messages.
+
+Kept in one place so the SDK and every service encode a run the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from .definition import TaskDefinition
+from .models import RetryPolicy, RunError, TaskPriority, TaskState
+from .run import JsonValue, Run
+from .schedules import Scheduler, crontab, every
+from .v1 import run_pb2, task_pb2
+
+_STATE_TO_PB = {
+    TaskState.init: run_pb2.TASK_STATE_INIT,
+    TaskState.queued: run_pb2.TASK_STATE_QUEUED,
+    TaskState.running: run_pb2.TASK_STATE_RUNNING,
+    TaskState.success: run_pb2.TASK_STATE_SUCCESS,
+    TaskState.failure: run_pb2.TASK_STATE_FAILURE,
+    TaskState.aborted: run_pb2.TASK_STATE_ABORTED,
+    TaskState.rate_limited: run_pb2.TASK_STATE_RATE_LIMITED,
+    TaskState.interrupted: run_pb2.TASK_STATE_INTERRUPTED,
+}
+_STATE_FROM_PB = {value: key for key, value in _STATE_TO_PB.items()}
+_PRIORITY_TO_PB = {
+    TaskPriority.high: run_pb2.TASK_PRIORITY_HIGH,
+    TaskPriority.medium: run_pb2.TASK_PRIORITY_MEDIUM,
+    TaskPriority.low: run_pb2.TASK_PRIORITY_LOW,
+}
+_PRIORITY_FROM_PB = {value: key for key, value in _PRIORITY_TO_PB.items()}
+
+# Integers travel as doubles in a Struct; above this they would lose precision.
+_MAX_EXACT_INT = 2**53
+
+
+class WireError(ValueError):
+    """A message field that cannot be converted; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def state_to_pb(state: TaskState) -> run_pb2.TaskState.ValueType:
+    return _STATE_TO_PB[state]
+
+
+def state_from_pb(value: int, field: str = "state") -> TaskState:
+    try:
+        return _STATE_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise WireError(field, f"unknown task state {value}") from None
+
+
+def priority_to_pb(priority: TaskPriority | None) -> run_pb2.TaskPriority.ValueType:
+    return run_pb2.TASK_PRIORITY_UNSPECIFIED if priority is None else _PRIORITY_TO_PB[priority]
+
+
+def priority_from_pb(value: int, field: str = "priority") -> TaskPriority | None:
+    if value == run_pb2.TASK_PRIORITY_UNSPECIFIED:
+        return None
+    try:
+        return _PRIORITY_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise WireError(field, f"unknown task priority {value}") from None
+
+
+def _normalise_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: give integral ones back as int, like JSON would."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_EXACT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _normalise_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalise_numbers(item) for item in value]
+    return value
+
+
+def _json_ready(value: Any, field: str) -> Any:
+    """Round-trip through JSON so only JSON types reach protobuf (and errors name the field)."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise WireError(field, f"not JSON serialisable: {exc}") from None
+
+
+def struct_from_dict(params: Mapping[str, Any], field: str = "params") -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(_json_ready(dict(params), field))
+    return message
+
+
+def dict_from_struct(message: struct_pb2.Struct) -> dict[str, JsonValue]:
+    result: dict[str, JsonValue] = _normalise_numbers(json_format.MessageToDict(message))
+    return result
+
+
+def value_from_json(value: JsonValue, field: str = "result") -> struct_pb2.Value:
+    return json_format.ParseDict(_json_ready(value, field), struct_pb2.Value())
+
+
+def json_from_value(message: struct_pb2.Value) -> JsonValue:
+    return _normalise_numbers(json_format.MessageToDict(message))
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(value)
+    return message
+
+
+def datetime_from(message: timestamp_pb2.Timestamp) -> datetime:
+    return message.ToDatetime(tzinfo=UTC)
+
+
+def duration(seconds: float | timedelta) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromTimedelta(seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds))
+    return message
+
+
+def error_to_pb(error: RunError | None) -> run_pb2.RunError | None:
+    if error is None:
+        return None
+    return run_pb2.RunError(type=error.type, message=error.message, traceback=error.traceback)
+
+
+def error_from_pb(message: run_pb2.RunError) -> RunError:
+    return RunError(type=message.type, message=message.message, traceback=message.traceback)
+
+
+def run_to_pb(run: Run) -> run_pb2.Run:
+    message = run_pb2.Run(
+        id=run.id,
+        task=run.task,
+        priority=priority_to_pb(run.priority),
+        state=state_to_pb(run.state),
+        params=struct_from_dict(run.params),
+        queued=timestamp(run.queued),
+        start=timestamp(run.start),
+        end=timestamp(run.end),
+        execute_after=timestamp(run.execute_after),
+        attempt=run.attempt,
+        rate_limit_attempt=run.rate_limit_attempt,
+        from_run_id=run.from_run_id,
+        root_run_id=run.root_run_id,
+        error=error_to_pb(run.error),
+        reason=run.reason,
+        tags=sorted(run.tags),
+        trace_context=run.trace_context,
+        worker_id=run.worker_id,
+        version=run.version,
+    )
+    if run.result is not None:
+        message.result.CopyFrom(value_from_json(run.result))
+    return message
+
+
+def run_from_pb(message: run_pb2.Run) -> Run:
+    def when(name: str) -> datetime | None:
+        return datetime_from(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+    return Run(
+        id=message.id,
+        task=message.task,
+        priority=priority_from_pb(message.priority) or TaskPriority.medium,
+        state=state_from_pb(message.state),
+        params=dict_from_struct(message.params),
+        queued=when("queued"),
+        start=when("start"),
+        end=when("end"),
+        execute_after=when("execute_after"),
+        attempt=message.attempt,
+        rate_limit_attempt=message.rate_limit_attempt,
+        from_run_id=message.from_run_id,
+        root_run_id=message.root_run_id,
+        result=json_from_value(message.result) if message.HasField("result") else None,
+        error=error_from_pb(message.error) if message.HasField("error") else None,
+        reason=message.reason,
+        tags=frozenset(message.tags),
+        trace_context=dict(message.trace_context),
+        worker_id=message.worker_id,
+        version=message.version,
+    )
+
+
+def retry_to_pb(policy: RetryPolicy | None) -> task_pb2.RetryPolicy | None:
+    if policy is None:
+        return None
+    return task_pb2.RetryPolicy(
+        max_attempts=policy.max_attempts,
+        wait=duration(policy.wait),
+        backoff=policy.backoff,
+        max_wait=duration(policy.max_wait),
+        exceptions=list(policy.exception_names),
+    )
+
+
+def retry_from_pb(message: task_pb2.RetryPolicy, field: str) -> RetryPolicy:
+    try:
+        return RetryPolicy(
+            max_attempts=message.max_attempts if message.HasField("max_attempts") else None,
+            wait=message.wait.ToTimedelta().total_seconds(),
+            backoff=message.backoff or 1.0,
+            max_wait=message.max_wait.ToTimedelta().total_seconds(),
+            exceptions=tuple(message.exceptions),
+        )
+    except ValueError as exc:
+        raise WireError(field, str(exc)) from None
+
+
+def schedule_to_pb(schedule: Scheduler | None) -> task_pb2.Schedule | None:
+    if isinstance(schedule, every):
+        return task_pb2.Schedule(
+            every=task_pb2.EverySchedule(
+                interval=duration(schedule.delta),
+                delay=duration(schedule.delay),
+                jitter=duration(schedule.jitter),
+            )
+        )
+    if isinstance(schedule, crontab):
+        return task_pb2.Schedule(
+            crontab=task_pb2.CrontabSchedule(
+                minute=schedule.minute,
+                hour=schedule.hour,
+                day=schedule.day,
+                month=schedule.month,
+                day_of_week=schedule.day_of_week,
+                tz=schedule.tz,
+            )
+        )
+    return None
+
+
+def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None:
+    kind = message.WhichOneof("kind")
+    try:
+        if kind == "every":
+            return every(
+                message.every.interval.ToTimedelta(),
+                message.every.delay.ToTimedelta(),
+                message.every.jitter.ToTimedelta(),
+            )
+        if kind == "crontab":
+            cron = message.crontab
+            return crontab(
+                cron.minute or "*",
+                cron.hour or "*",
+                cron.day or "*",
+                cron.month or "*",
+                cron.day_of_week or "*",
+                tz=cron.tz or "UTC",
+            )
+    except ValueError as exc:
+        raise WireError(field, str(exc)) from None
+    return None
+
+
+def definition_to_pb(definition: TaskDefinition) -> task_pb2.TaskDefinition:
+    return task_pb2.TaskDefinition(
+        name=definition.name,
+        module=definition.module,
+        short_description=definition.short_description,
+        description=definition.description,
+        cpu_bound=definition.cpu_bound,
+        timeout_seconds=definition.timeout_seconds,
+        max_concurrency=definition.max_concurrency,
+        priority=priority_to_pb(definition.priority),
+        retry=retry_to_pb(definition.retry),
+        rate_limit_retry=retry_to_pb(definition.rate_limit_retry),
+        tags=sorted(definition.tags),
+        params_schema=json.dumps(definition.params_schema),
+        schedule=schedule_to_pb(definition.schedule),
+    )
+
+
+def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefinition:
+    if not message.name:
+        raise WireError(f"{field}.name", "a task needs a name")
+    try:
+        schema = json.loads(message.params_schema) if message.params_schema else {}
+    except ValueError as exc:
+        raise WireError(f"{field}.params_schema", f"not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise WireError(f"{field}.params_schema", "must be a JSON object")
+    if message.timeout_seconds < 0 or message.max_concurrency < 0:
+        raise WireError(field, "timeout_seconds and max_concurrency must not be negative")
+    return TaskDefinition(
+        name=message.name,
+        module=message.module,
+        short_description=message.short_description,
+        description=message.description,
+        cpu_bound=message.cpu_bound,
+        timeout_seconds=message.timeout_seconds or 60.0,
+        max_concurrency=message.max_concurrency,
+        priority=priority_from_pb(message.priority, f"{field}.priority") or TaskPriority.medium,
+        retry=retry_from_pb(message.retry, f"{field}.retry") if message.HasField("retry") else None,
+        rate_limit_retry=(
+            retry_from_pb(message.rate_limit_retry, f"{field}.rate_limit_retry")
+            if message.HasField("rate_limit_retry")
+            else None
+        ),
+        tags=frozenset(message.tags),
+        params_schema=schema,
+        schedule=(
+            schedule_from_pb(message.schedule, f"{field}.schedule")
+            if message.HasField("schedule")
+            else None
+        ),
+    )

@@ -1,0 +1,201 @@
+"""Runs one or more fluid services in a gRPC server: health, reflection, tracing,
+error mapping, and a graceful stop on SIGTERM.
+
+Services are discovered through the ``fluid.services`` entry point group, so the host
+never imports a service and each service stays installable on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import grpc
+from fluid.scheduler.errors import FluidError
+
+from .settings import ClientSettings, ServerSettings
+from .telemetry import configure_tracing, server_interceptors
+
+ENTRY_POINT_GROUP = "fluid.services"
+logger = logging.getLogger("fluid.host")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """What the host tells a service when it creates it."""
+
+    clients: ClientSettings
+    task_modules: Sequence[str] = ()
+    embedded: bool = False
+
+
+class Service(Protocol):
+    """A fluid service the host can run."""
+
+    name: str
+
+    def attach(self, server: grpc.aio.Server) -> list[str]:
+        """Add the gRPC servicers; return their full service names (for health/reflection)."""
+
+    async def start(self) -> None:
+        """Start background work; the server is already listening."""
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking work and finish what is in flight within ``grace`` seconds."""
+
+
+ServiceFactory = Callable[[ServiceContext], Service]
+
+
+def available_services() -> dict[str, ServiceFactory]:
+    """Installed services by name, in the order they should start."""
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    # Stores and the queue first, then the processes that consume them.
+    order = ["history", "dispatcher", "scheduler", "io-worker", "cpu-runner"]
+    names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return {name: found[name].load() for name in names}
+
+
+_STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith("/fluid."):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_streaming(handler.unary_stream))  # type: ignore[attr-defined,no-any-return]
+        return handler
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: FluidError) -> None:
+    await context.abort(_STATUS.get(error.code, grpc.StatusCode.UNKNOWN), str(error))
+
+
+def _unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await method(request, context)
+        except FluidError as error:
+            await _abort(context, error)
+
+    return call
+
+
+def _streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in method(request, context):
+                yield item
+        except FluidError as error:
+            await _abort(context, error)
+
+    return call
+
+
+@dataclass
+class Host:
+    """One gRPC server running the named services (all of them: embedded mode)."""
+
+    service_names: Sequence[str]
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    task_modules: Sequence[str] = ()
+    clients: ClientSettings | None = None
+    port: int = 0
+    _server: grpc.aio.Server | None = None
+    _services: list[Service] = field(default_factory=list)
+    _health: health.aio.HealthServicer | None = None
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def start(self) -> int:
+        """Create, bind and start the server and its services; return the bound port."""
+        factories = available_services()
+        unknown = [name for name in self.service_names if name not in factories]
+        if unknown:
+            raise ValueError(
+                f"unknown service(s) {', '.join(unknown)}; installed: {', '.join(factories)}"
+            )
+        configure_tracing(
+            "fluid-" + "+".join(self.service_names), console=self.settings.trace_console
+        )
+        server = grpc.aio.server(interceptors=[*server_interceptors(), DomainErrorInterceptor()])
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if not self.port:
+            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        # Several services in one server call each other through this very port.
+        embedded = len(self.service_names) > 1
+        clients = self.clients or (
+            ClientSettings(address=self.address) if embedded else ClientSettings()
+        )
+        context = ServiceContext(
+            clients=clients, task_modules=tuple(self.task_modules), embedded=embedded
+        )
+        self._services = [factories[name](context) for name in self.service_names]
+        served = [name for service in self._services for name in service.attach(server)]
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [*served, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            server,
+        )
+        await server.start()
+        self._server = server
+        for service in self._services:
+            await service.start()
+        for name in ["", *served]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "serving %s on %s", ", ".join(self.service_names), self.address
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, drain services (last started first), then stop the server."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        grace = self.settings.shutdown_grace_seconds
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        for service in reversed(self._services):
+            try:
+                await service.stop(grace)
+            except Exception:
+                logger.exception("service %s did not stop cleanly", service.name)
+        await server.stop(grace)
+        self._stopped.set()
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+        try:
+            await stop_requested.wait()
+            logger.info("stopping: draining for up to %ss", self.settings.shutdown_grace_seconds)
+        finally:
+            await self.stop()

@@ -1,0 +1,59 @@
+"""Settings every fluid process shares, from ``FLUID_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ADDRESS = "localhost:50051"
+
+
+class FluidBaseSettings(BaseSettings):
+    """Base of every settings class: ``FLUID_`` prefix, unknown variables ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="FLUID_", extra="ignore")
+
+
+class ClientSettings(FluidBaseSettings):
+    """Where the SDK and the services find each other.
+
+    ``dispatcher_address`` and ``history_address`` default to ``address``, which is what
+    lets the one-port embedded mode work with no configuration.
+    """
+
+    address: str = DEFAULT_ADDRESS
+    dispatcher_address: str = ""
+    history_address: str = ""
+
+    @property
+    def dispatcher(self) -> str:
+        return self.dispatcher_address or self.address
+
+    @property
+    def history(self) -> str:
+        return self.history_address or self.address
+
+
+class ServerSettings(FluidBaseSettings):
+    """How a service process listens and stops."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+    trace_console: bool = False
+
+
+class TaskModuleSettings(FluidBaseSettings):
+    """Which user modules define the tasks a worker executes."""
+
+    task_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
