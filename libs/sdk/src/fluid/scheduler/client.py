@@ -92,17 +92,17 @@ class Client:
         return self._channels[address]
 
     @property
-    def _dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceStub:
+    def _dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceAsyncStub:
         return dispatcher_pb2_grpc.DispatcherServiceStub(self._channel(self.dispatcher_address))
 
     @property
-    def _history(self) -> history_pb2_grpc.HistoryServiceStub:
+    def _history(self) -> history_pb2_grpc.HistoryServiceAsyncStub:
         return history_pb2_grpc.HistoryServiceStub(self._channel(self.history_address))
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
         for channel in channels.values():
-            await channel.close()
+            await channel.close(None)
 
     async def __aenter__(self) -> Client:
         return self

@@ -85,7 +85,11 @@ class crontab:  # noqa: N801 - lower-case name kept from the seed API
             if alias is not None:
                 values[index] = alias
         for name, value in zip(_FIELDS, values, strict=True):
-            object.__setattr__(self, name, str(value).strip())
+            text = str(value).strip()
+            if not text or any(char.isspace() for char in text):
+                # A space would shift the fields: croniter reads 6 fields as seconds.
+                raise ValueError(f"crontab(): invalid {name} field {text!r}")
+            object.__setattr__(self, name, text)
         object.__setattr__(self, "tz", tz)
         try:
             ZoneInfo(tz)

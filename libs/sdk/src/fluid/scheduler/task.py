@@ -178,7 +178,7 @@ def params_model_of(executor: Callable[..., Any]) -> type[BaseModel]:
         annotation = hints.get(name)
         if annotation is None:
             break
-        if get_origin(annotation) is TaskRun:
+        if get_origin(annotation) is TaskRun:  # type: ignore[comparison-overlap]
             args = get_args(annotation)
             if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
                 return args[0]

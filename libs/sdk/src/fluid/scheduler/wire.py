@@ -84,9 +84,13 @@ def _normalise_numbers(value: Any) -> Any:
 
 
 def _json_ready(value: Any, field: str) -> Any:
-    """Round-trip through JSON so only JSON types reach protobuf (and errors name the field)."""
+    """Round-trip through JSON so only JSON types reach protobuf (and errors name the field).
+
+    NaN and infinities are refused here: a Struct would carry them, but decoding the
+    message (``MessageToDict``) then fails on the receiving side.
+    """
     try:
-        return json.loads(json.dumps(value))
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise WireError(field, f"not JSON serialisable: {exc}") from None
 

@@ -67,21 +67,23 @@ def available_services() -> dict[str, ServiceFactory]:
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
 
-class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
     """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or not handler_call_details.method.startswith("/fluid."):
             return handler
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_streaming(handler.unary_stream))  # type: ignore[attr-defined,no-any-return]
+            return handler._replace(unary_stream=_streaming(handler.unary_stream))  # type: ignore[attr-defined,arg-type,no-any-return]
         return handler
 
 
@@ -121,7 +123,7 @@ class Host:
     port: int = 0
     _server: grpc.aio.Server | None = None
     _services: list[Service] = field(default_factory=list)
-    _health: health.aio.HealthServicer | None = None
+    _health: Any = None  # grpc_health ships no types for its asyncio servicer
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -153,7 +155,7 @@ class Host:
         )
         self._services = [factories[name](context) for name in self.service_names]
         served = [name for service in self._services for name in service.attach(server)]
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             [*served, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

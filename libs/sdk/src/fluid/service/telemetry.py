@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,12 +37,12 @@ def configure_tracing(service_name: str, *, console: bool = False) -> None:
     trace.set_tracer_provider(provider)
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    return [aio_server_interceptor(filter_=_TRACED_RPCS)]
+def server_interceptors() -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+    return [aio_server_interceptor(filter_=_TRACED_RPCS)]  # type: ignore[no-untyped-call]
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    return list(aio_client_interceptors(filter_=_TRACED_RPCS))
+    return list(aio_client_interceptors(filter_=_TRACED_RPCS))  # type: ignore[no-untyped-call]
 
 
 def current_trace_context() -> dict[str, str]:

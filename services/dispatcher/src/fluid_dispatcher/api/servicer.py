@@ -1,0 +1,165 @@
+"""gRPC face of the dispatcher: converts messages and calls the use cases, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from fluid.scheduler import wire
+from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
+from fluid.service.telemetry import current_trace_context
+
+from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
+from ..domain.outcomes import Report
+from ..domain.records import WorkerKind
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_KINDS = {
+    dispatcher_pb2.WORKER_KIND_IO: WorkerKind.io,
+    dispatcher_pb2.WORKER_KIND_CPU: WorkerKind.cpu,
+}
+
+
+@contextmanager
+def _fields() -> Iterator[None]:
+    """A field that fails conversion is the caller's mistake: INVALID_ARGUMENT."""
+    try:
+        yield
+    except wire.WireError as error:
+        raise InvalidArgumentError(str(error)) from None
+
+
+def _task_info(status: TaskStatus) -> task_pb2.TaskInfo:
+    return task_pb2.TaskInfo(
+        definition=wire.definition_to_pb(status.record.definition),
+        enabled=status.record.enabled,
+        workers=status.workers,
+        running=status.running,
+    )
+
+
+class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def QueueRun(
+        self, request: dispatcher_pb2.QueueRunRequest, context: Context
+    ) -> dispatcher_pb2.QueueRunResponse:
+        with _fields():
+            queue_request = QueueRequest(
+                task=request.task,
+                params=wire.dict_from_struct(request.params),
+                priority=wire.priority_from_pb(request.priority),
+                run_id=request.run_id,
+                idempotency_key=request.idempotency_key,
+                execute_after=(
+                    wire.datetime_from(request.execute_after)
+                    if request.HasField("execute_after")
+                    else None
+                ),
+                from_run_id=request.from_run_id,
+                # The server span is a child of the caller's span: storing it makes the
+                # run's later execution join the caller's trace.
+                trace_context=current_trace_context(),
+            )
+        run, created = await self.dispatcher.queue_run(queue_request)
+        return dispatcher_pb2.QueueRunResponse(run=wire.run_to_pb(run), created=created)
+
+    async def GetRun(
+        self, request: dispatcher_pb2.GetRunRequest, context: Context
+    ) -> dispatcher_pb2.GetRunResponse:
+        run = await self.dispatcher.get_run(request.run_id)
+        return dispatcher_pb2.GetRunResponse(run=wire.run_to_pb(run))
+
+    async def AbortRun(
+        self, request: dispatcher_pb2.AbortRunRequest, context: Context
+    ) -> dispatcher_pb2.AbortRunResponse:
+        run = await self.dispatcher.abort_run(request.run_id, request.reason)
+        return dispatcher_pb2.AbortRunResponse(run=wire.run_to_pb(run))
+
+    async def WatchRun(
+        self, request: dispatcher_pb2.WatchRunRequest, context: Context
+    ) -> AsyncIterator[dispatcher_pb2.WatchRunResponse]:
+        async for run in self.dispatcher.watch_run(request.run_id):
+            yield dispatcher_pb2.WatchRunResponse(run=wire.run_to_pb(run))
+
+    async def ListTasks(
+        self, request: dispatcher_pb2.ListTasksRequest, context: Context
+    ) -> dispatcher_pb2.ListTasksResponse:
+        tasks = await self.dispatcher.list_tasks()
+        return dispatcher_pb2.ListTasksResponse(tasks=[_task_info(status) for status in tasks])
+
+    async def SetTaskEnabled(
+        self, request: dispatcher_pb2.SetTaskEnabledRequest, context: Context
+    ) -> dispatcher_pb2.SetTaskEnabledResponse:
+        status = await self.dispatcher.set_task_enabled(request.name, request.enabled)
+        return dispatcher_pb2.SetTaskEnabledResponse(task=_task_info(status))
+
+    async def RegisterWorker(
+        self, request: dispatcher_pb2.RegisterWorkerRequest, context: Context
+    ) -> dispatcher_pb2.RegisterWorkerResponse:
+        kind = _KINDS.get(request.kind)
+        if kind is None:
+            raise InvalidArgumentError("kind: must be WORKER_KIND_IO or WORKER_KIND_CPU")
+        with _fields():
+            definitions = [
+                wire.definition_from_pb(item, f"tasks[{index}]")
+                for index, item in enumerate(request.tasks)
+            ]
+        await self.dispatcher.register_worker(
+            request.worker_id, kind, definitions, request.concurrency
+        )
+        return dispatcher_pb2.RegisterWorkerResponse(
+            lease_ttl=wire.duration(self.dispatcher.config.lease_ttl)
+        )
+
+    async def LeaseRuns(
+        self, request: dispatcher_pb2.LeaseRunsRequest, context: Context
+    ) -> dispatcher_pb2.LeaseRunsResponse:
+        leased = await self.dispatcher.lease_runs(
+            request.worker_id, request.max_runs, request.wait.ToTimedelta()
+        )
+        return dispatcher_pb2.LeaseRunsResponse(
+            leases=[
+                dispatcher_pb2.Lease(run=wire.run_to_pb(run), deadline=wire.timestamp(lease.deadline))
+                for run, lease in leased
+            ]
+        )
+
+    async def Heartbeat(
+        self, request: dispatcher_pb2.HeartbeatRequest, context: Context
+    ) -> dispatcher_pb2.HeartbeatResponse:
+        aborts, lost = await self.dispatcher.heartbeat(request.worker_id, list(request.run_ids))
+        return dispatcher_pb2.HeartbeatResponse(
+            aborts=[
+                dispatcher_pb2.RunAbort(run_id=run_id, reason=reason)
+                for run_id, reason in aborts.items()
+            ],
+            lost_run_ids=lost,
+        )
+
+    async def ReportRunStates(
+        self, request: dispatcher_pb2.ReportRunStatesRequest, context: Context
+    ) -> dispatcher_pb2.ReportRunStatesResponse:
+        ignored = []
+        for index, item in enumerate(request.reports):
+            with _fields():
+                report = Report(
+                    state=wire.state_from_pb(item.state, f"reports[{index}].state"),
+                    result=wire.json_from_value(item.result) if item.HasField("result") else None,
+                    error=wire.error_from_pb(item.error) if item.HasField("error") else None,
+                    reason=item.reason,
+                )
+            if not await self.dispatcher.report(request.worker_id, item.run_id, item.attempt, report):
+                ignored.append(item.run_id)
+        return dispatcher_pb2.ReportRunStatesResponse(ignored_run_ids=ignored)
+
+    async def ReleaseRuns(
+        self, request: dispatcher_pb2.ReleaseRunsRequest, context: Context
+    ) -> dispatcher_pb2.ReleaseRunsResponse:
+        released = await self.dispatcher.release_runs(request.worker_id, list(request.run_ids))
+        return dispatcher_pb2.ReleaseRunsResponse(released_run_ids=released)

@@ -1,0 +1,327 @@
+"""The dispatcher's use cases: queue, lease, heartbeat, report, abort, watch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from fluid.scheduler.models import TaskPriority, TaskState
+from fluid.scheduler.run import Run, new_run_id, utcnow
+
+from ..store.base import QueueStore
+from . import outcomes
+from .params import check_schema, validate_params
+from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
+
+logger = logging.getLogger("fluid.dispatcher")
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    """Timings of leases and of the finished runs the dispatcher remembers."""
+
+    lease_ttl: timedelta = timedelta(seconds=15)
+    finished_run_ttl: timedelta = timedelta(hours=1)
+    max_lease_wait: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A task with the live figures ListTasks shows."""
+
+    record: TaskRecord
+    workers: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRequest:
+    """Everything a caller can say when queueing a run."""
+
+    task: str
+    params: Mapping[str, Any]
+    priority: TaskPriority | None = None
+    run_id: str = ""
+    idempotency_key: str = ""
+    execute_after: datetime | None = None
+    from_run_id: str = ""
+    trace_context: Mapping[str, str] | None = None
+
+
+class Dispatcher:
+    """The queue's rules on top of a ``QueueStore``."""
+
+    def __init__(
+        self,
+        store: QueueStore,
+        config: DispatcherConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.config = config or DispatcherConfig()
+        self.clock = clock
+
+    # -- workers and tasks -------------------------------------------------------
+    async def register_worker(
+        self,
+        worker_id: str,
+        kind: WorkerKind,
+        definitions: Sequence[TaskDefinition],
+        concurrency: int,
+    ) -> None:
+        if not worker_id:
+            raise InvalidArgumentError("worker_id: required")
+        for index, definition in enumerate(definitions):
+            check_schema(definition.params_schema, f"tasks[{index}].params_schema")
+        await self.store.register_worker(
+            worker_id, kind, definitions, max(concurrency, 1), self.clock()
+        )
+        logger.info(
+            "worker %s (%s) registered tasks: %s",
+            worker_id,
+            kind,
+            ", ".join(d.name for d in definitions) or "none",
+        )
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self.store.remove_worker(worker_id)
+
+    def _alive(self, worker: WorkerRecord, now: datetime) -> bool:
+        return now - worker.last_seen <= 3 * self.config.lease_ttl
+
+    async def list_tasks(self) -> list[TaskStatus]:
+        now = self.clock()
+        workers = [w for w in await self.store.list_workers() if self._alive(w, now)]
+        running = await self.store.running_counts()
+        return [
+            TaskStatus(
+                record=record,
+                workers=sum(record.name in worker.task_names for worker in workers),
+                running=running.get(record.name, 0),
+            )
+            for record in await self.store.list_tasks()
+        ]
+
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
+        if not name:
+            raise InvalidArgumentError("name: required")
+        if await self.store.set_task_enabled(name, enabled) is None:
+            raise NotFoundError(f"task {name} not found")
+        logger.info("task %s %s", name, "enabled" if enabled else "disabled")
+        return next(status for status in await self.list_tasks() if status.record.name == name)
+
+    # -- queueing ------------------------------------------------------------------
+    async def queue_run(self, request: QueueRequest) -> tuple[Run, bool]:
+        if not request.task:
+            raise InvalidArgumentError("task: required")
+        if request.run_id and not _RUN_ID.match(request.run_id):
+            raise InvalidArgumentError(
+                "run_id: 1 to 128 characters among letters, digits and _ . : -"
+            )
+        record = await self.store.get_task(request.task)
+        if record is None:
+            raise NotFoundError(f"task {request.task} not found: no worker registered it")
+        definition = record.definition
+        if request.run_id:
+            existing = await self.store.get_run(request.run_id)
+            if existing is not None:
+                return existing, False
+        validate_params(definition.name, definition.params_schema, request.params)
+        run_id = request.run_id or new_run_id()
+        root_run_id = run_id
+        if request.from_run_id:
+            parent = await self.store.get_run(request.from_run_id)
+            root_run_id = (parent.root_run_id or parent.id) if parent else request.from_run_id
+        run = Run(
+            id=run_id,
+            task=definition.name,
+            priority=request.priority or definition.priority,
+            state=TaskState.queued,
+            params=dict(request.params),
+            queued=self.clock(),
+            execute_after=request.execute_after,
+            from_run_id=request.from_run_id,
+            root_run_id=root_run_id,
+            tags=definition.tags,
+            trace_context=dict(request.trace_context or {}),
+            version=1,
+        )
+        return await self.store.add_run(run, request.idempotency_key)
+
+    async def get_run(self, run_id: str) -> Run:
+        if not run_id:
+            raise InvalidArgumentError("run_id: required")
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found")
+        return run
+
+    async def abort_run(self, run_id: str, reason: str) -> Run:
+        run = await self.get_run(run_id)
+        reason = reason or "aborted by request"
+        if run.state is TaskState.running:
+            await self.store.request_abort(run_id, reason)
+            return run
+
+        def abort_if_waiting(current: Run, lease: Lease | None) -> Run | None:
+            if current.state is not TaskState.queued:
+                return None
+            return replace(current, state=TaskState.aborted, end=self.clock(), reason=reason)
+
+        aborted = await self.store.update_run(run_id, abort_if_waiting)
+        if aborted is not None:
+            return aborted
+        # It started (or finished) between the read and the update: abort the running one.
+        current = await self.get_run(run_id)
+        if current.state is TaskState.running:
+            await self.store.request_abort(run_id, reason)
+        return current
+
+    async def watch_run(self, run_id: str) -> AsyncIterator[Run]:
+        await self.get_run(run_id)
+        async for run in self.store.watch(run_id):
+            yield run
+
+    # -- workers' side -------------------------------------------------------------
+    async def _worker(self, worker_id: str) -> WorkerRecord:
+        worker = await self.store.get_worker(worker_id) if worker_id else None
+        if worker is None:
+            raise FailedPreconditionError(f"worker {worker_id!r} is not registered")
+        return worker
+
+    async def lease_runs(self, worker_id: str, max_runs: int, wait: timedelta) -> list[tuple[Run, Lease]]:
+        if max_runs <= 0:
+            raise InvalidArgumentError("max_runs: must be positive")
+        worker = await self._worker(worker_id)
+        wanted_cpu = worker.kind is WorkerKind.cpu
+        deadline = time.monotonic() + min(wait, self.config.max_lease_wait).total_seconds()
+        while True:
+            records = [await self.store.get_task(name) for name in worker.task_names]
+            tasks = [r for r in records if r is not None and r.definition.cpu_bound == wanted_cpu]
+            now = self.clock()
+            leased = await self.store.lease_runs(
+                worker,
+                tasks,
+                max_runs,
+                now,
+                self.config.lease_ttl,
+                lambda run, task: outcomes.blocked(run, task.definition, task.enabled, now),
+            )
+            remaining = deadline - time.monotonic()
+            if leased or remaining <= 0:
+                return leased
+            await self.store.wait_for_work(remaining)
+
+    def _lease_deadline(self, tasks: Mapping[str, TaskRecord | None], now: datetime) -> Callable[[Run], datetime]:
+        ttl = self.config.lease_ttl
+
+        def deadline(run: Run) -> datetime:
+            # A run past its timeout is not kept alive by heartbeats: the worker should
+            # have stopped it, and if it cannot, the lease expires and the run fails.
+            record = tasks.get(run.task)
+            if record is None or run.start is None:
+                return now + ttl
+            hard_stop = run.start + timedelta(seconds=record.definition.timeout_seconds) + ttl
+            return min(now + ttl, hard_stop)
+
+        return deadline
+
+    async def heartbeat(self, worker_id: str, run_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+        await self._worker(worker_id)
+        names = {run.task for run_id in run_ids if (run := await self.store.get_run(run_id))}
+        tasks = {name: await self.store.get_task(name) for name in names}
+        now = self.clock()
+        outcome = await self.store.extend_leases(
+            worker_id, run_ids, self._lease_deadline(tasks, now), now
+        )
+        return outcome.aborts, outcome.lost_run_ids
+
+    async def report(self, worker_id: str, run_id: str, attempt: int, report: outcomes.Report) -> bool:
+        """Apply a worker's report; False when the worker no longer holds the run."""
+        if not run_id:
+            raise InvalidArgumentError("reports.run_id: required")
+        if report.state not in (TaskState.success, TaskState.failure, TaskState.aborted):
+            raise InvalidArgumentError(
+                f"reports.state: must be success, failure or aborted, not {report.state}"
+            )
+        run = await self.store.get_run(run_id)
+        record = await self.store.get_task(run.task) if run else None
+        definition = record.definition if record else None
+        now = self.clock()
+
+        def apply(current: Run, lease: Lease | None) -> Run | None:
+            if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
+                return None
+            final = report
+            if lease.abort_reason is not None and report.state is TaskState.failure:
+                # Cancelled by an external abort: the cancellation is not a failure.
+                final = outcomes.Report(TaskState.aborted, reason=lease.abort_reason)
+            return outcomes.finished(current, definition, final, now)
+
+        updated = await self.store.update_run(run_id, apply)
+        if updated is not None and updated.state is TaskState.queued:
+            logger.info("run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt)
+        return updated is not None
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
+        released = []
+        for run_id in run_ids:
+
+            def give_back(current: Run, lease: Lease | None) -> Run | None:
+                if lease is None or lease.worker_id != worker_id:
+                    return None
+                return outcomes.released(current)
+
+            if await self.store.update_run(run_id, give_back) is not None:
+                released.append(run_id)
+        return released
+
+    # -- housekeeping --------------------------------------------------------------
+    async def expire_leases(self, limit: int = 1000) -> int:
+        """Interrupt (and re-queue under the retry policy) runs whose lease ran out."""
+        now = self.clock()
+        count = 0
+        for lease in await self.store.expired_leases(now, limit):
+            run = await self.store.get_run(lease.run_id)
+            record = await self.store.get_task(run.task) if run else None
+
+            def expire(current: Run, held: Lease | None, expected: Lease = lease) -> Run | None:
+                if held is None or held.deadline > now or held.worker_id != expected.worker_id:
+                    return None
+                definition = record.definition if record else None
+                return outcomes.interrupted(current, definition, held.abort_reason, now)
+
+            updated = await self.store.update_run(lease.run_id, expire)
+            if updated is not None:
+                count += 1
+                logger.warning(
+                    "run %s of %s lost its lease (worker %s): now %s",
+                    updated.id,
+                    updated.task,
+                    lease.worker_id,
+                    updated.state,
+                )
+        return count
+
+    async def purge_finished(self) -> int:
+        return await self.store.purge_finished(self.clock() - self.config.finished_run_ttl, 10_000)
+
+    async def run_housekeeping(self, interval: float = 1.0) -> None:
+        """Expire leases and forget old finished runs, forever (cancel to stop)."""
+        while True:
+            try:
+                await self.expire_leases()
+                await self.purge_finished()
+            except Exception:
+                logger.exception("housekeeping failed; retrying")
+            await asyncio.sleep(interval)

@@ -1,0 +1,101 @@
+"""What a run becomes after each kind of ending: pure functions of the run and its task.
+
+Retries keep the run's id: a retried run goes back to ``queued`` with ``attempt + 1``,
+the failed attempt's error kept on it and a due time from the retry policy. The
+``queued`` state is reachable again only through these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.models import RetryPolicy, RunError, TaskState
+from fluid.scheduler.run import JsonValue, Run
+
+# A worker that vanished is not the task's fault: without a retry policy an interrupted
+# run is still delivered again, up to this many times.
+INTERRUPTION_RETRY = RetryPolicy(max_attempts=3, wait=1.0, backoff=2.0, max_wait=30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's report of how an attempt ended."""
+
+    state: TaskState
+    result: JsonValue = None
+    error: RunError | None = None
+    reason: str = ""
+
+
+def _retry(run: Run, policy: RetryPolicy | None, error: RunError | None, now: datetime) -> Run | None:
+    retry = run.attempt + 1
+    if policy is None or not policy.allows(retry, error.type if error else None):
+        return None
+    return replace(
+        run,
+        state=TaskState.queued,
+        attempt=retry,
+        execute_after=now + timedelta(seconds=policy.delay(retry)),
+        start=None,
+        end=None,
+        error=error,
+        worker_id="",
+    )
+
+
+def finished(run: Run, task: TaskDefinition | None, report: Report, now: datetime) -> Run:
+    """The run after its worker reported ``report``: done, or queued again for a retry."""
+    if report.state is TaskState.failure:
+        retried = _retry(run, task.retry if task else None, report.error, now)
+        if retried is not None:
+            return retried
+    return replace(
+        run,
+        state=report.state,
+        end=now,
+        result=report.result if report.state is TaskState.success else None,
+        error=report.error if report.state is TaskState.failure else run.error,
+        reason=report.reason,
+    )
+
+
+def interrupted(run: Run, task: TaskDefinition | None, abort_reason: str | None, now: datetime) -> Run:
+    """The run after its lease expired without a report."""
+    if abort_reason is not None:
+        return replace(run, state=TaskState.aborted, end=now, reason=abort_reason)
+    timeout = task.timeout_seconds if task else None
+    if timeout is not None and run.start is not None and now - run.start > timedelta(seconds=timeout):
+        error = RunError(
+            "TimeoutError", f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it"
+        )
+        return finished(run, task, Report(TaskState.failure, error=error), now)
+    reason = f"lease expired: worker {run.worker_id} stopped renewing it"
+    policy = (task.retry if task else None) or INTERRUPTION_RETRY
+    retried = _retry(replace(run, reason=reason), policy, None, now)
+    if retried is not None:
+        return retried
+    return replace(run, state=TaskState.interrupted, end=now, reason=reason)
+
+
+def blocked(run: Run, task: TaskDefinition, enabled: bool, now: datetime) -> Run:
+    """The run when it is due but its task is disabled or at max_concurrency."""
+    if not enabled:
+        return replace(run, state=TaskState.aborted, end=now, reason=f"task {task.name} is disabled")
+    reason = f"task {task.name} is at max_concurrency={task.max_concurrency}"
+    policy = task.rate_limit_retry
+    retry = run.rate_limit_attempt + 1
+    if policy is not None and policy.allows(retry):
+        return replace(
+            run,
+            rate_limit_attempt=retry,
+            execute_after=now + timedelta(seconds=policy.delay(retry)),
+            reason=reason,
+        )
+    return replace(run, state=TaskState.rate_limited, start=now, end=now, reason=reason)
+
+
+def released(run: Run) -> Run:
+    """The run a worker handed back unstarted (graceful shutdown): queued at once."""
+    return replace(run, state=TaskState.queued, start=None, worker_id="", execute_after=None)

@@ -1,0 +1,81 @@
+"""Composition root of the dispatcher: store, use cases, servicer, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import grpc
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from fluid.service.host import ServiceContext
+
+from .api.servicer import DispatcherServicer
+from .domain.dispatcher import Dispatcher, DispatcherConfig
+from .history_forwarder import HistoryForwarder
+from .settings import DispatcherSettings
+from .store.base import QueueStore
+from .store.memory import MemoryQueueStore
+
+logger = logging.getLogger("fluid.dispatcher")
+
+
+def open_store(url: str, *, outbox: bool) -> QueueStore:
+    """The queue store a broker URL names."""
+    if url.startswith("memory://"):
+        return MemoryQueueStore(outbox=outbox)
+    raise ValueError(f"FLUID_BROKER_URL: unsupported broker {url!r} (supported: memory://)")
+
+
+class DispatcherService:
+    name = "dispatcher"
+
+    def __init__(self, context: ServiceContext, settings: DispatcherSettings | None = None) -> None:
+        self.settings = settings or DispatcherSettings()
+        self.context = context
+        self.store = open_store(self.settings.broker_url, outbox=self.settings.history_forward)
+        self.dispatcher = Dispatcher(
+            self.store,
+            DispatcherConfig(
+                lease_ttl=timedelta(seconds=self.settings.lease_ttl_seconds),
+                finished_run_ttl=timedelta(seconds=self.settings.finished_run_ttl_seconds),
+                max_lease_wait=timedelta(seconds=self.settings.max_lease_wait_seconds),
+            ),
+        )
+        self._background: list[asyncio.Task[None]] = []
+
+    def attach(self, server: grpc.aio.Server) -> list[str]:
+        dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(
+            DispatcherServicer(self.dispatcher), server
+        )
+        return [dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name]
+
+    async def start(self) -> None:
+        self._background.append(
+            asyncio.create_task(
+                self.dispatcher.run_housekeeping(self.settings.housekeeping_interval_seconds),
+                name="dispatcher-housekeeping",
+            )
+        )
+        if self.settings.history_forward:
+            forwarder = HistoryForwarder(
+                self.store, self.context.clients.history, self.settings.history_batch_size
+            )
+            self._background.append(asyncio.create_task(forwarder.run(), name="history-forwarder"))
+
+    async def stop(self, grace: float) -> None:
+        if self.settings.history_forward:
+            # Give the forwarder a moment to deliver the last states before it stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(grace, 5.0)):
+                    while await self.store.read_outbox(1):
+                        await asyncio.sleep(0.05)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.store.close()
+
+
+def create_service(context: ServiceContext) -> DispatcherService:
+    return DispatcherService(context)

@@ -1,0 +1,21 @@
+"""Dispatcher settings (``FLUID_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fluid.service.settings import FluidBaseSettings
+
+
+class DispatcherSettings(FluidBaseSettings):
+    """Where the queue lives and how long leases last."""
+
+    # memory:// keeps the queue in this process (embedded mode, one dispatcher only).
+    broker_url: str = "memory://"
+    lease_ttl_seconds: float = Field(default=15.0, gt=0)
+    finished_run_ttl_seconds: float = Field(default=3600.0, ge=0)
+    max_lease_wait_seconds: float = Field(default=30.0, ge=0)
+    housekeeping_interval_seconds: float = Field(default=1.0, gt=0)
+    # Set FLUID_HISTORY_FORWARD=false to run without a history service.
+    history_forward: bool = True
+    history_batch_size: int = Field(default=500, gt=0)

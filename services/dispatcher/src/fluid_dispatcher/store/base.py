@@ -1,0 +1,125 @@
+"""The queue store interface: every implementation (memory, Redis) keeps this contract.
+
+Methods are coarse and atomic: each one reads and writes what it needs in one step, so
+a Redis implementation maps each to one Lua script or MULTI/EXEC, and several dispatcher
+replicas can share a store. Decisions that belong to the domain (what a run becomes
+when it is over its concurrency limit, what a report turns it into) are passed in as
+functions or values computed by the domain; the store only applies them atomically.
+
+The store keeps its indexes in step with each run's state: a ``queued`` run sits in its
+task's ready queue (or the delayed set until ``execute_after``), a ``running`` run has a
+lease and counts towards its task's concurrency, a finished run has neither and is kept
+for ``finished_run_ttl`` so clients can still read and watch it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.run import Run
+
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+
+RunChange = Callable[[Run, Lease | None], Run | None]
+"""Given a run and its lease (if running), the run's next version, or None for no change."""
+
+BlockedRun = Callable[[Run, TaskRecord], Run]
+"""What a ready run becomes when its task is disabled or at its max_concurrency."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A run snapshot waiting to be delivered to history."""
+
+    event_id: str
+    run: Run
+
+
+class QueueStore(Protocol):
+    """Durable state of the dispatcher."""
+
+    async def close(self) -> None: ...
+
+    # -- tasks and workers -------------------------------------------------------
+    async def register_worker(
+        self,
+        worker_id: str,
+        kind: WorkerKind,
+        definitions: Sequence[TaskDefinition],
+        concurrency: int,
+        now: datetime,
+    ) -> None:
+        """Record (or refresh) a worker and its task definitions (last registration wins)."""
+
+    async def get_worker(self, worker_id: str) -> WorkerRecord | None: ...
+
+    async def remove_worker(self, worker_id: str) -> None: ...
+
+    async def get_task(self, name: str) -> TaskRecord | None: ...
+
+    async def list_tasks(self) -> list[TaskRecord]: ...
+
+    async def list_workers(self) -> list[WorkerRecord]: ...
+
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskRecord | None: ...
+
+    async def running_counts(self) -> Mapping[str, int]:
+        """Runs executing now, by task name."""
+
+    # -- runs --------------------------------------------------------------------
+    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
+        """Store a new ``queued`` run; when its id or key exists, return that run and False."""
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
+        """Apply ``change`` atomically; return the new version (None if unknown/unchanged)."""
+
+    async def lease_runs(
+        self,
+        worker: WorkerRecord,
+        tasks: Collection[TaskRecord],
+        max_runs: int,
+        now: datetime,
+        lease_ttl: timedelta,
+        blocked: BlockedRun,
+    ) -> list[tuple[Run, Lease]]:
+        """Take up to ``max_runs`` ready runs of ``tasks`` in score order and lease them.
+
+        A run whose task is disabled or at ``max_concurrency`` is not leased: it becomes
+        ``blocked(run, task)`` instead, decided atomically with the concurrency count.
+        """
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a run may have become ready, or after ``timeout`` seconds."""
+
+    async def extend_leases(
+        self,
+        worker_id: str,
+        run_ids: Sequence[str],
+        deadline: Callable[[Run], datetime],
+        now: datetime,
+    ) -> HeartbeatOutcome:
+        """Renew the worker's leases on ``run_ids`` and refresh its last_seen."""
+
+    async def request_abort(self, run_id: str, reason: str) -> bool:
+        """Mark a running run's lease for abort; False when the run is not running."""
+
+    async def expired_leases(self, now: datetime, limit: int) -> list[Lease]: ...
+
+    async def purge_finished(self, older_than: datetime, limit: int) -> int:
+        """Forget finished runs that ended before ``older_than``; history keeps them."""
+
+    def watch(self, run_id: str) -> AsyncIterator[Run]:
+        """The run now, then every new version until it is done (or ends unknown)."""
+
+    # -- outbox to history -------------------------------------------------------
+    async def read_outbox(self, limit: int) -> list[OutboxEvent]: ...
+
+    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None: ...
+
+    async def wait_for_outbox(self, timeout: float) -> None: ...

@@ -1,0 +1,332 @@
+"""The in-memory queue store: the embedded mode's complete, single-process store.
+
+Every method runs without awaiting between its reads and writes, so each is atomic on
+the event loop, exactly as each Redis method is atomic on the server. Heaps are
+invalidated lazily: an entry is skipped when its run left the state it was queued in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.models import TaskState
+from fluid.scheduler.run import Run
+
+from ..domain.ordering import ready_score
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from .base import BlockedRun, OutboxEvent, RunChange
+
+
+class _Signal:
+    """Wakes every current waiter at once (a one-shot event replaced on each fire)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(timeout, 0))
+        except TimeoutError:
+            pass
+
+
+class MemoryQueueStore:
+    """A ``QueueStore`` held in this process's memory."""
+
+    def __init__(self, *, outbox: bool = True) -> None:
+        self._tasks: dict[str, TaskRecord] = {}
+        self._workers: dict[str, WorkerRecord] = {}
+        self._runs: dict[str, Run] = {}
+        self._idempotency: dict[str, str] = {}
+        self._keys_by_run: dict[str, str] = {}
+        self._leases: dict[str, Lease] = {}
+        self._running: Counter[str] = Counter()
+        self._seq = itertools.count()
+        # Per task: (score, seq, run_id, version). The version invalidates stale entries.
+        self._ready: dict[str, list[tuple[float, int, str, int]]] = {}
+        self._delayed: list[tuple[float, int, str, int]] = []
+        self._finished: deque[tuple[datetime, str]] = deque()
+        self._outbox_enabled = outbox
+        self._outbox: deque[OutboxEvent] = deque()
+        self._watchers: dict[str, set[asyncio.Queue[Run]]] = {}
+        self._work = _Signal()
+        self._outbox_signal = _Signal()
+
+    async def close(self) -> None:
+        for queues in self._watchers.values():
+            for queue in queues:
+                queue.put_nowait(_CLOSED)
+
+    # -- tasks and workers -------------------------------------------------------
+    async def register_worker(
+        self,
+        worker_id: str,
+        kind: WorkerKind,
+        definitions: Sequence[TaskDefinition],
+        concurrency: int,
+        now: datetime,
+    ) -> None:
+        for definition in definitions:
+            current = self._tasks.get(definition.name)
+            enabled = current.enabled if current else True
+            self._tasks[definition.name] = TaskRecord(definition, enabled)
+        self._workers[worker_id] = WorkerRecord(
+            worker_id=worker_id,
+            kind=kind,
+            task_names=frozenset(d.name for d in definitions),
+            concurrency=concurrency,
+            last_seen=now,
+        )
+
+    async def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        return self._workers.get(worker_id)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def get_task(self, name: str) -> TaskRecord | None:
+        return self._tasks.get(name)
+
+    async def list_tasks(self) -> list[TaskRecord]:
+        return [self._tasks[name] for name in sorted(self._tasks)]
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        return list(self._workers.values())
+
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskRecord | None:
+        record = self._tasks.get(name)
+        if record is None:
+            return None
+        self._tasks[name] = replace(record, enabled=enabled)
+        if enabled:
+            self._work.fire()
+        return self._tasks[name]
+
+    async def running_counts(self) -> Mapping[str, int]:
+        return dict(self._running)
+
+    # -- runs --------------------------------------------------------------------
+    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
+        existing_id = self._idempotency.get(idempotency_key) if idempotency_key else None
+        existing = self._runs.get(existing_id or run.id)
+        if existing is not None:
+            return existing, False
+        if idempotency_key:
+            self._idempotency[idempotency_key] = run.id
+            self._keys_by_run[run.id] = idempotency_key
+        self._save(run)
+        return run, True
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        new = change(run, self._leases.get(run_id))
+        if new is None:
+            return None
+        return self._save(replace(new, version=run.version + 1))
+
+    def _save(self, run: Run) -> Run:
+        """Store a run version and bring every index in line with its state."""
+        if run.state is not TaskState.running and self._leases.pop(run.id, None) is not None:
+            self._running[run.task] -= 1
+            if self._running[run.task] <= 0:
+                del self._running[run.task]
+        self._runs[run.id] = run
+        if run.state is TaskState.queued:
+            self._enqueue(run)
+        elif run.is_done:
+            self._finished.append((run.end or run.queued or datetime.min, run.id))
+        if self._outbox_enabled:
+            self._outbox.append(OutboxEvent(str(next(self._seq)), run))
+            self._outbox_signal.fire()
+        for queue in self._watchers.get(run.id, ()):
+            queue.put_nowait(run)
+        return run
+
+    def _enqueue(self, run: Run) -> None:
+        due = run.execute_after or run.queued
+        assert due is not None, "a queued run has a queued time"
+        entry_seq = next(self._seq)
+        if run.execute_after is not None:
+            # Promoted by the next lease at or after its due time (see _promote_due).
+            heapq.heappush(self._delayed, (due.timestamp(), entry_seq, run.id, run.version))
+        else:
+            heap = self._ready.setdefault(run.task, [])
+            heapq.heappush(heap, (ready_score(run.priority, due), entry_seq, run.id, run.version))
+        # Long polls wake up to lease it, or to shorten their wait to its due time.
+        self._work.fire()
+
+    def _promote_due(self, now: datetime) -> None:
+        now_ts = now.timestamp()
+        while self._delayed and self._delayed[0][0] <= now_ts:
+            _, _, run_id, version = heapq.heappop(self._delayed)
+            run = self._runs.get(run_id)
+            if run is None or run.version != version or run.state is not TaskState.queued:
+                continue
+            due = run.execute_after or run.queued
+            assert due is not None
+            heap = self._ready.setdefault(run.task, [])
+            heapq.heappush(
+                heap, (ready_score(run.priority, due), next(self._seq), run.id, run.version)
+            )
+
+    def _head(self, task: str) -> tuple[float, int, str, int] | None:
+        heap = self._ready.get(task)
+        while heap:
+            entry = heap[0]
+            run = self._runs.get(entry[2])
+            if run is not None and run.version == entry[3] and run.state is TaskState.queued:
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    async def lease_runs(
+        self,
+        worker: WorkerRecord,
+        tasks: Collection[TaskRecord],
+        max_runs: int,
+        now: datetime,
+        lease_ttl: timedelta,
+        blocked: BlockedRun,
+    ) -> list[tuple[Run, Lease]]:
+        self._promote_due(now)
+        by_name = {task.name: task for task in tasks}
+        leased: list[tuple[Run, Lease]] = []
+        while len(leased) < max_runs:
+            heads = [(head, name) for name in by_name if (head := self._head(name)) is not None]
+            if not heads:
+                break
+            (_, _, run_id, _), name = min(heads)
+            heapq.heappop(self._ready[name])
+            run, task = self._runs[run_id], by_name[name]
+            limit = task.definition.max_concurrency
+            if not task.enabled or (limit and self._running[name] >= limit):
+                self._save(replace(blocked(run, task), version=run.version + 1))
+                continue
+            running = self._save(
+                replace(
+                    run,
+                    state=TaskState.running,
+                    start=now,
+                    end=None,
+                    worker_id=worker.worker_id,
+                    version=run.version + 1,
+                )
+            )
+            lease = Lease(run_id, worker.worker_id, run.attempt, now + lease_ttl)
+            self._leases[run_id] = lease
+            self._running[name] += 1
+            leased.append((running, lease))
+        return leased
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._delayed:
+            timeout = min(timeout, self._delayed[0][0] - _now_ts())
+        await self._work.wait(timeout)
+
+    async def extend_leases(
+        self,
+        worker_id: str,
+        run_ids: Sequence[str],
+        deadline: Callable[[Run], datetime],
+        now: datetime,
+    ) -> HeartbeatOutcome:
+        worker = self._workers.get(worker_id)
+        if worker is not None:
+            self._workers[worker_id] = replace(worker, last_seen=now)
+        aborts: dict[str, str] = {}
+        lost: list[str] = []
+        for run_id in run_ids:
+            lease = self._leases.get(run_id)
+            if lease is None or lease.worker_id != worker_id:
+                lost.append(run_id)
+                continue
+            self._leases[run_id] = replace(lease, deadline=deadline(self._runs[run_id]))
+            if lease.abort_reason is not None:
+                aborts[run_id] = lease.abort_reason
+        return HeartbeatOutcome(aborts=aborts, lost_run_ids=lost)
+
+    async def request_abort(self, run_id: str, reason: str) -> bool:
+        lease = self._leases.get(run_id)
+        if lease is None:
+            return False
+        self._leases[run_id] = replace(lease, abort_reason=reason)
+        return True
+
+    async def expired_leases(self, now: datetime, limit: int) -> list[Lease]:
+        expired = [lease for lease in self._leases.values() if lease.deadline <= now]
+        return sorted(expired, key=lambda lease: lease.deadline)[:limit]
+
+    async def purge_finished(self, older_than: datetime, limit: int) -> int:
+        purged = 0
+        while self._finished and purged < limit and self._finished[0][0] < older_than:
+            _, run_id = self._finished.popleft()
+            run = self._runs.get(run_id)
+            if run is None or not run.is_done:
+                continue  # re-queued since, or already purged
+            del self._runs[run_id]
+            key = self._keys_by_run.pop(run_id, None)
+            if key is not None:
+                self._idempotency.pop(key, None)
+            purged += 1
+        return purged
+
+    async def watch(self, run_id: str) -> AsyncIterator[Run]:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        queue: asyncio.Queue[Run] = asyncio.Queue()
+        self._watchers.setdefault(run_id, set()).add(queue)
+        try:
+            yield run
+            while not run.is_done:
+                update = await queue.get()
+                if update is _CLOSED:
+                    return
+                if update.version > run.version:
+                    run = update
+                    yield run
+        finally:
+            watchers = self._watchers.get(run_id)
+            if watchers is not None:
+                watchers.discard(queue)
+                if not watchers:
+                    del self._watchers[run_id]
+
+    # -- outbox to history -------------------------------------------------------
+    async def read_outbox(self, limit: int) -> list[OutboxEvent]:
+        return list(itertools.islice(self._outbox, limit))
+
+    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
+        acked = {event.event_id for event in events}
+        while self._outbox and self._outbox[0].event_id in acked:
+            self._outbox.popleft()
+
+    async def wait_for_outbox(self, timeout: float) -> None:
+        if not self._outbox:
+            await self._outbox_signal.wait(timeout)
+
+
+def _now_ts() -> float:
+    return time.time()
+
+
+# Sentinel pushed to watchers when the store closes, so their streams end.
+_CLOSED = Run(id="", task="")
