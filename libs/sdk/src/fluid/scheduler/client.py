@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
+from pydantic_core import to_jsonable_python
 from fluid.service.channel import open_channel
 from fluid.service.settings import ClientSettings
 
@@ -131,7 +132,9 @@ class Client:
         """Queue a run with every option: a ``run_id`` or ``idempotency_key`` queues once."""
         if isinstance(task, Task):
             # Validate locally first: the caller gets pydantic's own errors, no round trip.
-            params = task.validate_params(params).model_dump(mode="json")
+            # The caller's values travel, not the model's dump, which masks SecretStr.
+            task.validate_params(params)
+        params = to_jsonable_python(dict(params))
         request = dispatcher_pb2.QueueRunRequest(
             task=str(task),
             params=wire.struct_from_dict(params),

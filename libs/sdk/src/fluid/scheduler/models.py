@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class TaskState(enum.StrEnum):
@@ -116,6 +117,16 @@ class RunError:
             message=str(exc),
             traceback="".join(traceback.format_exception(exc)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one attempt of a run ended, as its worker reports it."""
+
+    state: TaskState
+    result: Any = None
+    error: RunError | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,14 +54,14 @@ class TaskAbortedError(Exception):
 class RunQueuer(Protocol):
     """What a task needs to queue child runs (the SDK client implements it)."""
 
-    async def queue_run(
+    def queue_run(
         self,
         task: str | Task,
         params: Mapping[str, Any],
         *,
         priority: TaskPriority | None = None,
         from_run_id: str = "",
-    ) -> Run: ...
+    ) -> Awaitable[Run]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

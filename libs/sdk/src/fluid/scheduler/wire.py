@@ -13,10 +13,10 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from .definition import TaskDefinition
-from .models import RetryPolicy, RunError, TaskPriority, TaskState
+from .models import RetryPolicy, RunError, RunOutcome, TaskPriority, TaskState
 from .run import JsonValue, Run
 from .schedules import Scheduler, crontab, every
-from .v1 import run_pb2, task_pb2
+from .v1 import dispatcher_pb2, run_pb2, task_pb2
 
 _STATE_TO_PB = {
     TaskState.init: run_pb2.TASK_STATE_INIT,
@@ -320,4 +320,26 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
             if message.HasField("schedule")
             else None
         ),
+    )
+
+
+def outcome_to_pb(run_id: str, attempt: int, outcome: RunOutcome) -> dispatcher_pb2.RunStateReport:
+    message = dispatcher_pb2.RunStateReport(
+        run_id=run_id,
+        attempt=attempt,
+        state=state_to_pb(outcome.state),
+        error=error_to_pb(outcome.error),
+        reason=outcome.reason,
+    )
+    if outcome.result is not None:
+        message.result.CopyFrom(value_from_json(outcome.result))
+    return message
+
+
+def outcome_from_pb(message: dispatcher_pb2.RunStateReport, field: str) -> RunOutcome:
+    return RunOutcome(
+        state=state_from_pb(message.state, f"{field}.state"),
+        result=json_from_value(message.result) if message.HasField("result") else None,
+        error=error_from_pb(message.error) if message.HasField("error") else None,
+        reason=message.reason,
     )

@@ -13,7 +13,6 @@ from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.telemetry import current_trace_context
 
 from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
-from ..domain.outcomes import Report
 from ..domain.records import WorkerKind
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -148,12 +147,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         ignored = []
         for index, item in enumerate(request.reports):
             with _fields():
-                report = Report(
-                    state=wire.state_from_pb(item.state, f"reports[{index}].state"),
-                    result=wire.json_from_value(item.result) if item.HasField("result") else None,
-                    error=wire.error_from_pb(item.error) if item.HasField("error") else None,
-                    reason=item.reason,
-                )
+                report = wire.outcome_from_pb(item, f"reports[{index}]")
             if not await self.dispatcher.report(request.worker_id, item.run_id, item.attempt, report):
                 ignored.append(item.run_id)
         return dispatcher_pb2.ReportRunStatesResponse(ignored_run_ids=ignored)

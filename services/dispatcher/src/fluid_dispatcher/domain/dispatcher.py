@@ -13,7 +13,7 @@ from typing import Any
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
-from fluid.scheduler.models import TaskPriority, TaskState
+from fluid.scheduler.models import RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run, new_run_id, utcnow
 
 from ..store.base import QueueStore
@@ -246,7 +246,7 @@ class Dispatcher:
         )
         return outcome.aborts, outcome.lost_run_ids
 
-    async def report(self, worker_id: str, run_id: str, attempt: int, report: outcomes.Report) -> bool:
+    async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
         if not run_id:
             raise InvalidArgumentError("reports.run_id: required")
@@ -265,7 +265,7 @@ class Dispatcher:
             final = report
             if lease.abort_reason is not None and report.state is TaskState.failure:
                 # Cancelled by an external abort: the cancellation is not a failure.
-                final = outcomes.Report(TaskState.aborted, reason=lease.abort_reason)
+                final = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
             return outcomes.finished(current, definition, final, now)
 
         updated = await self.store.update_run(run_id, apply)

@@ -7,26 +7,16 @@ the failed attempt's error kept on it and a due time from the retry policy. The
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import RetryPolicy, RunError, TaskState
-from fluid.scheduler.run import JsonValue, Run
+from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskState
+from fluid.scheduler.run import Run
 
 # A worker that vanished is not the task's fault: without a retry policy an interrupted
 # run is still delivered again, up to this many times.
 INTERRUPTION_RETRY = RetryPolicy(max_attempts=3, wait=1.0, backoff=2.0, max_wait=30.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A worker's report of how an attempt ended."""
-
-    state: TaskState
-    result: JsonValue = None
-    error: RunError | None = None
-    reason: str = ""
 
 
 def _retry(run: Run, policy: RetryPolicy | None, error: RunError | None, now: datetime) -> Run | None:
@@ -45,7 +35,7 @@ def _retry(run: Run, policy: RetryPolicy | None, error: RunError | None, now: da
     )
 
 
-def finished(run: Run, task: TaskDefinition | None, report: Report, now: datetime) -> Run:
+def finished(run: Run, task: TaskDefinition | None, report: RunOutcome, now: datetime) -> Run:
     """The run after its worker reported ``report``: done, or queued again for a retry."""
     if report.state is TaskState.failure:
         retried = _retry(run, task.retry if task else None, report.error, now)
@@ -70,7 +60,7 @@ def interrupted(run: Run, task: TaskDefinition | None, abort_reason: str | None,
         error = RunError(
             "TimeoutError", f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it"
         )
-        return finished(run, task, Report(TaskState.failure, error=error), now)
+        return finished(run, task, RunOutcome(TaskState.failure, error=error), now)
     reason = f"lease expired: worker {run.worker_id} stopped renewing it"
     policy = (task.retry if task else None) or INTERRUPTION_RETRY
     retried = _retry(replace(run, reason=reason), policy, None, now)

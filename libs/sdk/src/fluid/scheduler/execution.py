@@ -1,0 +1,84 @@
+"""Executes one attempt of a run in this process and says how it ended.
+
+Shared by the io-worker (on its event loop) and the cpu-runner's subprocess, so both
+turn params errors, timeouts, aborts and exceptions into the same outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from fluid.service.telemetry import context_from, tracer
+
+from .models import RunError, RunOutcome, TaskState
+from .run import Run
+from .task import RunQueuer, Task, TaskAbortedError, TaskRun
+
+logger = logging.getLogger("fluid.execution")
+
+
+def _json_result(value: object) -> object:
+    """The value as JSON would carry it; raises TypeError/ValueError when it cannot be."""
+    return json.loads(json.dumps(value))
+
+
+async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
+    """Run the task function for ``run`` under its timeout; never raises but on cancel.
+
+    The span joins the trace the run was queued in (stored on the run), so an attempt
+    executed minutes later still hangs under the call that queued it.
+    """
+    with tracer("fluid.worker").start_as_current_span(
+        f"run {task.name}",
+        context=context_from(run.trace_context),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "fluid.task": task.name,
+            "fluid.run_id": run.id,
+            "fluid.attempt": run.attempt,
+            "messaging.operation.type": "process",
+        },
+    ) as span:
+        outcome = await _attempt(task, run, queuer)
+        span.set_attribute("fluid.state", str(outcome.state))
+        if outcome.state is TaskState.failure:
+            span.set_status(trace.StatusCode.ERROR, outcome.error.message if outcome.error else "")
+        return outcome
+
+
+async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
+    try:
+        params = task.validate_params(run.params)
+    except ValidationError as exc:
+        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+    ctx: TaskRun[Any, Any] = TaskRun(run=run, task=task, params=params, queuer=queuer)
+    try:
+        async with asyncio.timeout(task.timeout_seconds):
+            value = await task.executor(ctx)
+    except TaskAbortedError as exc:
+        logger.info("run %s of %s aborted itself: %s", run.id, task.name, exc.reason)
+        return RunOutcome(TaskState.aborted, reason=exc.reason)
+    except TimeoutError as exc:
+        error = RunError(
+            "TimeoutError",
+            f"task {task.name} timed out after {task.timeout_seconds:g}s",
+            RunError.from_exception(exc).traceback,
+        )
+        return RunOutcome(TaskState.failure, error=error)
+    except Exception as exc:
+        logger.warning("run %s of %s failed: %r", run.id, task.name, exc)
+        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+    try:
+        result = _json_result(value)
+    except (TypeError, ValueError) as exc:
+        return RunOutcome(
+            TaskState.failure,
+            error=RunError("TypeError", f"the return value of {task.name} is not JSON: {exc}"),
+        )
+    return RunOutcome(TaskState.success, result=result)

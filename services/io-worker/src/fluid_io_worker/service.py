@@ -1,0 +1,56 @@
+"""Composition root of the io-worker: task modules, dispatcher channel, worker loops."""
+
+from __future__ import annotations
+
+import grpc
+from fluid.scheduler.client import Client
+from fluid.scheduler.loader import load_tasks
+from fluid.scheduler.v1 import dispatcher_pb2_grpc
+from fluid.service.channel import open_channel
+from fluid.service.host import ServiceContext
+
+from .settings import WorkerSettings
+from .worker import IoWorker
+
+
+class IoWorkerService:
+    name = "io-worker"
+
+    def __init__(self, context: ServiceContext, settings: WorkerSettings | None = None) -> None:
+        self.settings = settings or WorkerSettings()
+        modules = list(context.task_modules) or self.settings.task_modules
+        if not modules:
+            raise ValueError("io-worker needs task modules: --tasks MODULE or FLUID_TASK_MODULES")
+        self.tasks = load_tasks(modules)
+        self.context = context
+        self.worker: IoWorker | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._client: Client | None = None
+
+    def attach(self, server: grpc.aio.Server) -> list[str]:
+        return []  # the worker serves only health and reflection
+
+    async def start(self) -> None:
+        self._channel = open_channel(self.context.clients.dispatcher)
+        self._client = Client(settings=self.context.clients)
+        self.worker = IoWorker(
+            dispatcher=dispatcher_pb2_grpc.DispatcherServiceStub(self._channel),
+            client=self._client,
+            tasks=self.tasks,
+            concurrency=self.settings.worker_concurrency,
+            lease_wait=self.settings.lease_wait_seconds,
+            report_batch_size=self.settings.report_batch_size,
+        )
+        await self.worker.start()
+
+    async def stop(self, grace: float) -> None:
+        if self.worker is not None:
+            await self.worker.stop(grace)
+        if self._client is not None:
+            await self._client.close()
+        if self._channel is not None:
+            await self._channel.close(None)
+
+
+def create_service(context: ServiceContext) -> IoWorkerService:
+    return IoWorkerService(context)

@@ -1,0 +1,16 @@
+"""io-worker settings (``FLUID_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fluid.service.settings import TaskModuleSettings
+
+
+class WorkerSettings(TaskModuleSettings):
+    """How many runs a worker executes at once and how it asks for them."""
+
+    worker_concurrency: int = Field(default=100, gt=0)
+    # Long-poll length: also bounds how long a stopping worker waits for its last poll.
+    lease_wait_seconds: float = Field(default=2.0, gt=0)
+    report_batch_size: int = Field(default=256, gt=0)
