@@ -13,7 +13,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -67,7 +67,13 @@ def available_services() -> dict[str, ServiceFactory]:
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
 
-class DomainErrorInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # generic only in the type stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class DomainErrorInterceptor(_ServerInterceptor):
     """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status."""
 
     async def intercept_service(
