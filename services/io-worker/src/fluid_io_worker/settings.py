@@ -12,5 +12,5 @@ class WorkerSettings(TaskModuleSettings):
 
     worker_concurrency: int = Field(default=100, gt=0)
     # Long-poll length: also bounds how long a stopping worker waits for its last poll.
-    lease_wait_seconds: float = Field(default=2.0, gt=0)
+    lease_wait_seconds: float = Field(default=1.0, gt=0)
     report_batch_size: int = Field(default=256, gt=0)

@@ -55,7 +55,7 @@ class IoWorker:
     client: Client
     tasks: Mapping[str, Task]
     concurrency: int = 100
-    lease_wait: float = 2.0
+    lease_wait: float = 1.0
     report_batch_size: int = 256
     worker_id: str = field(default_factory=lambda: new_worker_id("io"))
     lease_ttl: float = 15.0

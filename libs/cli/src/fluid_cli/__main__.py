@@ -1,0 +1,5 @@
+"""`python -m fluid_cli` runs the `fluid` command."""
+
+from .main import main
+
+main()

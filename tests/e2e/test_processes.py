@@ -1,0 +1,106 @@
+"""dispatcher, io-worker and history as separate `fluid serve` processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from history_polling import stored_run
+
+import grpc
+from fluid.scheduler import Client, TaskState
+from fluid.service.channel import open_channel
+
+TESTS = Path(__file__).parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _serving(address: str, attempts: int = 200) -> None:
+    """Wait until the process at ``address`` reports SERVING (bounded)."""
+    async with open_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(attempts):
+            try:
+                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing serving at {address}")
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
+    ports = {name: _free_port() for name in ("history", "dispatcher", "io-worker")}
+    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+        "FLUID_DISPATCHER_ADDRESS": addresses["dispatcher"],
+        "FLUID_HISTORY_ADDRESS": addresses["history"],
+        "FLUID_TASK_MODULES": "sample_tasks",
+        "FLUID_LEASE_WAIT_SECONDS": "0.2",
+    }
+    started = []
+    for name, port in ports.items():
+        log = (tmp_path / f"{name}.log").open("w")
+        started.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "fluid_cli", "serve", name, "--port", str(port)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
+    try:
+        yield addresses
+    finally:
+        for process, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, log in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+        codes = {name: process.returncode for name, (process, _) in zip(ports, started, strict=True)}
+        logs = {name: (tmp_path / f"{name}.log").read_text() for name in ports}
+        assert all(code == 0 for code in codes.values()), (codes, logs)
+
+
+async def test_a_run_crosses_three_processes(processes: dict[str, str]) -> None:
+    for address in processes.values():
+        await _serving(address)
+    async with Client(processes["dispatcher"], history_address=processes["history"]) as client:
+        for _ in range(100):  # the worker registers right after it starts serving health
+            if any(task.name == "say_hi" for task in await client.list_tasks()):
+                break
+            await asyncio.sleep(0.05)
+        run = await client.queue_and_wait("say_hi", name="Ada", timeout=20)
+        assert run.state is TaskState.success
+        assert run.result == "Hi Ada!"
+        assert run.worker_id.startswith("io-")
+        stored = await stored_run(client, run.id, TaskState.success)
+        assert stored.result == "Hi Ada!"
+        failed = await client.queue_and_wait("explode", timeout=20)
+        assert failed.state is TaskState.failure

@@ -1,0 +1,85 @@
+"""Tasks the cross-service tests run: one per behaviour they check."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+
+from fluid.scheduler import RetryPolicy, TaskRun, task
+
+
+class Greeting(BaseModel):
+    name: str
+
+
+@task
+async def say_hi(ctx: TaskRun[Greeting]) -> str:
+    return f"Hi {ctx.params.name}!"
+
+
+class Failing(BaseModel):
+    message: str = "boom"
+
+
+@task
+async def explode(ctx: TaskRun[Failing]) -> None:
+    raise ValueError(ctx.params.message)
+
+
+@task(retry=RetryPolicy(max_attempts=2, wait=0.01))
+async def explode_with_retries(ctx: TaskRun[Failing]) -> None:
+    raise ValueError(f"{ctx.params.message} on attempt {ctx.attempt}")
+
+
+@task(retry=RetryPolicy(max_attempts=3, wait=0.01))
+async def give_up(ctx: TaskRun) -> None:
+    ctx.abort("nothing to do")
+
+
+@task(timeout_seconds=0.2)
+async def too_slow(ctx: TaskRun) -> None:
+    await asyncio.sleep(30)
+
+
+class Nap(BaseModel):
+    seconds: float = 0.5
+
+
+@task(max_concurrency=1)
+async def exclusive(ctx: TaskRun[Nap]) -> str:
+    await asyncio.sleep(ctx.params.seconds)
+    return "done"
+
+
+@task
+async def sleeper(ctx: TaskRun[Nap]) -> str:
+    await asyncio.sleep(ctx.params.seconds)
+    return "woke up"
+
+
+@task
+async def parent(ctx: TaskRun) -> str:
+    child = await ctx.queue("say_hi", name="child")
+    return child.id
+
+
+@task
+async def grandparent(ctx: TaskRun) -> str:
+    child = await ctx.queue("parent")
+    return child.id
+
+
+@task(tags=("billing",))
+async def tagged(ctx: TaskRun) -> int:
+    return 42
+
+
+@task
+async def not_json(ctx: TaskRun) -> object:
+    return object()
+
+
+@task(cpu_bound=True)
+async def crunch(ctx: TaskRun) -> int:
+    return sum(range(1000))
