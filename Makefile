@@ -9,7 +9,9 @@ PROTO_OUT := libs/sdk/src
 PROTO_FILES := $(wildcard protos/fluid/scheduler/v1/*.proto)
 BUF := tools/node_modules/.bin/buf
 
-.PHONY: install dev test lint proto proto-check buf-lint services
+TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests
+
+.PHONY: install dev test lint proto proto-check buf-lint
 
 install: ## install uv (from PyPI) and the whole workspace
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -21,16 +23,14 @@ $(BUF): tools/package.json
 dev: install ## run every service embedded on one port with the example tasks
 	$(RUN) fluid dev
 
-test: install $(BUF) services ## run every test
+test: install $(BUF) ## run every test (lint and contract checks included)
 	$(RUN) pytest
-
-services: ## make sure Redis and PostgreSQL run (used by the tests that need them)
-	@bash .ci/services.sh
 
 lint: install $(BUF) buf-lint
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	@for dir in $(TEST_DIRS); do [ ! -d $$dir ] || $(RUN) mypy $$dir || exit 1; done
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -1,6 +1,7 @@
 """Detecting the subprocess that executes a cpu_bound run."""
 
 import pytest
+
 from fluid.scheduler import TaskRun, task
 from fluid.scheduler.common import CPU_PROCESS_ENV, is_in_cpu_process
 

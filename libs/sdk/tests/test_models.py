@@ -1,6 +1,7 @@
 """Run states, their transitions, priorities, retry policies and run errors."""
 
 import pytest
+
 from fluid.scheduler import InvalidTransition, RetryPolicy, RunError, TaskPriority, TaskState
 
 LIVE = (TaskState.init, TaskState.queued, TaskState.running)

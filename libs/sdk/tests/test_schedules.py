@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from fluid.scheduler import crontab, every
 
 ANCHOR = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)

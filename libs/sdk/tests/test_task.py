@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, SecretStr, ValidationError
+
 from fluid.scheduler import (
     AnyParams,
     Client,
@@ -23,7 +25,6 @@ from fluid.scheduler import (
 )
 from fluid.scheduler.task import params_model_of, tasks_in_module
 from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
-from pydantic import BaseModel, SecretStr, ValidationError
 
 
 class Greeting(BaseModel):

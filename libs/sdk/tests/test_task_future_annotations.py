@@ -5,8 +5,9 @@ The annotations are then strings; the decorator has to evaluate them in the modu
 
 from __future__ import annotations
 
-from fluid.scheduler import AnyParams, TaskRun, task
 from pydantic import BaseModel
+
+from fluid.scheduler import AnyParams, TaskRun, task
 
 
 class Order(BaseModel):

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from fluid.scheduler import (
     RetryPolicy,
     Run,
@@ -27,7 +29,6 @@ from fluid.scheduler.wire import (
     run_to_pb,
     state_from_pb,
 )
-from pydantic import BaseModel
 
 QUEUED = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -43,7 +43,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 TasksOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--tasks", help="Module defining tasks (repeatable; env FLUID_TASK_MODULES, comma-separated)."
+        "--tasks",
+        help="Module defining tasks (repeatable; env FLUID_TASK_MODULES, comma-separated).",
     ),
 ]
 
@@ -258,7 +259,8 @@ def abort(
 def runs(
     task: Annotated[str, typer.Option(help="Only runs of this task.")] = "",
     state_filter: Annotated[
-        list[TaskState] | None, typer.Option("--state", help="Only runs in this state (repeatable).")
+        list[TaskState] | None,
+        typer.Option("--state", help="Only runs in this state (repeatable)."),
     ] = None,
     limit: Annotated[int, typer.Option(help="How many runs (at most 500).")] = 20,
     cursor: Annotated[str, typer.Option(help="Cursor printed by the previous page.")] = "",
@@ -278,7 +280,9 @@ def runs(
     table = Table("id", "task", "state", "queued", "duration", "attempt")
     for item in page.runs:
         duration = f"{item.duration * 1000:.1f} ms" if item.duration is not None else "-"
-        table.add_row(item.id, item.task, _state(item), _when(item.queued), duration, str(item.attempt))
+        table.add_row(
+            item.id, item.task, _state(item), _when(item.queued), duration, str(item.attempt)
+        )
     console.print(table)
     if page.next_cursor:
         console.print(f"next page: --cursor {page.next_cursor}")

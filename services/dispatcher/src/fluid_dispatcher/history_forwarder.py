@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import grpc
+
 from fluid.scheduler import wire
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 import grpc
+
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from fluid.service.host import ServiceContext
 
@@ -69,7 +70,8 @@ class DispatcherService:
             # Give the forwarder a moment to deliver the last states before it stops.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(grace, 5.0)):
-                    while await self.store.read_outbox(1):
+                    # Acks happen in the forwarder's task; nothing signals "empty".
+                    while await self.store.read_outbox(1):  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
         for task in self._background:
             task.cancel()

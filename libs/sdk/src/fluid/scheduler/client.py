@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import grpc
 from pydantic_core import to_jsonable_python
+
 from fluid.service.channel import open_channel
 from fluid.service.settings import ClientSettings
 

@@ -11,7 +11,7 @@ from croniter import croniter
 
 
 @dataclass(frozen=True, slots=True)
-class every:  # noqa: N801 - lower-case name kept from the seed API
+class every:
     """Fire every ``delta``; the first fire comes ``delay`` after the scheduler starts.
 
     ``jitter`` adds a random extra delay of at most that long to each fire.
@@ -50,7 +50,7 @@ _FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class crontab:  # noqa: N801 - lower-case name kept from the seed API
+class crontab:
     """Fire on every minute matching the cron fields, evaluated in time zone ``tz``.
 
     Fields take ``*``, ``*/n``, ``a-b`` and ``a,b``; day_of_week 0 and 7 are Sunday.

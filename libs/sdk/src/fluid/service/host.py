@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-import grpc
 from fluid.scheduler.errors import FluidError
 
 from .settings import ClientSettings, ServerSettings
@@ -164,8 +164,11 @@ class Host:
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [*served, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *served,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             server,
         )
         await server.start()
@@ -174,9 +177,7 @@ class Host:
             await service.start()
         for name in ["", *served]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        logger.info(
-            "serving %s on %s", ", ".join(self.service_names), self.address
-        )
+        logger.info("serving %s on %s", ", ".join(self.service_names), self.address)
         return self.port
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+
 from fluid.scheduler import wire
 from fluid.scheduler.errors import InvalidArgumentError
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
@@ -124,7 +125,9 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         )
         return dispatcher_pb2.LeaseRunsResponse(
             leases=[
-                dispatcher_pb2.Lease(run=wire.run_to_pb(run), deadline=wire.timestamp(lease.deadline))
+                dispatcher_pb2.Lease(
+                    run=wire.run_to_pb(run), deadline=wire.timestamp(lease.deadline)
+                )
                 for run, lease in leased
             ]
         )
@@ -148,7 +151,9 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         for index, item in enumerate(request.reports):
             with _fields():
                 report = wire.outcome_from_pb(item, f"reports[{index}]")
-            if not await self.dispatcher.report(request.worker_id, item.run_id, item.attempt, report):
+            if not await self.dispatcher.report(
+                request.worker_id, item.run_id, item.attempt, report
+            ):
                 ignored.append(item.run_id)
         return dispatcher_pb2.ReportRunStatesResponse(ignored_run_ids=ignored)
 

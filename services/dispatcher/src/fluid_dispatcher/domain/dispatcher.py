@@ -16,7 +16,7 @@ from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError
 from fluid.scheduler.models import RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run, new_run_id, utcnow
 
-from ..store.base import QueueStore
+from ..store.base import BlockedRun, QueueStore, RunChange
 from . import outcomes
 from .params import check_schema, validate_params
 from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
@@ -199,7 +199,9 @@ class Dispatcher:
             raise FailedPreconditionError(f"worker {worker_id!r} is not registered")
         return worker
 
-    async def lease_runs(self, worker_id: str, max_runs: int, wait: timedelta) -> list[tuple[Run, Lease]]:
+    async def lease_runs(
+        self, worker_id: str, max_runs: int, wait: timedelta
+    ) -> list[tuple[Run, Lease]]:
         if max_runs <= 0:
             raise InvalidArgumentError("max_runs: must be positive")
         worker = await self._worker(worker_id)
@@ -215,14 +217,16 @@ class Dispatcher:
                 max_runs,
                 now,
                 self.config.lease_ttl,
-                lambda run, task: outcomes.blocked(run, task.definition, task.enabled, now),
+                _blocked_at(now),
             )
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
             await self.store.wait_for_work(remaining)
 
-    def _lease_deadline(self, tasks: Mapping[str, TaskRecord | None], now: datetime) -> Callable[[Run], datetime]:
+    def _lease_deadline(
+        self, tasks: Mapping[str, TaskRecord | None], now: datetime
+    ) -> Callable[[Run], datetime]:
         ttl = self.config.lease_ttl
 
         def deadline(run: Run) -> datetime:
@@ -236,7 +240,9 @@ class Dispatcher:
 
         return deadline
 
-    async def heartbeat(self, worker_id: str, run_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str]
+    ) -> tuple[dict[str, str], list[str]]:
         await self._worker(worker_id)
         names = {run.task for run_id in run_ids if (run := await self.store.get_run(run_id))}
         tasks = {name: await self.store.get_task(name) for name in names}
@@ -270,7 +276,9 @@ class Dispatcher:
 
         updated = await self.store.update_run(run_id, apply)
         if updated is not None and updated.state is TaskState.queued:
-            logger.info("run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt)
+            logger.info(
+                "run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt
+            )
         return updated is not None
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
@@ -294,14 +302,8 @@ class Dispatcher:
         for lease in await self.store.expired_leases(now, limit):
             run = await self.store.get_run(lease.run_id)
             record = await self.store.get_task(run.task) if run else None
-
-            def expire(current: Run, held: Lease | None, expected: Lease = lease) -> Run | None:
-                if held is None or held.deadline > now or held.worker_id != expected.worker_id:
-                    return None
-                definition = record.definition if record else None
-                return outcomes.interrupted(current, definition, held.abort_reason, now)
-
-            updated = await self.store.update_run(lease.run_id, expire)
+            definition = record.definition if record else None
+            updated = await self.store.update_run(lease.run_id, _expiry(lease, definition, now))
             if updated is not None:
                 count += 1
                 logger.warning(
@@ -325,3 +327,21 @@ class Dispatcher:
             except Exception:
                 logger.exception("housekeeping failed; retrying")
             await asyncio.sleep(interval)
+
+
+def _blocked_at(now: datetime) -> BlockedRun:
+    def blocked(run: Run, task: TaskRecord) -> Run:
+        return outcomes.blocked(run, task.definition, task.enabled, now)
+
+    return blocked
+
+
+def _expiry(expected: Lease, definition: TaskDefinition | None, now: datetime) -> RunChange:
+    """Interrupt the run if it still holds the lease that expired (not a renewed one)."""
+
+    def expire(current: Run, held: Lease | None) -> Run | None:
+        if held is None or held.deadline > now or held.worker_id != expected.worker_id:
+            return None
+        return outcomes.interrupted(current, definition, held.abort_reason, now)
+
+    return expire

@@ -19,7 +19,9 @@ from fluid.scheduler.run import Run
 INTERRUPTION_RETRY = RetryPolicy(max_attempts=3, wait=1.0, backoff=2.0, max_wait=30.0)
 
 
-def _retry(run: Run, policy: RetryPolicy | None, error: RunError | None, now: datetime) -> Run | None:
+def _retry(
+    run: Run, policy: RetryPolicy | None, error: RunError | None, now: datetime
+) -> Run | None:
     retry = run.attempt + 1
     if policy is None or not policy.allows(retry, error.type if error else None):
         return None
@@ -51,14 +53,21 @@ def finished(run: Run, task: TaskDefinition | None, report: RunOutcome, now: dat
     )
 
 
-def interrupted(run: Run, task: TaskDefinition | None, abort_reason: str | None, now: datetime) -> Run:
+def interrupted(
+    run: Run, task: TaskDefinition | None, abort_reason: str | None, now: datetime
+) -> Run:
     """The run after its lease expired without a report."""
     if abort_reason is not None:
         return replace(run, state=TaskState.aborted, end=now, reason=abort_reason)
     timeout = task.timeout_seconds if task else None
-    if timeout is not None and run.start is not None and now - run.start > timedelta(seconds=timeout):
+    if (
+        timeout is not None
+        and run.start is not None
+        and now - run.start > timedelta(seconds=timeout)
+    ):
         error = RunError(
-            "TimeoutError", f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it"
+            "TimeoutError",
+            f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it",
         )
         return finished(run, task, RunOutcome(TaskState.failure, error=error), now)
     reason = f"lease expired: worker {run.worker_id} stopped renewing it"
@@ -72,7 +81,9 @@ def interrupted(run: Run, task: TaskDefinition | None, abort_reason: str | None,
 def blocked(run: Run, task: TaskDefinition, enabled: bool, now: datetime) -> Run:
     """The run when it is due but its task is disabled or at max_concurrency."""
     if not enabled:
-        return replace(run, state=TaskState.aborted, end=now, reason=f"task {task.name} is disabled")
+        return replace(
+            run, state=TaskState.aborted, end=now, reason=f"task {task.name} is disabled"
+        )
     reason = f"task {task.name} is at max_concurrency={task.max_concurrency}"
     policy = task.rate_limit_retry
     retry = run.rate_limit_attempt + 1

@@ -6,9 +6,9 @@ the worker; the worker validates again with the pydantic model itself before run
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
-import json
 from typing import Any
 
 from jsonschema import Draft202012Validator

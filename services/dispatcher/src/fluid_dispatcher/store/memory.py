@@ -8,6 +8,7 @@ invalidated lazily: an entry is skipped when its run left the state it was queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -37,10 +38,8 @@ class _Signal:
 
     async def wait(self, timeout: float) -> None:
         event = self._event
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=max(timeout, 0))
-        except TimeoutError:
-            pass
 
 
 class MemoryQueueStore:
