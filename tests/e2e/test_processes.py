@@ -11,13 +11,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from history_polling import stored_run
 
-import grpc
 from fluid.scheduler import Client, TaskState
 from fluid.service.channel import open_channel
+
+from history_polling import stored_run
 
 TESTS = Path(__file__).parent.parent
 
@@ -83,7 +84,9 @@ def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
                 process.kill()
                 process.wait()
             log.close()
-        codes = {name: process.returncode for name, (process, _) in zip(ports, started, strict=True)}
+        codes = {
+            name: process.returncode for name, (process, _) in zip(ports, started, strict=True)
+        }
         logs = {name: (tmp_path / f"{name}.log").read_text() for name in ports}
         assert all(code == 0 for code in codes.values()), (codes, logs)
 

@@ -6,7 +6,6 @@ import asyncio
 
 import grpc
 import pytest
-from history_polling import stored_run
 
 from fluid.scheduler import (
     Client,
@@ -17,6 +16,8 @@ from fluid.scheduler import (
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import Host
+
+from history_polling import stored_run
 
 
 async def test_say_hi_succeeds_with_its_result(client: Client) -> None:
@@ -65,7 +66,9 @@ async def test_max_concurrency_one_rate_limits_the_second_run(client: Client) ->
     first, second = await asyncio.gather(
         client.queue("exclusive", seconds=0.5), client.queue("exclusive", seconds=0.5)
     )
-    done = await asyncio.gather(client.wait(first.id, timeout=10), client.wait(second.id, timeout=10))
+    done = await asyncio.gather(
+        client.wait(first.id, timeout=10), client.wait(second.id, timeout=10)
+    )
     assert {run.state for run in done} == {TaskState.success, TaskState.rate_limited}
     limited = next(run for run in done if run.state is TaskState.rate_limited)
     assert "max_concurrency=1" in limited.reason
@@ -100,7 +103,9 @@ async def test_invalid_params_are_refused_naming_the_field(system: Host, client:
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     # Nothing reached a worker or history, and the system still works.
     assert (await client.list_runs(task="say_hi")).runs == []
-    assert (await client.queue_and_wait("say_hi", name="Ada", timeout=10)).state is TaskState.success
+    assert (
+        await client.queue_and_wait("say_hi", name="Ada", timeout=10)
+    ).state is TaskState.success
 
 
 async def test_a_non_json_result_fails_the_run(client: Client) -> None:
@@ -125,7 +130,9 @@ async def test_an_external_abort_of_a_queued_run_is_immediate(client: Client) ->
 
     from fluid.scheduler.run import utcnow
 
-    run = await client.queue_run("say_hi", {"name": "later"}, execute_after=utcnow() + timedelta(hours=1))
+    run = await client.queue_run(
+        "say_hi", {"name": "later"}, execute_after=utcnow() + timedelta(hours=1)
+    )
     aborted = await client.abort(run.id)
     assert aborted.state is TaskState.aborted
 
@@ -152,4 +159,6 @@ async def test_a_disabled_task_ends_aborted(client: Client) -> None:
     assert run.state is TaskState.aborted
     assert "disabled" in run.reason
     await client.set_task_enabled("say_hi", True)
-    assert (await client.queue_and_wait("say_hi", name="Ada", timeout=10)).state is TaskState.success
+    assert (
+        await client.queue_and_wait("say_hi", name="Ada", timeout=10)
+    ).state is TaskState.success

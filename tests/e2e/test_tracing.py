@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from history_polling import stored_run
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -10,6 +9,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from fluid.scheduler import Client, TaskState
 from fluid.service.host import Host
+
+from history_polling import stored_run
 
 
 def _exporter() -> InMemorySpanExporter:

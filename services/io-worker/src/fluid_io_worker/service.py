@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from fluid.scheduler.client import Client
 from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.v1 import dispatcher_pb2_grpc

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
+
 from fluid.scheduler import wire
 from fluid.scheduler.client import Client
 from fluid.scheduler.definition import TaskDefinition
@@ -80,7 +81,9 @@ class IoWorker:
         )
         self.lease_ttl = response.lease_ttl.ToTimedelta().total_seconds() or self.lease_ttl
         logger.info(
-            "worker %s registered %d task(s) with the dispatcher", self.worker_id, len(self.io_tasks)
+            "worker %s registered %d task(s) with the dispatcher",
+            self.worker_id,
+            len(self.io_tasks),
         )
 
     async def start(self) -> None:
@@ -183,7 +186,9 @@ class IoWorker:
             if task is None:
                 outcome = RunOutcome(
                     TaskState.failure,
-                    error=RunError("LookupError", f"worker {self.worker_id} has no task {run.task}"),
+                    error=RunError(
+                        "LookupError", f"worker {self.worker_id} has no task {run.task}"
+                    ),
                 )
             else:
                 outcome = await execute_run(task, run, self.client)
@@ -249,7 +254,9 @@ class IoWorker:
         while True:
             try:
                 await self.dispatcher.ReportRunStates(
-                    dispatcher_pb2.ReportRunStatesRequest(worker_id=self.worker_id, reports=reports),
+                    dispatcher_pb2.ReportRunStatesRequest(
+                        worker_id=self.worker_id, reports=reports
+                    ),
                     timeout=10,
                 )
                 return
@@ -264,4 +271,3 @@ class IoWorker:
                     return
                 logger.warning("reporting failed (%s); retrying", error.code().name)
                 await asyncio.sleep(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])
-
