@@ -1,0 +1,1 @@
+"""fluid history: stores every state of every run and answers history queries."""

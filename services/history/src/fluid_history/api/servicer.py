@@ -1,0 +1,43 @@
+"""The HistoryService gRPC servicer; domain errors become statuses in the host's interceptor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from fluid.scheduler import wire
+from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
+from fluid_history.domain.history import RunHistory
+
+from .convert import query_from_pb, snapshots_from_pb
+
+SERVICE_NAME: str = history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
+    def __init__(self, history: RunHistory) -> None:
+        self._history = history
+
+    async def RecordRuns(
+        self, request: history_pb2.RecordRunsRequest, context: Context
+    ) -> history_pb2.RecordRunsResponse:
+        applied = await self._history.record(snapshots_from_pb(request.runs))
+        return history_pb2.RecordRunsResponse(applied=applied)
+
+    async def ListRuns(
+        self, request: history_pb2.ListRunsRequest, context: Context
+    ) -> history_pb2.ListRunsResponse:
+        page = await self._history.list_runs(query_from_pb(request))
+        return history_pb2.ListRunsResponse(
+            runs=[wire.run_to_pb(run) for run in page.runs],
+            next_cursor=page.next_cursor.encode() if page.next_cursor else "",
+        )
+
+    async def GetRun(
+        self, request: history_pb2.HistoryServiceGetRunRequest, context: Context
+    ) -> history_pb2.HistoryServiceGetRunResponse:
+        run = await self._history.get_run(request.run_id)
+        return history_pb2.HistoryServiceGetRunResponse(run=wire.run_to_pb(run))

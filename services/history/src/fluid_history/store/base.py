@@ -1,0 +1,32 @@
+"""The interface every run store implements (and the contract tests hold it to)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from fluid.scheduler.run import Run
+from fluid_history.domain.query import RunPage, RunQuery
+
+
+class RunStore(Protocol):
+    """Durable run snapshots, one row per run: the highest version seen."""
+
+    async def open(self) -> None:
+        """Connect and make sure the schema exists; called once before any other method."""
+
+    async def close(self) -> None:
+        """Release connections; the store cannot be used afterwards."""
+
+    async def record(self, snapshots: Sequence[Run]) -> list[Run]:
+        """Store each snapshot whose version is above its run's stored version.
+
+        All or nothing: one transaction for the whole batch. Several snapshots of one run
+        count once, with their highest version. Returns the snapshots that were applied.
+        """
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """One page of the runs matching ``query``, newest queued first, ties by id."""
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The stored run, or None."""

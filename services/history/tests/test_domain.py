@@ -1,0 +1,120 @@
+"""Domain rules without a database or gRPC: cursors, queries, which snapshots are kept."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from fluid.scheduler.errors import InvalidArgumentError
+from fluid_history.domain import DEFAULT_LIMIT, MAX_LIMIT, Cursor, RunQuery, latest_per_run
+from fluid_history.domain.snapshots import storable, validate_snapshots
+
+from .support import T0, MakeRun
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_cursor_round_trips_and_is_url_safe() -> None:
+    cursor = Cursor(queued=T0, run_id="ab/c+d?")
+    encoded = cursor.encode()
+    assert Cursor.decode(encoded) == cursor
+    assert set(encoded) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def test_cursor_is_normalised_to_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    cursor = Cursor.decode(Cursor(queued=T0.astimezone(paris), run_id="r").encode())
+    assert cursor.queued == T0
+    assert cursor.queued.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not base64!",
+        _b64("not json"),
+        _b64("[1, 2]"),
+        _b64('{"q": "2025-01-01T00:00:00+00:00"}'),
+        _b64('{"q": "2025-01-01T00:00:00+00:00", "id": ""}'),
+        _b64('{"q": 12, "id": "r"}'),
+        _b64('{"q": "yesterday", "id": "r"}'),
+        _b64('{"q": "2025-01-01T00:00:00", "id": "r"}'),
+    ],
+)
+def test_malformed_cursor_is_invalid_argument(text: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^cursor: malformed$"):
+        Cursor.decode(text)
+
+
+def test_query_limit_defaults_and_bounds() -> None:
+    assert RunQuery().limit == DEFAULT_LIMIT
+    assert RunQuery(limit=0).limit == DEFAULT_LIMIT
+    assert RunQuery(limit=MAX_LIMIT).limit == MAX_LIMIT
+    with pytest.raises(InvalidArgumentError, match=r"^limit: at most 500$"):
+        RunQuery(limit=MAX_LIMIT + 1)
+    with pytest.raises(InvalidArgumentError, match=r"^limit: "):
+        RunQuery(limit=-1)
+
+
+def test_query_refuses_an_empty_time_range() -> None:
+    RunQuery(queued_after=T0, queued_before=T0 + timedelta(microseconds=1))
+    for before in (T0, T0 - timedelta(seconds=1)):
+        with pytest.raises(InvalidArgumentError, match=r"^queued_after: "):
+            RunQuery(queued_after=T0, queued_before=before)
+
+
+def test_query_refuses_naive_times() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^queued_before: "):
+        RunQuery(queued_before=datetime(2025, 1, 1))
+
+
+def test_latest_per_run_keeps_the_highest_version(make_run: MakeRun) -> None:
+    batch = [
+        make_run("a", version=2, reason="a2"),
+        make_run("b", version=1),
+        make_run("a", version=5, reason="a5"),
+        make_run("a", version=3, reason="a3"),
+        make_run("a", version=5, reason="a5 again"),
+    ]
+    latest = {run.id: run for run in latest_per_run(batch)}
+    assert set(latest) == {"a", "b"}
+    assert latest["a"].reason == "a5"
+
+
+def test_validation_names_the_snapshot_and_field(make_run: MakeRun) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^runs\[1\]\.id: required$"):
+        validate_snapshots([make_run("a"), make_run("")])
+    with pytest.raises(InvalidArgumentError, match=r"^runs\[0\]\.task: required$"):
+        validate_snapshots([make_run("a", task="")])
+
+
+def test_storable_drops_skip_db_and_fills_queued(make_run: MakeRun) -> None:
+    now = T0 + timedelta(hours=1)
+    started = T0 + timedelta(minutes=1)
+    kept = storable(
+        [
+            make_run("secret", tags=frozenset({"skip_db", "x"})),
+            make_run("started", queued=None, start=started),
+            make_run("bare", queued=None),
+            make_run("normal"),
+        ],
+        now,
+    )
+    assert {run.id: run.queued for run in kept} == {
+        "started": started,
+        "bare": now,
+        "normal": T0,
+    }
+
+
+def test_cursor_after_a_run(make_run: MakeRun) -> None:
+    assert Cursor.after(make_run("r")) == Cursor(queued=T0, run_id="r")
+    # Decoding yields exactly the JSON document the brief specifies.
+    encoded = Cursor.after(make_run("r")).encode()
+    document = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    assert document == {"q": T0.isoformat(), "id": "r"}

@@ -1,0 +1,240 @@
+"""HistoryService over a real in-process gRPC server, through the SDK client and raw stubs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fluid.scheduler import Client, TaskState, wire
+from fluid.scheduler.errors import InvalidArgumentError, NotFoundError
+from fluid.scheduler.run import Run
+from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+
+from .support import T0, MakeRun
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # A directory that does not exist yet: the service must create it.
+    path = tmp_path / "state" / "history.db"
+    monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+async def port(database: Path) -> AsyncIterator[int]:
+    host = Host(["history"], settings=ServerSettings(port=0))
+    bound = await host.start()
+    try:
+        yield bound
+    finally:
+        await host.stop()
+
+
+@pytest.fixture
+async def channel(port: int) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> history_pb2_grpc.HistoryServiceAsyncStub:
+    return history_pb2_grpc.HistoryServiceStub(channel)
+
+
+@pytest.fixture
+async def client(port: int) -> AsyncIterator[Client]:
+    async with Client(f"127.0.0.1:{port}") as connected:
+        yield connected
+
+
+async def _record(stub: history_pb2_grpc.HistoryServiceAsyncStub, *runs: Run) -> int:
+    request = history_pb2.RecordRunsRequest(runs=[wire.run_to_pb(run) for run in runs])
+    response = await stub.RecordRuns(request)
+    return response.applied
+
+
+async def _status(call: Awaitable[object]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    return raised.value
+
+
+async def test_the_service_is_healthy_and_its_database_exists(
+    channel: grpc.aio.Channel, database: Path
+) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    response = await health.Check(
+        health_pb2.HealthCheckRequest(service="fluid.scheduler.v1.HistoryService")
+    )
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    assert await asyncio.to_thread(database.is_file)
+
+
+async def test_recorded_runs_are_read_back_by_the_client(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, client: Client, make_run: MakeRun
+) -> None:
+    run = make_run(
+        "r1",
+        state=TaskState.success,
+        params={"x": 1, "name": "a"},
+        result={"sum": 3},
+        tags=frozenset({"math"}),
+        trace_context={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        start=T0 + timedelta(seconds=1),
+        end=T0 + timedelta(seconds=2),
+    )
+    assert await _record(stub, run, make_run("r2", task="mul")) == 2
+    assert await client.get_stored_run("r1") == run
+    page = await client.list_runs(task="add", state=TaskState.success, params={"x": 1})
+    assert page.runs == [run]
+    assert page.next_cursor == ""
+
+
+async def test_stale_snapshots_are_not_applied(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, client: Client, make_run: MakeRun
+) -> None:
+    newer = make_run("r", state=TaskState.running, version=2)
+    assert await _record(stub, newer) == 1
+    assert await _record(stub, make_run("r", state=TaskState.queued, version=1), newer) == 0
+    assert (await client.get_stored_run("r")).state is TaskState.running
+
+
+async def test_skip_db_runs_are_not_applied(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, client: Client, make_run: MakeRun
+) -> None:
+    assert await _record(stub, make_run("hidden", tags=frozenset({"skip_db"}))) == 0
+    with pytest.raises(NotFoundError):
+        await client.get_stored_run("hidden")
+
+
+async def test_the_client_pages_with_cursors(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, client: Client, make_run: MakeRun
+) -> None:
+    await _record(stub, *(make_run(f"r{index:03}") for index in range(120)))
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = await client.list_runs(limit=50, cursor=cursor)
+        seen.extend(run.id for run in page.runs)
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"r{index:03}" for index in reversed(range(120))]
+    # Time filters travel as queued_after / queued_before.
+    assert (await client.list_runs(start=T0, end=T0 + timedelta(seconds=1), limit=500)).runs
+    assert not (await client.list_runs(end=T0)).runs
+    assert [run.id for run in (await client.list_runs(tags=["none"])).runs] == []
+
+
+async def test_an_unknown_run_is_not_found(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, client: Client
+) -> None:
+    error = await _status(stub.GetRun(history_pb2.HistoryServiceGetRunRequest(run_id="nope")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.details() == "run nope not found"
+    with pytest.raises(NotFoundError, match="run nope not found"):
+        await client.get_stored_run("nope")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda message: message.ClearField("id"), "runs[1].id"),
+        (lambda message: message.ClearField("task"), "runs[1].task"),
+        (lambda message: setattr(message, "state", 0), "runs[1].state"),
+        (lambda message: setattr(message, "state", 99), "runs[1].state"),
+        (lambda message: setattr(message, "priority", 42), "runs[1].priority"),
+    ],
+)
+async def test_an_invalid_snapshot_names_its_field(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub,
+    client: Client,
+    make_run: MakeRun,
+    mutate: Callable[[run_pb2.Run], object],
+    field: str,
+) -> None:
+    bad = wire.run_to_pb(make_run("bad"))
+    mutate(bad)
+    request = history_pb2.RecordRunsRequest(runs=[wire.run_to_pb(make_run("good")), bad])
+    error = await _status(stub.RecordRuns(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith(f"{field}: ")
+    # The batch is refused whole.
+    with pytest.raises(NotFoundError):
+        await client.get_stored_run("good")
+
+
+async def test_non_json_params_are_invalid(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, make_run: MakeRun
+) -> None:
+    bad = wire.run_to_pb(make_run("bad"))
+    bad.params.update({"x": float("nan")})
+    error = await _status(stub.RecordRuns(history_pb2.RecordRunsRequest(runs=[bad])))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("runs[0]")
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (history_pb2.ListRunsRequest(limit=501), "limit: at most 500"),
+        (history_pb2.ListRunsRequest(limit=-1), "limit: must not be negative"),
+        (history_pb2.ListRunsRequest(cursor="%%%"), "cursor: malformed"),
+        (
+            history_pb2.ListRunsRequest(
+                queued_after=wire.timestamp(T0), queued_before=wire.timestamp(T0)
+            ),
+            "queued_after: ",
+        ),
+        (
+            history_pb2.ListRunsRequest(
+                states=[run_pb2.TASK_STATE_RUNNING, run_pb2.TaskState.ValueType(77)]
+            ),
+            "states[1]: ",
+        ),
+        (
+            history_pb2.ListRunsRequest(
+                params_contain=struct_pb2.Struct(
+                    fields={"x": struct_pb2.Value(number_value=float("inf"))}
+                )
+            ),
+            "params_contain: ",
+        ),
+    ],
+)
+async def test_an_invalid_query_names_its_field(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub,
+    request_: history_pb2.ListRunsRequest,
+    message: str,
+) -> None:
+    error = await _status(stub.ListRuns(request_))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith(message)
+
+
+async def test_client_sees_invalid_arguments_as_typed_errors(client: Client) -> None:
+    with pytest.raises(InvalidArgumentError, match="limit: at most 500"):
+        await client.list_runs(limit=501)
+    with pytest.raises(InvalidArgumentError, match="cursor: malformed"):
+        await client.list_runs(cursor="garbage")
+    with pytest.raises(InvalidArgumentError, match="run_id"):
+        await client.get_stored_run("")
+
+
+async def test_unspecified_state_means_any_state(
+    stub: history_pb2_grpc.HistoryServiceAsyncStub, make_run: MakeRun
+) -> None:
+    await _record(stub, make_run("a", state=TaskState.success))
+    request = history_pb2.ListRunsRequest(states=[run_pb2.TASK_STATE_UNSPECIFIED])
+    response = await stub.ListRuns(request)
+    assert [run.id for run in response.runs] == ["a"]

@@ -1,0 +1,431 @@
+"""The run store contract: one suite, run against every store in conftest's STORE_URLS."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.exc import StatementError
+
+from fluid.scheduler.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from fluid.scheduler.models import RunError, TaskPriority, TaskState
+from fluid.scheduler.run import Run
+from fluid_history.domain import Cursor, RunHistory, RunQuery
+from fluid_history.store.sql import ROWS_PER_STATEMENT, SqlRunStore
+from fluid_history.tracing import RecordSpans
+
+from .support import T0, MakeRun
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def _all_pages(store: SqlRunStore, query: RunQuery) -> list[Run]:
+    """Every run the query matches, following cursors until the last page."""
+    runs: list[Run] = []
+    while True:
+        page = await store.list_runs(query)
+        runs.extend(page.runs)
+        if page.next_cursor is None:
+            return runs
+        assert len(page.runs) == query.limit
+        query = dataclasses.replace(query, after=page.next_cursor)
+
+
+async def _ids(store: SqlRunStore, **filters: Any) -> list[str]:
+    page = await store.list_runs(RunQuery(limit=500, **filters))
+    return [run.id for run in page.runs]
+
+
+# -- recording -------------------------------------------------------------------------
+
+
+async def test_a_stored_run_reads_back_field_for_field(store: SqlRunStore) -> None:
+    paris = timezone(timedelta(hours=1))
+    run = Run(
+        id="r1",
+        task="resize",
+        priority=TaskPriority.high,
+        state=TaskState.failure,
+        params={"path": "a.png", "size": [1, 2.5], "opts": {"fast": True, "q": None}},
+        queued=T0.astimezone(paris),
+        start=T0 + timedelta(seconds=1),
+        end=T0 + timedelta(seconds=2),
+        execute_after=T0 - timedelta(days=1),
+        attempt=2,
+        rate_limit_attempt=1,
+        from_run_id="parent",
+        root_run_id="root",
+        result={"done": ["x", 1]},
+        error=RunError(type="ValueError", message="bad", traceback="Traceback ..."),
+        reason="because",
+        tags=frozenset({"img", "slow"}),
+        trace_context={"traceparent": TRACEPARENT},
+        worker_id="w-7",
+        version=2**40,
+    )
+    assert await store.record([run]) == [run]
+    stored = await store.get_run("r1")
+    assert stored == run
+    assert stored is not None
+    for when in (stored.queued, stored.start, stored.end, stored.execute_after):
+        assert when is not None
+        assert when.tzinfo == UTC
+
+
+async def test_optional_fields_read_back_empty(store: SqlRunStore, make_run: MakeRun) -> None:
+    run = make_run("bare")
+    await store.record([run])
+    stored = await store.get_run("bare")
+    assert stored == run
+    assert stored is not None
+    assert (stored.result, stored.error, stored.start, stored.end) == (None, None, None, None)
+
+
+async def test_an_unknown_run_is_none(store: SqlRunStore) -> None:
+    assert await store.get_run("missing") is None
+
+
+async def test_only_a_higher_version_changes_a_run(store: SqlRunStore, make_run: MakeRun) -> None:
+    queued = make_run("r", state=TaskState.queued, version=1)
+    running = make_run("r", state=TaskState.running, version=2)
+    success = make_run("r", state=TaskState.success, version=3)
+
+    assert await store.record([running]) == [running]
+    # Out of order: the older snapshot arrives late and must not move the run back.
+    assert await store.record([queued]) == []
+    # Replay of the stored version: nothing changes.
+    assert await store.record([dataclasses.replace(running, reason="replayed")]) == []
+    assert await store.get_run("r") == running
+    assert await store.record([success]) == [success]
+    assert await store.record([queued, running, success]) == []
+    assert await store.get_run("r") == success
+
+
+async def test_a_batch_keeps_the_highest_version_of_each_run(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    batch = [
+        make_run("a", version=3, state=TaskState.success),
+        make_run("a", version=1, state=TaskState.queued),
+        make_run("b", version=1),
+        make_run("a", version=2, state=TaskState.running),
+    ]
+    applied = await store.record(batch)
+    assert sorted((run.id, run.version) for run in applied) == [("a", 3), ("b", 1)]
+    stored = await store.get_run("a")
+    assert stored is not None
+    assert stored.state is TaskState.success
+
+
+async def test_a_batch_applies_only_its_new_snapshots(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    await store.record([make_run("old", version=5)])
+    applied = await store.record([make_run("old", version=4), make_run("new", version=1)])
+    assert [run.id for run in applied] == ["new"]
+
+
+async def test_a_batch_is_all_or_nothing(store: SqlRunStore, make_run: MakeRun) -> None:
+    # The bad snapshot sits in the second statement, after the first one was executed.
+    batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT + 10)]
+    batch[-1] = make_run("bad", queued=datetime(2025, 1, 1))  # naive: refused by the store
+    with pytest.raises(StatementError):
+        await store.record(batch)
+    assert await _ids(store) == []
+
+
+async def test_a_large_batch_is_stored_whole(store: SqlRunStore, make_run: MakeRun) -> None:
+    batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT * 2 + 1)]
+    assert len(await store.record(batch)) == len(batch)
+    assert len(await _all_pages(store, RunQuery(limit=500))) == len(batch)
+
+
+# -- listing and filters ---------------------------------------------------------------
+
+
+async def test_runs_are_listed_newest_queued_first_ties_by_id(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    await store.record(
+        [
+            make_run("b", queued=T0),
+            make_run("old", queued=T0 - timedelta(microseconds=1)),
+            make_run("c", queued=T0),
+            make_run("new", queued=T0 + timedelta(days=1)),
+            make_run("a", queued=T0),
+        ]
+    )
+    assert await _ids(store) == ["new", "c", "b", "a", "old"]
+
+
+async def test_filter_by_task_and_states(store: SqlRunStore, make_run: MakeRun) -> None:
+    await store.record(
+        [
+            make_run("add-ok", task="add", state=TaskState.success),
+            make_run("add-ko", task="add", state=TaskState.failure),
+            make_run("add-run", task="add", state=TaskState.running),
+            make_run("mul-ok", task="mul", state=TaskState.success),
+        ]
+    )
+    assert set(await _ids(store, task="add")) == {"add-ok", "add-ko", "add-run"}
+    assert set(await _ids(store, states=frozenset({TaskState.success}))) == {"add-ok", "mul-ok"}
+    done = frozenset({TaskState.success, TaskState.failure})
+    assert set(await _ids(store, task="add", states=done)) == {"add-ok", "add-ko"}
+    assert await _ids(store, task="nope") == []
+
+
+async def test_filter_by_queued_range(store: SqlRunStore, make_run: MakeRun) -> None:
+    hour = timedelta(hours=1)
+    await store.record([make_run(f"h{n}", queued=T0 + n * hour) for n in range(5)])
+    assert await _ids(store, queued_after=T0 + hour) == ["h4", "h3", "h2", "h1"]
+    assert await _ids(store, queued_before=T0 + 2 * hour) == ["h1", "h0"]
+    # After is inclusive, before exclusive: adjacent ranges share no run.
+    assert await _ids(store, queued_after=T0 + hour, queued_before=T0 + 3 * hour) == ["h2", "h1"]
+    paris = timezone(timedelta(hours=1))
+    assert await _ids(store, queued_after=(T0 + 4 * hour).astimezone(paris)) == ["h4"]
+
+
+async def test_filter_by_params_containment(store: SqlRunStore, make_run: MakeRun) -> None:
+    await store.record(
+        [
+            make_run("one", params={"n": 1, "name": "x", "flag": True, "nested": {"a": 1}}),
+            make_run("one-float", params={"n": 1.5, "name": "x"}),
+            make_run("text", params={"n": "1", "name": "y", "flag": None}),
+            make_run("truthy", params={"n": True, "list": [1, "a"]}),
+            make_run("odd-key", params={'a.b "c"': 2}),
+            make_run("empty", params={}),
+        ]
+    )
+
+    async def matching(params: dict[str, object]) -> set[str]:
+        return set(await _ids(store, params_contain=params))
+
+    assert await matching({"n": 1}) == {"one"}
+    assert await matching({"n": 1.0}) == {"one"}
+    assert await matching({"n": 1.5}) == {"one-float"}
+    assert await matching({"n": "1"}) == {"text"}
+    assert await matching({"n": True}) == {"truthy"}
+    assert await matching({"name": "x"}) == {"one", "one-float"}
+    assert await matching({"name": "x", "n": 1}) == {"one"}
+    assert await matching({"flag": True}) == {"one"}
+    assert await matching({"flag": None}) == {"text"}
+    assert await matching({"nested": {"a": 1}}) == {"one"}
+    assert await matching({"nested": {"a": 2}}) == set()
+    assert await matching({"list": [1, "a"]}) == {"truthy"}
+    assert await matching({'a.b "c"': 2}) == {"odd-key"}
+    assert await matching({"missing": 1}) == set()
+
+
+async def test_nested_params_match_whatever_their_key_order(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    await store.record([make_run("r", params={"cfg": {"b": 2, "a": {"y": 1, "x": 0}}})])
+    assert await _ids(store, params_contain={"cfg": {"a": {"x": 0, "y": 1}, "b": 2}}) == ["r"]
+
+
+async def test_filter_by_any_tag(store: SqlRunStore, make_run: MakeRun) -> None:
+    await store.record(
+        [
+            make_run("red", tags=frozenset({"red"})),
+            make_run("red-blue", tags=frozenset({"red", "blue"})),
+            make_run("green", tags=frozenset({"green"})),
+            make_run("untagged"),
+        ]
+    )
+    assert set(await _ids(store, tags=frozenset({"red"}))) == {"red", "red-blue"}
+    assert set(await _ids(store, tags=frozenset({"blue", "green"}))) == {"red-blue", "green"}
+    assert await _ids(store, tags=frozenset({"nope"})) == []
+
+
+async def test_filters_combine(store: SqlRunStore, make_run: MakeRun) -> None:
+    later = T0 + timedelta(minutes=1)
+    common = {"task": "add", "state": TaskState.success, "tags": frozenset({"t"})}
+    await store.record(
+        [
+            make_run("match", params={"x": 1}, queued=later, **common),
+            make_run("too-early", params={"x": 1}, **common),
+            make_run("other-params", params={"x": 2}, queued=later, **common),
+            make_run("other-task", params={"x": 1}, queued=later, **(common | {"task": "mul"})),
+        ]
+    )
+    ids = await _ids(
+        store,
+        task="add",
+        states=frozenset({TaskState.success}),
+        queued_after=later,
+        params_contain={"x": 1},
+        tags=frozenset({"t"}),
+    )
+    assert ids == ["match"]
+
+
+# -- pagination ------------------------------------------------------------------------
+
+
+async def test_paging_through_runs_with_equal_queued_times_sees_each_once(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    await store.record([make_run(f"r{index:04}") for index in range(1000)])
+    runs = await _all_pages(store, RunQuery(limit=37))
+    ids = [run.id for run in runs]
+    assert len(ids) == 1000
+    assert set(ids) == {f"r{index:04}" for index in range(1000)}
+    assert ids == sorted(ids, reverse=True)
+
+
+async def test_paging_mixes_times_and_filters(store: SqlRunStore, make_run: MakeRun) -> None:
+    second = timedelta(seconds=1)
+    await store.record(
+        [
+            make_run(f"r{index:03}", queued=T0 + (index % 7) * second, task=f"t{index % 2}")
+            for index in range(300)
+        ]
+    )
+    runs = await _all_pages(store, RunQuery(task="t1", limit=11))
+    assert len(runs) == 150
+    assert len({run.id for run in runs}) == 150
+    keys = [(run.queued, run.id) for run in runs]
+    assert keys == sorted(keys, reverse=True)
+
+
+async def test_a_full_last_page_has_no_next_cursor(store: SqlRunStore, make_run: MakeRun) -> None:
+    await store.record([make_run(f"r{index}") for index in range(4)])
+    first = await store.list_runs(RunQuery(limit=2))
+    assert first.next_cursor == Cursor(queued=T0, run_id="r2")
+    last = await store.list_runs(RunQuery(limit=2, after=first.next_cursor))
+    assert [run.id for run in last.runs] == ["r1", "r0"]
+    assert last.next_cursor is None
+    assert (await store.list_runs(RunQuery(limit=4))).next_cursor is None
+
+
+async def test_an_empty_history_is_one_empty_page(store: SqlRunStore) -> None:
+    page = await store.list_runs(RunQuery())
+    assert (page.runs, page.next_cursor) == ([], None)
+
+
+# -- the use cases on top of the store ---------------------------------------------------
+
+
+async def test_skip_db_runs_are_not_stored(store: SqlRunStore, make_run: MakeRun) -> None:
+    history = RunHistory(store)
+    applied = await history.record(
+        [make_run("kept"), make_run("secret", tags=frozenset({"skip_db", "other"}))]
+    )
+    assert applied == 1
+    assert await store.get_run("secret") is None
+    assert await history.record([make_run("secret2", tags=frozenset({"skip_db"}))]) == 0
+
+
+async def test_history_applies_page_limits(store: SqlRunStore, make_run: MakeRun) -> None:
+    history = RunHistory(store)
+    await history.record([make_run(f"r{index:03}") for index in range(501)])
+    assert len((await history.list_runs(RunQuery(limit=0))).runs) == 50
+    assert len((await history.list_runs(RunQuery(limit=7))).runs) == 7
+    page = await history.list_runs(RunQuery(limit=500))
+    assert len(page.runs) == 500
+    assert page.next_cursor is not None
+
+
+async def test_history_counts_applied_snapshots(store: SqlRunStore, make_run: MakeRun) -> None:
+    history = RunHistory(store)
+    batch = [make_run("a", version=1), make_run("a", version=2), make_run("b")]
+    assert await history.record(batch) == 2
+    assert await history.record(batch) == 0
+
+
+async def test_history_get_run(store: SqlRunStore, make_run: MakeRun) -> None:
+    history = RunHistory(store)
+    await history.record([make_run("r")])
+    assert (await history.get_run("r")).id == "r"
+    with pytest.raises(NotFoundError, match=r"^run nope not found$"):
+        await history.get_run("nope")
+    with pytest.raises(InvalidArgumentError, match=r"^run_id: "):
+        await history.get_run("")
+
+
+async def test_history_refuses_a_batch_with_an_invalid_snapshot(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    history = RunHistory(store)
+    with pytest.raises(InvalidArgumentError, match=r"^runs\[2\]\.task: required$"):
+        await history.record([make_run("a"), make_run("b"), make_run("c", task="")])
+    assert await store.get_run("a") is None
+
+
+async def test_history_stores_runs_without_queued_time(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    now = T0 + timedelta(hours=2)
+    history = RunHistory(store, clock=lambda: now)
+    await history.record([make_run("r", queued=None)])
+    stored = await store.get_run("r")
+    assert stored is not None
+    assert stored.queued == now
+
+
+async def test_recording_joins_each_runs_trace(store: SqlRunStore, make_run: MakeRun) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    history = RunHistory(store, on_recorded=[RecordSpans(provider.get_tracer("test"))])
+    traced = make_run("traced", state=TaskState.running, version=2)
+    traced = dataclasses.replace(traced, trace_context={"traceparent": TRACEPARENT})
+
+    await history.record([traced, make_run("untraced")])
+    await history.record([dataclasses.replace(traced, version=1)])  # stale: no span
+
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1
+    span = spans[0]
+    assert span.name == "history.record"
+    assert span.context is not None
+    assert format(span.context.trace_id, "032x") == TRACEPARENT.split("-")[1]
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == TRACEPARENT.split("-")[2]
+    assert dict(span.attributes or {}) == {
+        "fluid.run_id": "traced",
+        "fluid.task": "add",
+        "fluid.state": "running",
+    }
+    provider.shutdown()
+
+
+# -- lifecycle -------------------------------------------------------------------------
+
+
+async def test_sqlite_directory_is_created(tmp_path: Path, make_run: MakeRun) -> None:
+    database = tmp_path / "not" / "yet" / "history.db"
+    store = SqlRunStore(f"sqlite+aiosqlite:///{database}")
+    await store.open()
+    try:
+        await store.record([make_run("r")])
+    finally:
+        await store.close()
+    assert database.is_file()
+    reopened = SqlRunStore(f"sqlite+aiosqlite:///{database}")
+    await reopened.open()
+    try:
+        assert await reopened.get_run("r") == make_run("r")
+    finally:
+        await reopened.close()
+
+
+async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store = SqlRunStore(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    with pytest.raises(UnavailableError):
+        await store.get_run("r")
+    await store.open()
+    await store.close()
+    with pytest.raises(UnavailableError):
+        await store.list_runs(RunQuery())
+
+
+def test_an_unsupported_database_is_refused() -> None:
+    with pytest.raises(ValueError, match="mysql"):
+        SqlRunStore("mysql+aiomysql://localhost/history")
