@@ -1,17 +1,24 @@
-"""Composition root of the io-worker: task modules, dispatcher channel, worker loops."""
+"""Composition root of the io-worker: task modules, dispatcher channel, worker loops.
+
+Runs execute on this process's event loop, concurrently, each under its timeout.
+"""
 
 from __future__ import annotations
 
 import grpc
 
 from fluid.scheduler.client import Client
+from fluid.scheduler.execution import execute_run
 from fluid.scheduler.loader import load_tasks
+from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.run import Run
+from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
+from fluid.service.worker import LeasingWorker
 
 from .settings import WorkerSettings
-from .worker import IoWorker
 
 
 class IoWorkerService:
@@ -24,19 +31,23 @@ class IoWorkerService:
             raise ValueError("io-worker needs task modules: --tasks MODULE or FLUID_TASK_MODULES")
         self.tasks = load_tasks(modules)
         self.context = context
-        self.worker: IoWorker | None = None
+        self.worker: LeasingWorker | None = None
         self._channel: grpc.aio.Channel | None = None
         self._client: Client | None = None
 
     def attach(self, server: grpc.aio.Server) -> list[str]:
         return []  # the worker serves only health and reflection
 
+    async def _execute(self, task: Task, run: Run) -> RunOutcome:
+        assert self._client is not None, "started"
+        return await execute_run(task, run, self._client)
+
     async def start(self) -> None:
         self._channel = open_channel(self.context.clients.dispatcher)
         self._client = Client(settings=self.context.clients)
-        self.worker = IoWorker(
+        self.worker = LeasingWorker(
             dispatcher=dispatcher_pb2_grpc.DispatcherServiceStub(self._channel),
-            client=self._client,
+            executor=self._execute,
             tasks=self.tasks,
             concurrency=self.settings.worker_concurrency,
             lease_wait=self.settings.lease_wait_seconds,

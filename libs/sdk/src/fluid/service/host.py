@@ -173,8 +173,12 @@ class Host:
         )
         await server.start()
         self._server = server
-        for service in self._services:
-            await service.start()
+        try:
+            for service in self._services:
+                await service.start()
+        except BaseException:
+            await self.stop()  # leave no half-started server behind
+            raise
         for name in ["", *served]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         logger.info("serving %s on %s", ", ".join(self.service_names), self.address)

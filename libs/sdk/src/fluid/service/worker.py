@@ -1,10 +1,12 @@
-"""The io-worker: leases runs from the dispatcher and executes them on one event loop.
+"""The worker runtime shared by the io-worker and the cpu-runner.
 
-Three loops cooperate: the lease loop asks for as many runs as there are free slots
-(long poll), the heartbeat loop renews the leases of runs in flight and learns of
-external aborts, and the reporter sends outcomes in batches. A stopping worker leases
-nothing more, lets runs in flight finish within the grace period, then hands back the
-rest so they run elsewhere without waiting for their lease to expire.
+A worker leases runs of its kind from the dispatcher and hands each to an executor (the
+io-worker runs the task on this event loop; the cpu-runner in a separate process). Three
+loops cooperate: the lease loop asks for as many runs as there are free slots (long poll),
+the heartbeat loop renews the leases of runs in flight and learns of external aborts, and
+the reporter sends outcomes in batches. A stopping worker leases nothing more, lets runs in
+flight finish within the grace period, then hands back the rest so they run elsewhere
+without waiting for their lease to expire.
 """
 
 from __future__ import annotations
@@ -15,21 +17,19 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 
 from fluid.scheduler import wire
-from fluid.scheduler.client import Client
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.execution import execute_run
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
-logger = logging.getLogger("fluid.io_worker")
+logger = logging.getLogger("fluid.worker")
 
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -50,15 +50,22 @@ class InFlight:
     stopped: bool = False
 
 
+RunExecutor = Callable[[Task, Run], Awaitable[RunOutcome]]
+"""Executes one attempt of a run and says how it ended (cancelled on abort or shutdown)."""
+
+
 @dataclass
-class IoWorker:
+class LeasingWorker:
+    """Leases runs of its kind's tasks and executes them with ``executor``."""
+
     dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub
-    client: Client
+    executor: RunExecutor
     tasks: Mapping[str, Task]
+    cpu_bound: bool = False
     concurrency: int = 100
     lease_wait: float = 1.0
     report_batch_size: int = 256
-    worker_id: str = field(default_factory=lambda: new_worker_id("io"))
+    worker_id: str = ""
     lease_ttl: float = 15.0
     _in_flight: dict[str, InFlight] = field(default_factory=dict)
     _reports: asyncio.Queue[dispatcher_pb2.RunStateReport] = field(default_factory=asyncio.Queue)
@@ -66,16 +73,21 @@ class IoWorker:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.worker_id = self.worker_id or new_worker_id("cpu" if self.cpu_bound else "io")
+
     @property
-    def io_tasks(self) -> list[Task]:
-        return [task for task in self.tasks.values() if not task.cpu_bound]
+    def own_tasks(self) -> list[Task]:
+        """The tasks of this worker's kind (the others are for the other kind of worker)."""
+        return [task for task in self.tasks.values() if task.cpu_bound == self.cpu_bound]
 
     async def register(self) -> None:
+        kind = dispatcher_pb2.WORKER_KIND_CPU if self.cpu_bound else dispatcher_pb2.WORKER_KIND_IO
         response = await self.dispatcher.RegisterWorker(
             dispatcher_pb2.RegisterWorkerRequest(
                 worker_id=self.worker_id,
-                kind=dispatcher_pb2.WORKER_KIND_IO,
-                tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in self.io_tasks],
+                kind=kind,
+                tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in self.own_tasks],
                 concurrency=self.concurrency,
             )
         )
@@ -83,7 +95,7 @@ class IoWorker:
         logger.info(
             "worker %s registered %d task(s) with the dispatcher",
             self.worker_id,
-            len(self.io_tasks),
+            len(self.own_tasks),
         )
 
     async def start(self) -> None:
@@ -191,7 +203,7 @@ class IoWorker:
                     ),
                 )
             else:
-                outcome = await execute_run(task, run, self.client)
+                outcome = await self.executor(task, run)
         except asyncio.CancelledError:
             flight = self._in_flight.get(run.id)
             if flight is None or flight.stopped or flight.stop_reason is None:
