@@ -283,12 +283,13 @@ class Dispatcher:
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
         released = []
+        now = self.clock()
         for run_id in run_ids:
 
             def give_back(current: Run, lease: Lease | None) -> Run | None:
                 if lease is None or lease.worker_id != worker_id:
                     return None
-                return outcomes.released(current)
+                return outcomes.released(current, lease.abort_reason, now)
 
             if await self.store.update_run(run_id, give_back) is not None:
                 released.append(run_id)
@@ -303,7 +304,9 @@ class Dispatcher:
             run = await self.store.get_run(lease.run_id)
             record = await self.store.get_task(run.task) if run else None
             definition = record.definition if record else None
-            updated = await self.store.update_run(lease.run_id, _expiry(lease, definition, now))
+            updated = await self.store.update_run(
+                lease.run_id, _expiry(lease, definition, now, self.config.lease_ttl)
+            )
             if updated is not None:
                 count += 1
                 logger.warning(
@@ -336,12 +339,17 @@ def _blocked_at(now: datetime) -> BlockedRun:
     return blocked
 
 
-def _expiry(expected: Lease, definition: TaskDefinition | None, now: datetime) -> RunChange:
+def _expiry(
+    expected: Lease, definition: TaskDefinition | None, now: datetime, lease_ttl: timedelta
+) -> RunChange:
     """Interrupt the run if it still holds the lease that expired (not a renewed one)."""
 
     def expire(current: Run, held: Lease | None) -> Run | None:
         if held is None or held.deadline > now or held.worker_id != expected.worker_id:
             return None
-        return outcomes.interrupted(current, definition, held.abort_reason, now)
+        # A lease lasts lease_ttl from its last renewal (capped at the run's timeout plus
+        # lease_ttl), so its deadline says whether the worker outlived the timeout.
+        last_renewal = held.deadline - lease_ttl
+        return outcomes.interrupted(current, definition, held.abort_reason, now, last_renewal)
 
     return expire

@@ -48,22 +48,34 @@ def finished(run: Run, task: TaskDefinition | None, report: RunOutcome, now: dat
         state=report.state,
         end=now,
         result=report.result if report.state is TaskState.success else None,
-        error=report.error if report.state is TaskState.failure else run.error,
+        # A success after retries clears the failed attempt's error; other endings keep it.
+        error=None if report.state is TaskState.success else (report.error or run.error),
         reason=report.reason,
     )
 
 
 def interrupted(
-    run: Run, task: TaskDefinition | None, abort_reason: str | None, now: datetime
+    run: Run,
+    task: TaskDefinition | None,
+    abort_reason: str | None,
+    now: datetime,
+    last_renewal: datetime | None = None,
 ) -> Run:
-    """The run after its lease expired without a report."""
+    """The run after its lease expired without a report.
+
+    ``last_renewal`` is when its worker last renewed the lease (``now`` if unknown). A
+    worker still renewing once the timeout had passed failed to stop the run: a timeout.
+    One that stopped renewing before vanished: an interruption, even when the lease
+    expires after the timeout (the timeout can be shorter than the lease).
+    """
     if abort_reason is not None:
         return replace(run, state=TaskState.aborted, end=now, reason=abort_reason)
     timeout = task.timeout_seconds if task else None
+    alive = now if last_renewal is None else last_renewal
     if (
         timeout is not None
         and run.start is not None
-        and now - run.start > timedelta(seconds=timeout)
+        and alive - run.start >= timedelta(seconds=timeout)
     ):
         error = RunError(
             "TimeoutError",
@@ -97,6 +109,12 @@ def blocked(run: Run, task: TaskDefinition, enabled: bool, now: datetime) -> Run
     return replace(run, state=TaskState.rate_limited, start=now, end=now, reason=reason)
 
 
-def released(run: Run) -> Run:
-    """The run a worker handed back unstarted (graceful shutdown): queued at once."""
+def released(run: Run, abort_reason: str | None, now: datetime) -> Run:
+    """The run a worker handed back unstarted (graceful shutdown): queued at once.
+
+    Unless an abort was requested before its worker heard of it: queueing it again
+    would run it despite the abort, so it ends ``aborted``.
+    """
+    if abort_reason is not None:
+        return replace(run, state=TaskState.aborted, end=now, reason=abort_reason)
     return replace(run, state=TaskState.queued, start=None, worker_id="", execute_after=None)

@@ -1,0 +1,719 @@
+"""The QueueStore contract: one suite, run against every store in conftest's STORE_FACTORIES.
+
+Times are fixed offsets from ``T0`` passed as ``now`` (and as each run's ``queued``), so
+nothing depends on the wall clock; waits are driven by asyncio tasks and events, with a
+generous ``wait_for`` as a safety net, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.models import TaskPriority, TaskState
+from fluid.scheduler.run import Run
+from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind, WorkerRecord
+from fluid_dispatcher.store.base import BlockedRun, QueueStore, RunChange
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TTL = timedelta(seconds=30)
+WORKER = "worker-1"
+OTHER_WORKER = "worker-2"
+PROMPTLY = 5.0
+"""Seconds a wait that should end at once may take before the test fails (a safety net)."""
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def queued_run(
+    run_id: str,
+    *,
+    task: str = "add",
+    priority: TaskPriority = TaskPriority.medium,
+    queued: datetime = T0,
+    execute_after: datetime | None = None,
+    **fields: Any,
+) -> Run:
+    return Run(
+        id=run_id,
+        task=task,
+        priority=priority,
+        state=TaskState.queued,
+        queued=queued,
+        execute_after=execute_after,
+        version=1,
+        **fields,
+    )
+
+
+def rate_limited(run: Run, task: TaskRecord) -> Run:
+    """A ``BlockedRun`` that ends the run, as the domain does without a rate-limit retry."""
+    return replace(run, state=TaskState.rate_limited, end=run.queued, reason=f"{task.name} busy")
+
+
+def to_state(state: TaskState, end: datetime | None = None, **fields: Any) -> RunChange:
+    def change(run: Run, lease: Lease | None) -> Run:
+        return replace(run, state=state, end=end, **fields)
+
+    return change
+
+
+def finish(end: datetime, state: TaskState = TaskState.success) -> RunChange:
+    return to_state(state, end=end)
+
+
+def requeue(run: Run, lease: Lease | None) -> Run:
+    return replace(run, state=TaskState.queued, start=None, worker_id="")
+
+
+async def register(
+    store: QueueStore,
+    *definitions: TaskDefinition,
+    worker_id: str = WORKER,
+    now: datetime = T0,
+) -> WorkerRecord:
+    if not definitions:
+        definitions = (TaskDefinition(name="add"),)
+    await store.register_worker(worker_id, WorkerKind.io, definitions, 4, now)
+    worker = await store.get_worker(worker_id)
+    assert worker is not None
+    return worker
+
+
+async def task_records(store: QueueStore, *names: str) -> list[TaskRecord]:
+    records = [await store.get_task(name) for name in names or ("add",)]
+    assert all(record is not None for record in records)
+    return [record for record in records if record is not None]
+
+
+async def lease(
+    store: QueueStore,
+    worker: WorkerRecord,
+    now: datetime,
+    *,
+    tasks: tuple[str, ...] = ("add",),
+    max_runs: int = 10,
+    blocked: BlockedRun = rate_limited,
+) -> list[tuple[Run, Lease]]:
+    return await store.lease_runs(
+        worker, await task_records(store, *tasks), max_runs, now, TTL, blocked
+    )
+
+
+async def lease_ids(
+    store: QueueStore, worker: WorkerRecord, now: datetime, **options: Any
+) -> list[str]:
+    return [run.id for run, _ in await lease(store, worker, now, **options)]
+
+
+async def lease_one_by_one(store: QueueStore, worker: WorkerRecord, now: datetime) -> list[str]:
+    order: list[str] = []
+    while leased := await lease_ids(store, worker, now, max_runs=1):
+        order.extend(leased)
+    return order
+
+
+async def stored(store: QueueStore, run_id: str) -> Run:
+    run = await store.get_run(run_id)
+    assert run is not None, f"run {run_id} is not stored"
+    return run
+
+
+# -- tasks and workers -----------------------------------------------------------
+
+
+async def test_register_worker_records_worker_and_tasks(store: QueueStore) -> None:
+    definitions = (TaskDefinition(name="add"), TaskDefinition(name="scan", cpu_bound=True))
+    await store.register_worker(WORKER, WorkerKind.cpu, definitions, 3, at(5))
+
+    worker = await store.get_worker(WORKER)
+    assert worker == WorkerRecord(WORKER, WorkerKind.cpu, frozenset({"add", "scan"}), 3, at(5))
+    assert [w.worker_id for w in await store.list_workers()] == [WORKER]
+    scan = await store.get_task("scan")
+    assert scan == TaskRecord(definitions[1], enabled=True)
+    assert {record.name for record in await store.list_tasks()} == {"add", "scan"}
+    assert await store.get_task("missing") is None
+
+
+async def test_last_registration_wins_but_keeps_the_enabled_flag(store: QueueStore) -> None:
+    await register(store, TaskDefinition(name="add", max_concurrency=1))
+    await store.set_task_enabled("add", False)
+
+    await register(store, TaskDefinition(name="add", max_concurrency=5), worker_id=OTHER_WORKER)
+
+    record = await store.get_task("add")
+    assert record is not None
+    assert record.definition.max_concurrency == 5
+    assert record.enabled is False
+
+
+async def test_set_task_enabled(store: QueueStore) -> None:
+    await register(store)
+
+    disabled = await store.set_task_enabled("add", False)
+    assert disabled is not None and disabled.enabled is False
+    enabled = await store.set_task_enabled("add", True)
+    assert enabled is not None and enabled.enabled is True
+    assert await store.set_task_enabled("missing", False) is None
+
+
+async def test_remove_worker(store: QueueStore) -> None:
+    await register(store)
+
+    await store.remove_worker(WORKER)
+
+    assert await store.get_worker(WORKER) is None
+    assert await store.list_workers() == []
+
+
+# -- adding and changing runs ----------------------------------------------------------
+
+
+async def test_add_run_stores_a_new_run(store: QueueStore) -> None:
+    run = queued_run("run-1", params={"a": 1})
+
+    assert await store.add_run(run) == (run, True)
+    assert await store.get_run("run-1") == run
+    assert await store.get_run("missing") is None
+
+
+async def test_add_run_with_a_known_id_returns_the_existing_run(store: QueueStore) -> None:
+    first = queued_run("run-1", params={"a": 1})
+    await store.add_run(first)
+
+    assert await store.add_run(queued_run("run-1", params={"a": 2})) == (first, False)
+    assert await store.get_run("run-1") == first
+
+
+async def test_add_run_with_a_known_idempotency_key_returns_the_existing_run(
+    store: QueueStore,
+) -> None:
+    first = queued_run("run-1")
+    assert await store.add_run(first, idempotency_key="key-1") == (first, True)
+
+    assert await store.add_run(queued_run("run-2"), idempotency_key="key-1") == (first, False)
+    assert await store.get_run("run-2") is None
+    # Another key queues another run.
+    second = queued_run("run-3")
+    assert await store.add_run(second, idempotency_key="key-2") == (second, True)
+
+
+async def test_update_run_applies_the_change_and_bumps_the_version(store: QueueStore) -> None:
+    await store.add_run(queued_run("run-1"))
+    seen: list[tuple[Run, Lease | None]] = []
+
+    def change(run: Run, lease: Lease | None) -> Run:
+        seen.append((run, lease))
+        return replace(run, params={"a": 2})
+
+    updated = await store.update_run("run-1", change)
+
+    assert seen == [(queued_run("run-1"), None)]
+    assert updated == replace(queued_run("run-1"), params={"a": 2}, version=2)
+    assert await store.get_run("run-1") == updated
+
+
+async def test_version_grows_by_one_per_change(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+
+    versions = [(await stored(store, "run-1")).version]
+    [(running, _)] = await lease(store, worker, at(1))
+    versions.append(running.version)
+    for n in range(2):
+        changed = await store.update_run("run-1", to_state(TaskState.running, params={"n": n}))
+        assert changed is not None
+        versions.append(changed.version)
+    done = await store.update_run("run-1", finish(at(2)))
+    assert done is not None
+    versions.append(done.version)
+
+    assert versions == [1, 2, 3, 4, 5]
+    assert (await stored(store, "run-1")).version == 5
+
+
+async def test_update_run_returning_none_changes_nothing(store: QueueStore) -> None:
+    run = queued_run("run-1")
+    await store.add_run(run)
+    outbox_before = await store.read_outbox(100)
+
+    assert await store.update_run("run-1", lambda current, lease: None) is None
+
+    assert await store.get_run("run-1") == run
+    assert await store.read_outbox(100) == outbox_before
+
+
+async def test_update_run_of_an_unknown_run_returns_none(store: QueueStore) -> None:
+    calls: list[Run] = []
+
+    def change(run: Run, lease: Lease | None) -> Run:
+        calls.append(run)
+        return run
+
+    assert await store.update_run("missing", change) is None
+    assert calls == []
+    assert await store.get_run("missing") is None
+
+
+# -- leasing ---------------------------------------------------------------------
+
+
+async def test_lease_marks_the_run_running_under_a_lease(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1", attempt=2))
+
+    [(run, run_lease)] = await lease(store, worker, at(3))
+
+    assert run == replace(
+        queued_run("run-1", attempt=2),
+        state=TaskState.running,
+        start=at(3),
+        worker_id=WORKER,
+        version=2,
+    )
+    assert run_lease == Lease("run-1", WORKER, 2, at(3) + TTL)
+    assert await store.get_run("run-1") == run
+    # A leased run is no longer ready.
+    assert await lease(store, worker, at(4)) == []
+
+
+async def test_lease_serves_high_then_medium_then_low(store: QueueStore) -> None:
+    worker = await register(store)
+    for priority in (TaskPriority.low, TaskPriority.medium, TaskPriority.high):
+        await store.add_run(queued_run(priority.value, priority=priority))
+
+    assert await lease_one_by_one(store, worker, at(1)) == ["high", "medium", "low"]
+
+
+async def test_lease_returns_runs_in_order(store: QueueStore) -> None:
+    worker = await register(store)
+    for priority in (TaskPriority.low, TaskPriority.medium, TaskPriority.high):
+        await store.add_run(queued_run(priority.value, priority=priority))
+
+    assert await lease_ids(store, worker, at(1)) == ["high", "medium", "low"]
+
+
+async def test_lease_is_fifo_within_a_priority(store: QueueStore) -> None:
+    worker = await register(store)
+    # Ids that sort against the queue order, so no store can get it right by id.
+    for offset, run_id in enumerate(("c-first", "b-second", "a-third")):
+        await store.add_run(queued_run(run_id, queued=at(offset)))
+
+    assert await lease_one_by_one(store, worker, at(10)) == ["c-first", "b-second", "a-third"]
+
+
+async def test_lease_orders_runs_across_tasks(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add"), TaskDefinition(name="scan"))
+    await store.add_run(queued_run("medium-add", task="add", queued=at(0)))
+    await store.add_run(queued_run("low-scan", task="scan", priority=TaskPriority.low))
+    await store.add_run(
+        queued_run("high-scan", task="scan", priority=TaskPriority.high, queued=at(5))
+    )
+
+    leased = await lease_ids(store, worker, at(10), tasks=("add", "scan"), max_runs=1)
+    assert leased == ["high-scan"]
+    leased = await lease_ids(store, worker, at(10), tasks=("add", "scan"), max_runs=1)
+    assert leased == ["medium-add"]
+
+
+async def test_a_low_run_waiting_long_enough_beats_a_newer_high_run(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("high", priority=TaskPriority.high, queued=at(61)))
+    await store.add_run(queued_run("low", priority=TaskPriority.low, queued=at(0)))
+
+    assert await lease_one_by_one(store, worker, at(61)) == ["low", "high"]
+
+
+async def test_a_low_run_not_waiting_long_enough_yields_to_a_high_run(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("low", priority=TaskPriority.low, queued=at(0)))
+    await store.add_run(queued_run("high", priority=TaskPriority.high, queued=at(59)))
+
+    assert await lease_one_by_one(store, worker, at(59)) == ["high", "low"]
+
+
+async def test_lease_takes_at_most_max_runs(store: QueueStore) -> None:
+    worker = await register(store)
+    for offset in range(3):
+        await store.add_run(queued_run(f"run-{offset}", queued=at(offset)))
+
+    assert await lease_ids(store, worker, at(10), max_runs=2) == ["run-0", "run-1"]
+    assert (await stored(store, "run-2")).state is TaskState.queued
+
+
+async def test_a_delayed_run_is_leased_only_once_due(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("later", queued=at(0), execute_after=at(30)))
+
+    assert await lease_ids(store, worker, at(29)) == []
+    assert (await stored(store, "later")).state is TaskState.queued
+    assert await lease_ids(store, worker, at(31)) == ["later"]
+
+
+async def test_a_delayed_run_queues_behind_runs_that_were_due_before_it(
+    store: QueueStore,
+) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("later", queued=at(0), execute_after=at(30)))
+    await store.add_run(queued_run("sooner", queued=at(20)))
+
+    assert await lease_one_by_one(store, worker, at(40)) == ["sooner", "later"]
+
+
+async def test_lease_takes_only_the_tasks_passed(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add"), TaskDefinition(name="scan"))
+    await store.add_run(queued_run("add-1", task="add"))
+    await store.add_run(queued_run("scan-1", task="scan"))
+
+    assert await lease_ids(store, worker, at(1), tasks=("scan",)) == ["scan-1"]
+    assert (await stored(store, "add-1")).state is TaskState.queued
+    assert await lease_ids(store, worker, at(1), tasks=("add",)) == ["add-1"]
+
+
+async def test_a_run_over_max_concurrency_becomes_blocked(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add", max_concurrency=1))
+    await store.add_run(queued_run("first", queued=at(0)))
+    await store.add_run(queued_run("second", queued=at(1)))
+    blocked_calls: list[tuple[Run, TaskRecord]] = []
+
+    def blocked(run: Run, task: TaskRecord) -> Run:
+        blocked_calls.append((run, task))
+        return rate_limited(run, task)
+
+    assert await lease_ids(store, worker, at(5), blocked=blocked) == ["first"]
+
+    [(blocked_run, blocked_task)] = blocked_calls
+    assert blocked_run == queued_run("second", queued=at(1))
+    assert blocked_task.name == "add" and blocked_task.definition.max_concurrency == 1
+    second = await stored(store, "second")
+    assert second == replace(
+        rate_limited(blocked_run, blocked_task), version=blocked_run.version + 1
+    )
+    assert second.state is TaskState.rate_limited
+    assert (await store.running_counts()).get("add") == 1
+
+
+async def test_max_concurrency_counts_runs_leased_earlier(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add", max_concurrency=1))
+    await store.add_run(queued_run("first", queued=at(0)))
+    await store.add_run(queued_run("second", queued=at(1)))
+
+    assert await lease_ids(store, worker, at(5), max_runs=1) == ["first"]
+    assert await lease_ids(store, worker, at(6)) == []
+
+    assert (await stored(store, "second")).state is TaskState.rate_limited
+
+
+async def test_a_blocked_run_put_back_in_the_queue_is_leased_once_due(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add", max_concurrency=1))
+    await store.add_run(queued_run("first", queued=at(0)))
+    await store.add_run(queued_run("second", queued=at(1)))
+
+    def retry_later(run: Run, task: TaskRecord) -> Run:
+        return replace(run, rate_limit_attempt=run.rate_limit_attempt + 1, execute_after=at(60))
+
+    assert await lease_ids(store, worker, at(5), blocked=retry_later) == ["first"]
+    second = await stored(store, "second")
+    assert (second.state, second.rate_limit_attempt, second.version) == (TaskState.queued, 1, 2)
+
+    await store.update_run("first", finish(at(10)))
+    assert await lease_ids(store, worker, at(59), blocked=retry_later) == []
+    assert await lease_ids(store, worker, at(60), blocked=retry_later) == ["second"]
+
+
+async def test_a_run_of_a_disabled_task_becomes_blocked(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    await store.set_task_enabled("add", False)
+    blocked_tasks: list[TaskRecord] = []
+
+    def blocked(run: Run, task: TaskRecord) -> Run:
+        blocked_tasks.append(task)
+        return replace(run, state=TaskState.aborted, end=at(1), reason="disabled")
+
+    assert await lease_ids(store, worker, at(1), blocked=blocked) == []
+
+    assert [task.enabled for task in blocked_tasks] == [False]
+    run = await stored(store, "run-1")
+    assert (run.state, run.reason, run.version) == (TaskState.aborted, "disabled", 2)
+    assert (await store.running_counts()).get("add", 0) == 0
+
+
+async def test_running_counts_follow_leases(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add"), TaskDefinition(name="scan"))
+    for run_id in ("add-1", "add-2", "add-3"):
+        await store.add_run(queued_run(run_id, task="add"))
+    await store.add_run(queued_run("scan-1", task="scan"))
+    assert (await store.running_counts()).get("add", 0) == 0
+
+    await lease(store, worker, at(1), tasks=("add", "scan"))
+    assert dict(await store.running_counts()) == {"add": 3, "scan": 1}
+
+    await store.update_run("add-1", finish(at(2)))
+    assert (await store.running_counts()).get("add") == 2
+    await store.update_run("add-2", finish(at(2), TaskState.failure))
+    assert (await store.running_counts()).get("add") == 1
+    # Back in the queue (a retry or a hand-back): no longer running, leasable again.
+    await store.update_run("add-3", requeue)
+    assert (await store.running_counts()).get("add", 0) == 0
+    assert await lease_ids(store, worker, at(3)) == ["add-3"]
+    assert (await store.running_counts()).get("add") == 1
+    # A change that keeps the run running keeps its count.
+    await store.update_run("scan-1", to_state(TaskState.running, params={"n": 1}))
+    assert (await store.running_counts()).get("scan") == 1
+
+
+# -- leases ----------------------------------------------------------------------
+
+
+async def test_extend_leases_renews_only_the_workers_own_leases(store: QueueStore) -> None:
+    worker = await register(store)
+    other = await register(store, worker_id=OTHER_WORKER)
+    await store.add_run(queued_run("mine", queued=at(0)))
+    await store.add_run(queued_run("theirs", queued=at(1)))
+    assert await lease_ids(store, worker, at(0), max_runs=1) == ["mine"]
+    assert await lease_ids(store, other, at(0), max_runs=1) == ["theirs"]
+    deadline_of: list[str] = []
+
+    def deadline(run: Run) -> datetime:
+        deadline_of.append(run.id)
+        return at(100)
+
+    outcome = await store.extend_leases(WORKER, ["mine", "theirs", "missing"], deadline, at(10))
+
+    assert outcome.aborts == {}
+    assert sorted(outcome.lost_run_ids) == ["missing", "theirs"]
+    assert deadline_of == ["mine"]
+    worker_now = await store.get_worker(WORKER)
+    assert worker_now is not None and worker_now.last_seen == at(10)
+    # Only "theirs" still has its first deadline (at(0) + TTL).
+    assert [lease.run_id for lease in await store.expired_leases(at(50), 10)] == ["theirs"]
+    assert await store.expired_leases(at(100), 10) != []
+
+
+async def test_a_finished_run_has_no_lease(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    await lease(store, worker, at(0))
+
+    await store.update_run("run-1", finish(at(1)))
+
+    outcome = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
+    assert outcome.lost_run_ids == ["run-1"]
+    assert await store.expired_leases(at(1000), 10) == []
+
+
+async def test_request_abort_reaches_the_lease_and_the_heartbeat(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    await lease(store, worker, at(0))
+
+    assert await store.request_abort("run-1", "operator said so") is True
+
+    outcome = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(1))
+    assert outcome.aborts == {"run-1": "operator said so"}
+    assert outcome.lost_run_ids == []
+    leases: list[Lease | None] = []
+
+    def capture(run: Run, held: Lease | None) -> None:
+        leases.append(held)
+
+    await store.update_run("run-1", capture)
+    assert [held.abort_reason if held else None for held in leases] == ["operator said so"]
+    assert (await stored(store, "run-1")).state is TaskState.running
+
+
+async def test_request_abort_of_a_run_not_running_returns_false(store: QueueStore) -> None:
+    await register(store)
+    await store.add_run(queued_run("queued"))
+    await store.add_run(queued_run("done"))
+    await store.update_run("done", finish(at(1)))
+
+    assert await store.request_abort("queued", "stop") is False
+    assert await store.request_abort("done", "stop") is False
+    assert await store.request_abort("missing", "stop") is False
+    assert (await stored(store, "queued")).state is TaskState.queued
+
+
+async def test_expired_leases_are_those_past_their_deadline(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("early", queued=at(0)))
+    await store.add_run(queued_run("late", queued=at(1)))
+    [(_, early_lease)] = await lease(store, worker, at(0), max_runs=1)
+    [(_, late_lease)] = await lease(store, worker, at(10), max_runs=1)
+
+    assert await store.expired_leases(at(5), 10) == []
+    assert await store.expired_leases(T0 + TTL + timedelta(seconds=1), 10) == [early_lease]
+    expired = await store.expired_leases(at(100), 10)
+    assert sorted(expired, key=lambda held: held.run_id) == [early_lease, late_lease]
+    assert len(await store.expired_leases(at(100), 1)) == 1
+    # Listing does not end a lease: the run is still running until updated.
+    assert (await stored(store, "early")).state is TaskState.running
+
+
+# -- forgetting finished runs ------------------------------------------------------
+
+
+async def test_purge_finished_forgets_runs_that_ended_before_the_cutoff(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("running", queued=at(0)))
+    for run_id in ("old-success", "old-failure", "recent", "queued"):
+        await store.add_run(queued_run(run_id, queued=at(1)))
+    assert await lease_ids(store, worker, at(1), max_runs=1) == ["running"]
+    await store.update_run("old-success", finish(at(10)))
+    await store.update_run("old-failure", finish(at(20), TaskState.failure))
+    await store.update_run("recent", finish(at(100)))
+
+    assert await store.purge_finished(at(50), 100) == 2
+
+    assert await store.get_run("old-success") is None
+    assert await store.get_run("old-failure") is None
+    assert (await stored(store, "recent")).state is TaskState.success
+    assert (await stored(store, "running")).state is TaskState.running
+    assert (await stored(store, "queued")).state is TaskState.queued
+    # Runs still live are never purged, however old.
+    assert await store.purge_finished(at(10_000), 100) == 1
+    assert {r.state for r in [await stored(store, "running"), await stored(store, "queued")]} == {
+        TaskState.running,
+        TaskState.queued,
+    }
+
+
+async def test_purge_finished_stops_at_the_limit(store: QueueStore) -> None:
+    for n in range(3):
+        await store.add_run(queued_run(f"run-{n}"))
+        await store.update_run(f"run-{n}", finish(at(n)))
+
+    assert await store.purge_finished(at(50), 2) == 2
+    assert await store.purge_finished(at(50), 2) == 1
+    assert await store.purge_finished(at(50), 2) == 0
+
+
+async def test_purge_finished_frees_the_idempotency_key(store: QueueStore) -> None:
+    await store.add_run(queued_run("run-1"), idempotency_key="key-1")
+    await store.update_run("run-1", finish(at(1)))
+
+    assert await store.purge_finished(at(50), 10) == 1
+
+    fresh = queued_run("run-2", queued=at(60))
+    assert await store.add_run(fresh, idempotency_key="key-1") == (fresh, True)
+
+
+# -- watching --------------------------------------------------------------------
+
+
+async def test_watch_yields_each_version_until_the_run_is_done(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    seen: list[Run] = []
+    first_seen = asyncio.Event()
+
+    async def follow() -> None:
+        async for run in store.watch("run-1"):
+            seen.append(run)
+            first_seen.set()
+
+    watcher = asyncio.create_task(follow())
+    await asyncio.wait_for(first_seen.wait(), PROMPTLY)
+
+    await lease(store, worker, at(1))
+    await store.update_run("run-1", to_state(TaskState.running, params={"progress": 1}))
+    await store.update_run("run-1", finish(at(2)))
+    await asyncio.wait_for(watcher, PROMPTLY)
+
+    assert [(run.version, run.state) for run in seen] == [
+        (1, TaskState.queued),
+        (2, TaskState.running),
+        (3, TaskState.running),
+        (4, TaskState.success),
+    ]
+    assert seen[-1] == await store.get_run("run-1")
+
+
+async def test_watch_of_a_finished_run_yields_it_once(store: QueueStore) -> None:
+    await store.add_run(queued_run("run-1"))
+    done = await store.update_run("run-1", finish(at(1), TaskState.aborted))
+
+    seen = [run async for run in store.watch("run-1")]
+
+    assert seen == [done]
+
+
+async def test_watch_of_an_unknown_run_yields_nothing(store: QueueStore) -> None:
+    assert [run async for run in store.watch("missing")] == []
+
+
+# -- outbox to history -------------------------------------------------------------
+
+
+async def test_outbox_keeps_every_snapshot_in_order_until_acked(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    await lease(store, worker, at(1))
+    await store.update_run("run-1", finish(at(2)))
+
+    events = await store.read_outbox(10)
+
+    assert [(event.run.id, event.run.version, event.run.state) for event in events] == [
+        ("run-1", 1, TaskState.queued),
+        ("run-1", 2, TaskState.running),
+        ("run-1", 3, TaskState.success),
+    ]
+    assert len({event.event_id for event in events}) == 3
+    # Reading does not consume: unacknowledged events are read again.
+    assert await store.read_outbox(10) == events
+    assert await store.read_outbox(2) == events[:2]
+
+    await store.ack_outbox(events[:2])
+    assert await store.read_outbox(10) == events[2:]
+    await store.ack_outbox(events[2:])
+    assert await store.read_outbox(10) == []
+
+
+async def test_a_store_without_outbox_keeps_no_events(store_without_outbox: QueueStore) -> None:
+    store = store_without_outbox
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    await lease(store, worker, at(1))
+    await store.update_run("run-1", finish(at(2)))
+
+    assert await store.read_outbox(10) == []
+    assert (await stored(store, "run-1")).state is TaskState.success
+
+
+async def test_wait_for_outbox_returns_when_an_event_is_added(store: QueueStore) -> None:
+    waiting = asyncio.Event()
+
+    async def wait() -> None:
+        waiting.set()
+        await store.wait_for_outbox(timeout=60)
+
+    waiter = asyncio.create_task(wait())
+    await waiting.wait()
+    await store.add_run(queued_run("run-1"))
+
+    await asyncio.wait_for(waiter, PROMPTLY)
+    assert [event.run.id for event in await store.read_outbox(10)] == ["run-1"]
+
+
+# -- waiting for work ----------------------------------------------------------------
+
+
+async def test_wait_for_work_returns_when_a_run_is_added(store: QueueStore) -> None:
+    waiting = asyncio.Event()
+
+    async def wait() -> None:
+        waiting.set()
+        await store.wait_for_work(timeout=60)
+
+    waiter = asyncio.create_task(wait())
+    await waiting.wait()
+    await store.add_run(queued_run("run-1"))
+
+    await asyncio.wait_for(waiter, PROMPTLY)
+    assert waiter.done() and waiter.exception() is None
