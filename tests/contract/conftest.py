@@ -8,14 +8,17 @@ A store whose server is missing must fail its tests, never skip them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import pytest
+from servers import redis_url
 
 from fluid_dispatcher.store.base import QueueStore
 from fluid_dispatcher.store.memory import MemoryQueueStore
+from fluid_dispatcher.store.redis import RedisQueueStore
 
 
 class StoreFactory(Protocol):
@@ -33,8 +36,22 @@ async def memory_store(*, outbox: bool) -> AsyncIterator[QueueStore]:
         await queue_store.close()
 
 
+@asynccontextmanager
+async def redis_store(*, outbox: bool) -> AsyncIterator[QueueStore]:
+    # Each test gets its own namespace (hash tag), so tests never see each other's keys.
+    queue_store = RedisQueueStore(
+        redis_url(), namespace=f"test-{uuid.uuid4().hex[:12]}", outbox=outbox
+    )
+    try:
+        yield queue_store
+    finally:
+        await queue_store.delete_namespace()
+        await queue_store.close()
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": memory_store,
+    "redis": redis_store,
 }
 
 

@@ -18,6 +18,7 @@ from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig, Que
 from fluid_dispatcher.domain.outcomes import INTERRUPTION_RETRY
 from fluid_dispatcher.domain.records import Lease, WorkerKind
 from fluid_dispatcher.store.memory import MemoryQueueStore
+from fluid_dispatcher.store.signals import WorkTicket
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=10)
@@ -56,9 +57,9 @@ class SignallingStore(MemoryQueueStore):
         super().__init__()
         self.waiting = asyncio.Event()
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, ticket: WorkTicket, timeout: float) -> None:
         self.waiting.set()
-        await super().wait_for_work(timeout)
+        await super().wait_for_work(ticket, timeout)
 
 
 @pytest.fixture

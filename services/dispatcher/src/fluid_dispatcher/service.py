@@ -18,15 +18,23 @@ from .history_forwarder import HistoryForwarder
 from .settings import DispatcherSettings
 from .store.base import QueueStore
 from .store.memory import MemoryQueueStore
+from .store.redis import RedisQueueStore
 
 logger = logging.getLogger("fluid.dispatcher")
 
 
-def open_store(url: str, *, outbox: bool) -> QueueStore:
-    """The queue store a broker URL names."""
+def open_store(settings: DispatcherSettings) -> QueueStore:
+    """The queue store the broker URL names."""
+    url = settings.broker_url
     if url.startswith("memory://"):
-        return MemoryQueueStore(outbox=outbox)
-    raise ValueError(f"FLUID_BROKER_URL: unsupported broker {url!r} (supported: memory://)")
+        return MemoryQueueStore(outbox=settings.history_forward)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisQueueStore(
+            url, namespace=settings.broker_namespace, outbox=settings.history_forward
+        )
+    raise ValueError(
+        f"FLUID_BROKER_URL: unsupported broker {url!r} (memory://, redis://, rediss://, unix://)"
+    )
 
 
 class DispatcherService:
@@ -35,7 +43,7 @@ class DispatcherService:
     def __init__(self, context: ServiceContext, settings: DispatcherSettings | None = None) -> None:
         self.settings = settings or DispatcherSettings()
         self.context = context
-        self.store = open_store(self.settings.broker_url, outbox=self.settings.history_forward)
+        self.store = open_store(self.settings)
         self.dispatcher = Dispatcher(
             self.store,
             DispatcherConfig(

@@ -208,6 +208,7 @@ class Dispatcher:
         wanted_cpu = worker.kind is WorkerKind.cpu
         deadline = time.monotonic() + min(wait, self.config.max_lease_wait).total_seconds()
         while True:
+            ticket = await self.store.work_ticket()
             records = [await self.store.get_task(name) for name in worker.task_names]
             tasks = [r for r in records if r is not None and r.definition.cpu_bound == wanted_cpu]
             now = self.clock()
@@ -222,7 +223,7 @@ class Dispatcher:
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
-            await self.store.wait_for_work(remaining)
+            await self.store.wait_for_work(ticket, remaining)
 
     def _lease_deadline(
         self, tasks: Mapping[str, TaskRecord | None], now: datetime

@@ -23,6 +23,7 @@ from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.run import Run
 
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from .signals import WorkTicket
 
 RunChange = Callable[[Run, Lease | None], Run | None]
 """Given a run and its lease (if running), the run's next version, or None for no change."""
@@ -94,8 +95,11 @@ class QueueStore(Protocol):
         ``blocked(run, task)`` instead, decided atomically with the concurrency count.
         """
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when a run may have become ready, or after ``timeout`` seconds."""
+    async def work_ticket(self) -> WorkTicket:
+        """Take before looking for runs: ``wait_for_work`` then misses no run added since."""
+
+    async def wait_for_work(self, ticket: WorkTicket, timeout: float) -> None:
+        """Return when a run may have become ready since ``ticket``, or after ``timeout`` s."""
 
     async def extend_leases(
         self,
@@ -115,7 +119,10 @@ class QueueStore(Protocol):
         """Forget finished runs that ended before ``older_than``; history keeps them."""
 
     def watch(self, run_id: str) -> AsyncIterator[Run]:
-        """The run now, then every new version until it is done (or ends unknown)."""
+        """The run now, then newer versions until it is done (or ends unknown).
+
+        Versions only increase; changes in quick succession may arrive as one (the newest).
+        """
 
     # -- outbox to history -------------------------------------------------------
     async def read_outbox(self, limit: int) -> list[OutboxEvent]: ...

@@ -8,7 +8,6 @@ invalidated lazily: an entry is skipped when its run left the state it was queue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -24,22 +23,7 @@ from fluid.scheduler.run import Run
 from ..domain.ordering import ready_score
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from .base import BlockedRun, OutboxEvent, RunChange
-
-
-class _Signal:
-    """Wakes every current waiter at once (a one-shot event replaced on each fire)."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=max(timeout, 0))
+from .signals import Signal, WorkTicket
 
 
 class MemoryQueueStore:
@@ -61,8 +45,8 @@ class MemoryQueueStore:
         self._outbox_enabled = outbox
         self._outbox: deque[OutboxEvent] = deque()
         self._watchers: dict[str, set[asyncio.Queue[Run]]] = {}
-        self._work = _Signal()
-        self._outbox_signal = _Signal()
+        self._work = Signal()
+        self._outbox_signal = Signal()
 
     async def close(self) -> None:
         for queues in self._watchers.values():
@@ -235,10 +219,13 @@ class MemoryQueueStore:
             leased.append((running, lease))
         return leased
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def work_ticket(self) -> WorkTicket:
+        return self._work.ticket()
+
+    async def wait_for_work(self, ticket: WorkTicket, timeout: float) -> None:
         if self._delayed:
             timeout = min(timeout, self._delayed[0][0] - _now_ts())
-        await self._work.wait(timeout)
+        await Signal.wait(ticket, timeout)
 
     async def extend_leases(
         self,
@@ -320,7 +307,7 @@ class MemoryQueueStore:
 
     async def wait_for_outbox(self, timeout: float) -> None:
         if not self._outbox:
-            await self._outbox_signal.wait(timeout)
+            await Signal.wait(self._outbox_signal.ticket(), timeout)
 
 
 def _now_ts() -> float:

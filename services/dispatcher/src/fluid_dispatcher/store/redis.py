@@ -1,0 +1,527 @@
+"""The Redis queue store: the same contract as the memory store, shared by replicas.
+
+Layout (every key under one hash tag, e.g. ``{fluid}:``):
+- ``run:<id>`` hash of the run's fields, plus its lease while running;
+- ``ready:<task>`` sorted set of ready runs by lease score (see domain/ordering.py);
+- ``delayed`` sorted set of runs by due time; ``blocked`` runs awaiting a rate-limit decision;
+- ``leases`` sorted set of running runs by lease deadline; ``running:<task>`` counters;
+- ``finished`` sorted set of finished runs by end time, for purging;
+- ``idem:<key>`` idempotency keys; ``tasks``/``enabled`` hashes; ``worker:<id>`` hashes;
+- ``outbox`` stream (consumer group ``history``) of snapshots for history;
+- ``signals`` pub/sub channel: "work" when a run becomes ready, "run:<id>" on each change.
+
+Each writing operation is one Lua script (redis_scripts.py), so decisions such as
+max_concurrency are atomic across every dispatcher replica and O(1) per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from google.protobuf import json_format
+from redis.exceptions import ResponseError
+
+from fluid.scheduler import wire
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.models import RunError, TaskPriority, TaskState
+from fluid.scheduler.run import Run
+from fluid.scheduler.v1 import task_pb2
+
+from ..domain.ordering import ready_score
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from . import redis_scripts
+from .base import BlockedRun, OutboxEvent, RunChange
+from .signals import Signal, WorkTicket
+
+logger = logging.getLogger("fluid.dispatcher.redis")
+
+OUTBOX_GROUP = "history"
+# A blocked run left without its follow-up (dispatcher died mid-lease) is retried after this.
+BLOCKED_RECOVERY = timedelta(seconds=30)
+# Outbox entries read by a consumer that died are claimed by another after this.
+OUTBOX_CLAIM_IDLE_MS = 30_000
+CAS_ATTEMPTS = 50
+
+
+def _ts(value: datetime | None) -> str:
+    return repr(value.timestamp()) if value is not None else ""
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), UTC) if value else None
+
+
+def run_fields(run: Run) -> dict[str, str]:
+    """A run as the string fields of its Redis hash."""
+    due = run.execute_after or run.queued
+    return {
+        "id": run.id,
+        "task": run.task,
+        "priority": run.priority.value,
+        "state": run.state.value,
+        "params": json.dumps(run.params),
+        "queued": _ts(run.queued),
+        "start": _ts(run.start),
+        "end": _ts(run.end),
+        "execute_after": _ts(run.execute_after),
+        "attempt": str(run.attempt),
+        "rate_limit_attempt": str(run.rate_limit_attempt),
+        "from_run_id": run.from_run_id,
+        "root_run_id": run.root_run_id,
+        "result": json.dumps(run.result),
+        "error": json.dumps(asdict(run.error)) if run.error else "",
+        "reason": run.reason,
+        "tags": json.dumps(sorted(run.tags)),
+        "trace_context": json.dumps(run.trace_context),
+        "worker_id": run.worker_id,
+        "v": str(run.version),
+        # Lease order once ready, precomputed so the Lua scripts need no priority rules.
+        "score": repr(ready_score(run.priority, due)) if due else "0",
+    }
+
+
+def run_from_fields(fields: Mapping[str, str]) -> Run:
+    error = json.loads(fields["error"]) if fields.get("error") else None
+    return Run(
+        id=fields["id"],
+        task=fields["task"],
+        priority=TaskPriority(fields["priority"]),
+        state=TaskState(fields["state"]),
+        params=json.loads(fields["params"]),
+        queued=_dt(fields.get("queued")),
+        start=_dt(fields.get("start")),
+        end=_dt(fields.get("end")),
+        execute_after=_dt(fields.get("execute_after")),
+        attempt=int(fields["attempt"]),
+        rate_limit_attempt=int(fields["rate_limit_attempt"]),
+        from_run_id=fields.get("from_run_id", ""),
+        root_run_id=fields.get("root_run_id", ""),
+        result=json.loads(fields.get("result") or "null"),
+        error=RunError(**error) if error else None,
+        reason=fields.get("reason", ""),
+        tags=frozenset(json.loads(fields.get("tags") or "[]")),
+        trace_context=json.loads(fields.get("trace_context") or "{}"),
+        worker_id=fields.get("worker_id", ""),
+        version=int(fields["v"]),
+    )
+
+
+def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
+    if not fields.get("lease_worker"):
+        return None
+    deadline = _dt(fields["lease_deadline"])
+    assert deadline is not None
+    return Lease(
+        run_id=fields["id"],
+        worker_id=fields["lease_worker"],
+        attempt=int(fields["lease_attempt"]),
+        deadline=deadline,
+        abort_reason=fields.get("abort"),
+    )
+
+
+def _flatten(fields: Mapping[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+class RedisQueueStore:
+    """A ``QueueStore`` in Redis (redis-py asyncio)."""
+
+    def __init__(self, url: str, *, namespace: str = "fluid", outbox: bool = True) -> None:
+        # Typed as Any: redis-py's return types are unions of bytes/str/RESP2/RESP3 shapes,
+        # while decode_responses=True and RESP2 fix them to str and lists here.
+        self.redis: Any = aioredis.Redis.from_url(url, decode_responses=True)
+        self.prefix = f"{{{namespace}}}:"
+        self._outbox = "1" if outbox else "0"
+        self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._add = self.redis.register_script(redis_scripts.ADD_RUN)
+        self._apply = self.redis.register_script(redis_scripts.APPLY)
+        self._lease = self.redis.register_script(redis_scripts.LEASE)
+        self._renew = self.redis.register_script(redis_scripts.RENEW)
+        self._request_abort = self.redis.register_script(redis_scripts.REQUEST_ABORT)
+        self._purge = self.redis.register_script(redis_scripts.PURGE)
+        self._work = Signal()
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._group_ready = False
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _args(self, *values: str) -> list[str]:
+        return [self.prefix, self._outbox, *values]
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
+        await self.redis.aclose()
+
+    # -- change notifications ------------------------------------------------------
+    async def _ensure_listener(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="redis-signals")
+        await self._listening.wait()
+
+    async def _listen(self) -> None:
+        """One subscription per store feeds every local long poll and watcher."""
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.key("signals"))
+                self._listening.set()
+                # Anything published while (re)subscribing is unknown: wake everyone.
+                self._wake_all()
+                async for message in pubsub.listen():
+                    data = message["data"]
+                    if data == "work":
+                        self._work.fire()
+                    elif isinstance(data, str) and data.startswith("run:"):
+                        for event in self._watchers.get(data[4:], ()):
+                            event.set()
+            except (ConnectionError, OSError, aioredis.ConnectionError) as error:
+                logger.warning("lost the Redis subscription (%s); resubscribing", error)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _wake_all(self) -> None:
+        self._work.fire()
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
+
+    # -- tasks and workers -------------------------------------------------------
+    async def register_worker(
+        self,
+        worker_id: str,
+        kind: WorkerKind,
+        definitions: Sequence[TaskDefinition],
+        concurrency: int,
+        now: datetime,
+    ) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for definition in definitions:
+                encoded = json_format.MessageToJson(wire.definition_to_pb(definition))
+                pipe.hset(self.key("tasks"), definition.name, encoded)
+                pipe.hsetnx(self.key("enabled"), definition.name, "1")
+            pipe.hset(
+                self.key("worker", worker_id),
+                mapping={
+                    "kind": kind.value,
+                    "tasks": json.dumps(sorted(d.name for d in definitions)),
+                    "concurrency": str(concurrency),
+                    "last_seen": _ts(now),
+                },
+            )
+            pipe.sadd(self.key("workers"), worker_id)
+            await pipe.execute()
+
+    async def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        fields = await self.redis.hgetall(self.key("worker", worker_id))
+        return self._worker(worker_id, fields) if fields else None
+
+    @staticmethod
+    def _worker(worker_id: str, fields: Mapping[str, str]) -> WorkerRecord:
+        last_seen = _dt(fields["last_seen"])
+        assert last_seen is not None
+        return WorkerRecord(
+            worker_id=worker_id,
+            kind=WorkerKind(fields["kind"]),
+            task_names=frozenset(json.loads(fields["tasks"])),
+            concurrency=int(fields["concurrency"]),
+            last_seen=last_seen,
+        )
+
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key("worker", worker_id))
+            pipe.srem(self.key("workers"), worker_id)
+            await pipe.execute()
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        ids = sorted(await self.redis.smembers(self.key("workers")))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in ids:
+                pipe.hgetall(self.key("worker", worker_id))
+            found = await pipe.execute()
+        return [self._worker(i, fields) for i, fields in zip(ids, found, strict=True) if fields]
+
+    @staticmethod
+    def _task(encoded: str, enabled: str | None) -> TaskRecord:
+        message = json_format.Parse(encoded, task_pb2.TaskDefinition())
+        return TaskRecord(wire.definition_from_pb(message, "task"), enabled != "0")
+
+    async def get_task(self, name: str) -> TaskRecord | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.key("tasks"), name)
+            pipe.hget(self.key("enabled"), name)
+            encoded, enabled = await pipe.execute()
+        return self._task(encoded, enabled) if encoded else None
+
+    async def list_tasks(self) -> list[TaskRecord]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key("tasks"))
+            pipe.hgetall(self.key("enabled"))
+            definitions, enabled = await pipe.execute()
+        return [self._task(definitions[name], enabled.get(name)) for name in sorted(definitions)]
+
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskRecord | None:
+        if not await self.redis.hexists(self.key("tasks"), name):
+            return None
+        await self.redis.hset(self.key("enabled"), name, "1" if enabled else "0")
+        if enabled:
+            await self.redis.publish(self.key("signals"), "work")
+        return await self.get_task(name)
+
+    async def running_counts(self) -> Mapping[str, int]:
+        names = sorted(await self.redis.hkeys(self.key("tasks")))
+        if not names:
+            return {}
+        counts = await self.redis.mget([self.key("running", name) for name in names])
+        return {name: int(count) for name, count in zip(names, counts, strict=True) if count}
+
+    # -- runs --------------------------------------------------------------------
+    def _write_args(self, run: Run, *head: str) -> list[str]:
+        fields = run_fields(run)
+        end_ts = fields["end"] or fields["queued"] or "0"
+        snapshot = json.dumps(fields)
+        return self._args(
+            *head,
+            snapshot,
+            fields["state"],
+            run.task,
+            fields["execute_after"],
+            fields["score"],
+            end_ts,
+            *_flatten(fields),
+        )
+
+    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
+        existing_id = await self._add(args=self._write_args(run, run.id, idempotency_key))
+        if not existing_id:
+            return run, True
+        existing = await self.get_run(existing_id)
+        if existing is None:  # purged between the script and this read: queue it again
+            return await self.add_run(run, idempotency_key)
+        return existing, False
+
+    async def _read(self, run_id: str) -> dict[str, str]:
+        fields: dict[str, str] = await self.redis.hgetall(self.key("run", run_id))
+        return fields
+
+    async def get_run(self, run_id: str) -> Run | None:
+        fields = await self._read(run_id)
+        return run_from_fields(fields) if fields else None
+
+    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
+        for _ in range(CAS_ATTEMPTS):
+            fields = await self._read(run_id)
+            if not fields:
+                return None
+            run = run_from_fields(fields)
+            new = change(run, lease_from_fields(fields))
+            if new is None:
+                return None
+            new = replace(new, version=run.version + 1)
+            if await self._apply(args=self._write_args(new, run_id, str(run.version))):
+                return new
+        raise RuntimeError(f"run {run_id} kept changing: gave up after {CAS_ATTEMPTS} attempts")
+
+    async def _runs(self, run_ids: Sequence[str]) -> list[dict[str, str]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(self.key("run", run_id))
+            found: list[dict[str, str]] = await pipe.execute()
+        return found
+
+    async def lease_runs(
+        self,
+        worker: WorkerRecord,
+        tasks: Collection[TaskRecord],
+        max_runs: int,
+        now: datetime,
+        lease_ttl: timedelta,
+        blocked: BlockedRun,
+    ) -> list[tuple[Run, Lease]]:
+        per_task = [
+            value
+            for task in tasks
+            for value in (
+                task.name,
+                str(task.definition.max_concurrency),
+                "1" if task.enabled else "0",
+            )
+        ]
+        leased_ids, blocked_ids = await self._lease(
+            args=self._args(
+                worker.worker_id,
+                _ts(now),
+                _ts(now + lease_ttl),
+                str(max_runs),
+                _ts(now - BLOCKED_RECOVERY),
+                str(len(tasks)),
+                *per_task,
+            )
+        )
+        by_name = {task.name: task for task in tasks}
+        for run_id in blocked_ids:
+
+            def decide(run: Run, lease: Lease | None) -> Run | None:
+                task = by_name.get(run.task)
+                return blocked(run, task) if task and run.state is TaskState.queued else None
+
+            await self.update_run(run_id, decide)
+        leased = []
+        for fields in await self._runs(leased_ids):
+            lease = lease_from_fields(fields)
+            if fields and lease is not None:
+                leased.append((run_from_fields(fields), lease))
+        return leased
+
+    async def work_ticket(self) -> WorkTicket:
+        await self._ensure_listener()
+        return self._work.ticket()
+
+    async def wait_for_work(self, ticket: WorkTicket, timeout: float) -> None:
+        head = await self.redis.zrange(self.key("delayed"), 0, 0, withscores=True)
+        if head:
+            timeout = min(timeout, head[0][1] - datetime.now(UTC).timestamp())
+        await Signal.wait(ticket, timeout)
+
+    async def extend_leases(
+        self,
+        worker_id: str,
+        run_ids: Sequence[str],
+        deadline: Callable[[Run], datetime],
+        now: datetime,
+    ) -> HeartbeatOutcome:
+        await self.redis.hset(self.key("worker", worker_id), "last_seen", _ts(now))
+        held = {
+            fields["id"]: fields
+            for fields in await self._runs(run_ids)
+            if fields and fields.get("lease_worker") == worker_id
+        }
+        pairs = [
+            value
+            for run_id, fields in held.items()
+            for value in (run_id, _ts(deadline(run_from_fields(fields))))
+        ]
+        renewed = set(await self._renew(args=self._args(worker_id, *pairs))) if pairs else set()
+        aborts = {
+            run_id: held[run_id]["abort"]
+            for run_id in renewed
+            if held[run_id].get("abort") is not None
+        }
+        return HeartbeatOutcome(
+            aborts=aborts, lost_run_ids=[run_id for run_id in run_ids if run_id not in renewed]
+        )
+
+    async def request_abort(self, run_id: str, reason: str) -> bool:
+        return bool(await self._request_abort(args=self._args(run_id, reason)))
+
+    async def expired_leases(self, now: datetime, limit: int) -> list[Lease]:
+        ids = await self.redis.zrangebyscore(self.key("leases"), "-inf", _ts(now), 0, limit)
+        leases = [lease_from_fields(fields) for fields in await self._runs(ids) if fields]
+        return [lease for lease in leases if lease is not None]
+
+    async def purge_finished(self, older_than: datetime, limit: int) -> int:
+        purged: int = await self._purge(args=self._args(_ts(older_than), str(limit)))
+        return purged
+
+    async def watch(self, run_id: str) -> AsyncIterator[Run]:
+        """Versions may coalesce: a watcher sees the newest state at each wake-up."""
+        await self._ensure_listener()
+        changed = asyncio.Event()
+        self._watchers.setdefault(run_id, set()).add(changed)
+        try:
+            run = await self.get_run(run_id)
+            if run is None:
+                return
+            yield run
+            while not run.is_done:
+                await changed.wait()
+                changed.clear()
+                latest = await self.get_run(run_id)
+                if latest is None:
+                    return
+                if latest.version > run.version:
+                    run = latest
+                    yield run
+        finally:
+            watchers = self._watchers.get(run_id)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watchers[run_id]
+
+    # -- outbox to history -------------------------------------------------------
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.key("outbox"), OUTBOX_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._group_ready = True
+
+    async def read_outbox(self, limit: int) -> list[OutboxEvent]:
+        """This consumer's unacknowledged entries first, then dead consumers', then new."""
+        await self._ensure_group()
+        stream = self.key("outbox")
+        entries: list[tuple[str, dict[str, str]]] = []
+        for start in ("0", ">"):
+            found = await self.redis.xreadgroup(
+                OUTBOX_GROUP, self._consumer, {stream: start}, count=limit
+            )
+            entries = found[0][1] if found else []
+            if entries:
+                break
+            if start == "0":
+                claimed = await self.redis.xautoclaim(
+                    stream, OUTBOX_GROUP, self._consumer, OUTBOX_CLAIM_IDLE_MS, "0-0", count=limit
+                )
+                entries = [entry for entry in claimed[1] if entry[1]]
+                if entries:
+                    break
+        return [
+            OutboxEvent(entry_id, run_from_fields(json.loads(fields["snapshot"])))
+            for entry_id, fields in entries
+        ]
+
+    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
+        if not events:
+            return
+        ids = [event.event_id for event in events]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.key("outbox"), OUTBOX_GROUP, *ids)
+            pipe.xdel(self.key("outbox"), *ids)
+            await pipe.execute()
+
+    async def wait_for_outbox(self, timeout: float) -> None:
+        await self.redis.xread(
+            {self.key("outbox"): "$"}, count=1, block=max(int(timeout * 1000), 1)
+        )
+
+    async def delete_namespace(self) -> None:
+        """Remove every key of this namespace (tests and resets)."""
+        async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
+            await self.redis.delete(key)

@@ -1,0 +1,206 @@
+"""Lua scripts of the Redis queue store: each one is a single atomic step on the server.
+
+Every key shares the namespace's hash tag (``{fluid}:...``), so a script touches one
+Redis Cluster slot. ``ARGV[1]`` is always the key prefix and ``ARGV[2]`` is "1" when the
+history outbox is on. Runs are hashes of string fields; the scripts only touch scalar
+fields (state, version, times, lease) and never decode the JSON ones (params, result), so
+cjson's lossy round trips (empty arrays become objects) cannot corrupt them.
+"""
+
+from __future__ import annotations
+
+# Keeps a run's indexes in line with its new state; shared by every writing script.
+_REINDEX = """
+local p = ARGV[1]
+local outbox = ARGV[2] == '1'
+local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
+
+local function signal(id)
+  redis.call('PUBLISH', p .. 'signals', 'run:' .. id)
+end
+
+-- The run's hash as a JSON object of strings (cjson is safe on a flat map of strings).
+local function snapshot_of(key)
+  local flat = redis.call('HGETALL', key)
+  local fields = {}
+  for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+  return cjson.encode(fields)
+end
+
+local function to_outbox(id, snapshot)
+  if outbox then
+    redis.call('XADD', p .. 'outbox', '*', 'id', id, 'snapshot', snapshot)
+  end
+end
+
+local function reindex(id, task, old_state, new_state, execute_after, score, end_ts, snapshot)
+  local key = p .. 'run:' .. id
+  if old_state == 'running' and new_state ~= 'running' then
+    if redis.call('ZREM', p .. 'leases', id) == 1 then
+      redis.call('DECR', p .. 'running:' .. task)
+    end
+    redis.call('HDEL', key, 'lease_worker', 'lease_attempt', 'lease_deadline', 'abort')
+  end
+  redis.call('ZREM', p .. 'ready:' .. task, id)
+  redis.call('ZREM', p .. 'delayed', id)
+  redis.call('ZREM', p .. 'blocked', id)
+  if new_state == 'queued' then
+    if execute_after ~= '' then
+      redis.call('ZADD', p .. 'delayed', execute_after, id)
+    else
+      redis.call('ZADD', p .. 'ready:' .. task, score, id)
+    end
+    redis.call('PUBLISH', p .. 'signals', 'work')
+  elseif DONE[new_state] then
+    redis.call('ZADD', p .. 'finished', end_ts, id)
+  end
+  to_outbox(id, snapshot)
+  signal(id)
+end
+"""
+
+# ARGV: prefix, outbox, id, idempotency key, snapshot, state, task, execute_after, score,
+# end_ts, then field/value pairs. Returns "" when created, else the existing run's id.
+ADD_RUN = (
+    _REINDEX
+    + """
+local id, idem = ARGV[3], ARGV[4]
+if idem ~= '' then
+  local existing = redis.call('GET', p .. 'idem:' .. idem)
+  if existing then return existing end
+end
+local key = p .. 'run:' .. id
+if redis.call('EXISTS', key) == 1 then return id end
+if idem ~= '' then redis.call('SET', p .. 'idem:' .. idem, id) end
+local fields = {}
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', key, 'idem', idem, unpack(fields))
+reindex(id, ARGV[7], '', ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
+return ''
+"""
+)
+
+# Compare-and-set of a whole run. ARGV: prefix, outbox, id, expected version, snapshot,
+# state, task, execute_after, score, end_ts, then field/value pairs. Returns 1 or 0.
+APPLY = (
+    _REINDEX
+    + """
+local id = ARGV[3]
+local key = p .. 'run:' .. id
+local current = redis.call('HMGET', key, 'v', 'state')
+if not current[1] or current[1] ~= ARGV[4] then return 0 end
+local fields = {}
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', key, unpack(fields))
+reindex(id, ARGV[7], current[2], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
+return 1
+"""
+)
+
+# Promote due runs, then lease the best ready runs of the given tasks. ARGV: prefix,
+# outbox, worker id, now, lease deadline, max runs, blocked-retry cutoff, task count, then
+# (name, max_concurrency, enabled) per task. Returns {leased ids, blocked ids}.
+LEASE = (
+    _REINDEX
+    + """
+local worker, now, deadline = ARGV[3], ARGV[4], ARGV[5]
+local max_runs = tonumber(ARGV[6])
+
+-- Due delayed runs join their task's ready queue with their precomputed score.
+local due = redis.call('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', p .. 'delayed', id)
+  local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
+  if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
+end
+-- A blocked run whose follow-up never came (its dispatcher died) is considered again.
+local stale = redis.call('ZRANGEBYSCORE', p .. 'blocked', '-inf', ARGV[7], 'LIMIT', 0, 1000)
+for _, id in ipairs(stale) do
+  redis.call('ZREM', p .. 'blocked', id)
+  local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
+  if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
+end
+
+local tasks = {}
+for i = 9, 8 + 3 * tonumber(ARGV[8]), 3 do
+  tasks[#tasks + 1] = {name = ARGV[i], limit = tonumber(ARGV[i + 1]), enabled = ARGV[i + 2] == '1'}
+end
+
+local leased, blocked = {}, {}
+while #leased < max_runs and #blocked < 4 * max_runs do
+  local best, best_score, best_task = nil, nil, nil
+  for _, task in ipairs(tasks) do
+    local head = redis.call('ZRANGE', p .. 'ready:' .. task.name, 0, 0, 'WITHSCORES')
+    if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+      best, best_score, best_task = head[1], tonumber(head[2]), task
+    end
+  end
+  if best == nil then break end
+  redis.call('ZREM', p .. 'ready:' .. best_task.name, best)
+  local running_key = p .. 'running:' .. best_task.name
+  local running = tonumber(redis.call('GET', running_key) or '0')
+  if not best_task.enabled or (best_task.limit > 0 and running >= best_task.limit) then
+    -- Parked durably until the dispatcher applies the domain's decision (APPLY).
+    redis.call('ZADD', p .. 'blocked', now, best)
+    blocked[#blocked + 1] = best
+  else
+    local key = p .. 'run:' .. best
+    local attempt = redis.call('HGET', key, 'attempt')
+    redis.call('HINCRBY', key, 'v', 1)
+    redis.call('HSET', key, 'state', 'running', 'start', now, 'end', '', 'worker_id', worker,
+      'lease_worker', worker, 'lease_attempt', attempt, 'lease_deadline', deadline)
+    redis.call('HDEL', key, 'abort')
+    redis.call('INCR', running_key)
+    redis.call('ZADD', p .. 'leases', deadline, best)
+    if outbox then to_outbox(best, snapshot_of(key)) end
+    signal(best)
+    leased[#leased + 1] = best
+  end
+end
+return {leased, blocked}
+"""
+)
+
+# ARGV: prefix, outbox, worker id, then (run id, new deadline) pairs. Returns renewed ids.
+RENEW = """
+local p, worker = ARGV[1], ARGV[3]
+local renewed = {}
+for i = 4, #ARGV, 2 do
+  local id, deadline = ARGV[i], ARGV[i + 1]
+  local key = p .. 'run:' .. id
+  if redis.call('HGET', key, 'lease_worker') == worker then
+    redis.call('HSET', key, 'lease_deadline', deadline)
+    redis.call('ZADD', p .. 'leases', 'XX', deadline, id)
+    renewed[#renewed + 1] = id
+  end
+end
+return renewed
+"""
+
+# ARGV: prefix, outbox, run id, reason. Returns 1 when the run was running.
+REQUEST_ABORT = """
+local key = ARGV[1] .. 'run:' .. ARGV[3]
+if redis.call('HGET', key, 'state') ~= 'running' then return 0 end
+redis.call('HSET', key, 'abort', ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, outbox, cutoff, limit. Forgets finished runs; returns how many.
+PURGE = """
+local p = ARGV[1]
+local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
+local purged = 0
+local old = redis.call('ZRANGEBYSCORE', p .. 'finished', '-inf', '(' .. ARGV[3],
+  'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(old) do
+  redis.call('ZREM', p .. 'finished', id)
+  local key = p .. 'run:' .. id
+  local run = redis.call('HMGET', key, 'state', 'idem')
+  if run[1] and DONE[run[1]] then
+    redis.call('DEL', key)
+    if run[2] and run[2] ~= '' then redis.call('DEL', p .. 'idem:' .. run[2]) end
+    purged = purged + 1
+  end
+end
+return purged
+"""
