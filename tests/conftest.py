@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from fluid.scheduler import Client
 from fluid.service.host import Host
@@ -17,9 +19,31 @@ TESTS = Path(__file__).parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
+from servers import redis_url  # noqa: E402  (importable once tests/ is on the path)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The dispatcher's queue store: in memory, and on a real Redis in its own namespace."""
+    if request.param == "memory":
+        monkeypatch.setenv("FLUID_BROKER_URL", "memory://")
+        yield "memory://"
+        return
+    url = redis_url()
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("FLUID_BROKER_URL", url)
+    monkeypatch.setenv("FLUID_BROKER_NAMESPACE", namespace)
+    yield url
+    cleanup = redis.Redis.from_url(url)
+    for key in cleanup.scan_iter(match=f"{{{namespace}}}:*", count=1000):
+        cleanup.delete(key)
+    cleanup.close()
+
 
 @pytest.fixture
-async def system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Host]:
+async def system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: str
+) -> AsyncIterator[Host]:
     """Every installed service in one in-process server, history in a temp SQLite file."""
     monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
     monkeypatch.setenv("FLUID_LEASE_TTL_SECONDS", "3")

@@ -4,50 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from process_helpers import free_port, serving, stop_processes
 
 from fluid.scheduler import Client, TaskState
-from fluid.service.channel import open_channel
 
 from history_polling import stored_run
 
 TESTS = Path(__file__).parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def _serving(address: str, attempts: int = 200) -> None:
-    """Wait until the process at ``address`` reports SERVING (bounded)."""
-    async with open_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(attempts):
-            try:
-                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing serving at {address}")
-
-
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
-    ports = {name: _free_port() for name in ("history", "dispatcher", "io-worker")}
+    ports = {name: free_port() for name in ("history", "dispatcher", "io-worker")}
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         **os.environ,
@@ -75,25 +49,17 @@ def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
     try:
         yield addresses
     finally:
-        for process, _ in started:
-            process.send_signal(signal.SIGTERM)
-        for process, log in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        exit_codes = stop_processes([process for process, _ in started])
+        for _, log in started:
             log.close()
-        codes = {
-            name: process.returncode for name, (process, _) in zip(ports, started, strict=True)
-        }
+        codes = dict(zip(ports, exit_codes, strict=True))
         logs = {name: (tmp_path / f"{name}.log").read_text() for name in ports}
         assert all(code == 0 for code in codes.values()), (codes, logs)
 
 
 async def test_a_run_crosses_three_processes(processes: dict[str, str]) -> None:
     for address in processes.values():
-        await _serving(address)
+        await serving(address)
     async with Client(processes["dispatcher"], history_address=processes["history"]) as client:
         for _ in range(100):  # the worker registers right after it starts serving health
             if any(task.name == "say_hi" for task in await client.list_tasks()):

@@ -30,7 +30,10 @@ def open_store(settings: DispatcherSettings) -> QueueStore:
         return MemoryQueueStore(outbox=settings.history_forward)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisQueueStore(
-            url, namespace=settings.broker_namespace, outbox=settings.history_forward
+            url,
+            namespace=settings.broker_namespace,
+            outbox=settings.history_forward,
+            max_connections=settings.broker_max_connections,
         )
     raise ValueError(
         f"FLUID_BROKER_URL: unsupported broker {url!r} (memory://, redis://, rediss://, unix://)"

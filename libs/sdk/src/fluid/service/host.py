@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
@@ -55,13 +55,18 @@ class Service(Protocol):
 ServiceFactory = Callable[[ServiceContext], Service]
 
 
-def available_services() -> dict[str, ServiceFactory]:
-    """Installed services by name, in the order they should start."""
+def available_services() -> dict[str, EntryPoint]:
+    """Installed services by name, in the order they should start (not imported yet)."""
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     # Stores and the queue first, then the processes that consume them.
     order = ["history", "dispatcher", "scheduler", "io-worker", "cpu-runner"]
     names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
-    return {name: found[name].load() for name in names}
+    return {name: found[name] for name in names}
+
+
+def _load(entry: EntryPoint) -> ServiceFactory:
+    factory: ServiceFactory = entry.load()
+    return factory
 
 
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
@@ -159,7 +164,8 @@ class Host:
         context = ServiceContext(
             clients=clients, task_modules=tuple(self.task_modules), embedded=embedded
         )
-        self._services = [factories[name](context) for name in self.service_names]
+        # Only the services asked for are imported: one broken install breaks only itself.
+        self._services = [_load(factories[name])(context) for name in self.service_names]
         served = [name for service in self._services for name in service.attach(server)]
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

@@ -92,7 +92,8 @@ class QueueStore(Protocol):
         """Take up to ``max_runs`` ready runs of ``tasks`` in score order and lease them.
 
         A run whose task is disabled or at ``max_concurrency`` is not leased: it becomes
-        ``blocked(run, task)`` instead, decided atomically with the concurrency count.
+        ``blocked(run, task)`` instead, decided atomically with the concurrency count, and
+        that task's other runs stay queued for a later call.
         """
 
     async def work_ticket(self) -> WorkTicket:

@@ -201,7 +201,9 @@ class MemoryQueueStore:
             run, task = self._runs[run_id], by_name[name]
             limit = task.definition.max_concurrency
             if not task.enabled or (limit and self._running[name] >= limit):
+                # Only the run that met the limit is blocked; the task's others stay queued.
                 self._save(replace(blocked(run, task), version=run.version + 1))
+                del by_name[name]
                 continue
             running = self._save(
                 replace(

@@ -138,10 +138,21 @@ def _flatten(fields: Mapping[str, str]) -> list[str]:
 class RedisQueueStore:
     """A ``QueueStore`` in Redis (redis-py asyncio)."""
 
-    def __init__(self, url: str, *, namespace: str = "fluid", outbox: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "fluid",
+        outbox: bool = True,
+        max_connections: int = 64,
+    ) -> None:
+        # A burst of RPCs waits for a free connection instead of failing the calls.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=30
+        )
         # Typed as Any: redis-py's return types are unions of bytes/str/RESP2/RESP3 shapes,
         # while decode_responses=True and RESP2 fix them to str and lists here.
-        self.redis: Any = aioredis.Redis.from_url(url, decode_responses=True)
+        self.redis: Any = aioredis.Redis.from_pool(pool)
         self.prefix = f"{{{namespace}}}:"
         self._outbox = "1" if outbox else "0"
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -127,12 +127,14 @@ for i = 9, 8 + 3 * tonumber(ARGV[8]), 3 do
 end
 
 local leased, blocked = {}, {}
-while #leased < max_runs and #blocked < 4 * max_runs do
+while #leased < max_runs do
   local best, best_score, best_task = nil, nil, nil
   for _, task in ipairs(tasks) do
-    local head = redis.call('ZRANGE', p .. 'ready:' .. task.name, 0, 0, 'WITHSCORES')
-    if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
-      best, best_score, best_task = head[1], tonumber(head[2]), task
+    if not task.saturated then
+      local head = redis.call('ZRANGE', p .. 'ready:' .. task.name, 0, 0, 'WITHSCORES')
+      if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+        best, best_score, best_task = head[1], tonumber(head[2]), task
+      end
     end
   end
   if best == nil then break end
@@ -140,9 +142,11 @@ while #leased < max_runs and #blocked < 4 * max_runs do
   local running_key = p .. 'running:' .. best_task.name
   local running = tonumber(redis.call('GET', running_key) or '0')
   if not best_task.enabled or (best_task.limit > 0 and running >= best_task.limit) then
-    -- Parked durably until the dispatcher applies the domain's decision (APPLY).
+    -- Parked durably until the dispatcher applies the domain's decision (APPLY). Only
+    -- the run that met the limit is blocked: its task is skipped for the rest of the call.
     redis.call('ZADD', p .. 'blocked', now, best)
     blocked[#blocked + 1] = best
+    best_task.saturated = true
   else
     local key = p .. 'run:' .. best
     local attempt = redis.call('HGET', key, 'attempt')
