@@ -1,33 +1,34 @@
-"""Tracing set-up and the W3C trace context a run carries from queue to history."""
+"""Tracing set-up and the W3C trace context a run carries from queue to history.
+
+The tracer provider and gRPC instrumentation load on first use: a cpu-bound run's fresh
+process imports this module for ``context_from`` and should not pay for grpc with it.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import (
-    aio_client_interceptors,
-    aio_server_interceptor,
-    filters,
-)
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+if TYPE_CHECKING:
+    import grpc
+
 _PROPAGATOR = TraceContextTextMapPropagator()
-# Health checks and reflection are polled constantly; tracing them only adds noise.
-_TRACED_RPCS = filters.service_prefix("fluid.")
 
 logger = logging.getLogger("fluid.telemetry")
 
 
 def configure_tracing(service_name: str, *, console: bool = False) -> None:
     """Install a tracer provider for this process unless one is already installed."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
@@ -36,12 +37,46 @@ def configure_tracing(service_name: str, *, console: bool = False) -> None:
     trace.set_tracer_provider(provider)
 
 
+# RPCs that carry many runs at once (leases, reports, history batches) or stream for a long
+# time belong to no single run's trace: each run gets its own spans instead (execution,
+# history write) parented on the trace stored with it. Tracing those RPCs, like health
+# checks and reflection, would only add cost to the hot path and noise to the traces.
+_UNTRACED_METHODS = frozenset(
+    {
+        "LeaseRuns",
+        "Heartbeat",
+        "ReportRunStates",
+        "ReleaseRuns",
+        "RegisterWorker",
+        "WatchRun",
+        "RecordRuns",
+    }
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_traced(method: str) -> bool:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service.startswith("fluid.") and name not in _UNTRACED_METHODS
+
+
+def _traced_rpcs(details: Any) -> bool:
+    # A plain function: the library's composable filters cost more than the RPC they
+    # decide about (typing.Protocol checks on every call).
+    method = details.method
+    return _is_traced(method.decode() if isinstance(method, bytes) else method)
+
+
 def server_interceptors() -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    return [aio_server_interceptor(filter_=_TRACED_RPCS)]  # type: ignore[no-untyped-call]
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor(filter_=_traced_rpcs)]  # type: ignore[no-untyped-call]
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    return list(aio_client_interceptors(filter_=_TRACED_RPCS))  # type: ignore[no-untyped-call]
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(filter_=_traced_rpcs))  # type: ignore[no-untyped-call]
 
 
 def current_trace_context() -> dict[str, str]:

@@ -147,14 +147,12 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def ReportRunStates(
         self, request: dispatcher_pb2.ReportRunStatesRequest, context: Context
     ) -> dispatcher_pb2.ReportRunStatesResponse:
-        ignored = []
-        for index, item in enumerate(request.reports):
-            with _fields():
-                report = wire.outcome_from_pb(item, f"reports[{index}]")
-            if not await self.dispatcher.report(
-                request.worker_id, item.run_id, item.attempt, report
-            ):
-                ignored.append(item.run_id)
+        with _fields():
+            outcomes = [
+                (item.run_id, item.attempt, wire.outcome_from_pb(item, f"reports[{index}]"))
+                for index, item in enumerate(request.reports)
+            ]
+        ignored = await self.dispatcher.report_all(request.worker_id, outcomes)
         return dispatcher_pb2.ReportRunStatesResponse(ignored_run_ids=ignored)
 
     async def ReleaseRuns(

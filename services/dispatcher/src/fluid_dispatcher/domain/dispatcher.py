@@ -33,6 +33,8 @@ class DispatcherConfig:
     lease_ttl: timedelta = timedelta(seconds=15)
     finished_run_ttl: timedelta = timedelta(hours=1)
     max_lease_wait: timedelta = timedelta(seconds=30)
+    # How long a replica trusts its copy of a task's registration (and enabled flag).
+    task_cache_ttl: timedelta = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,23 @@ class Dispatcher:
         self.store = store
         self.config = config or DispatcherConfig()
         self.clock = clock
+        self._tasks: dict[str, tuple[TaskRecord, float]] = {}
+
+    async def _task(self, name: str) -> TaskRecord | None:
+        """The task's registration, cached for ``task_cache_ttl``: every queue, lease and
+        report needs it, and it changes only when workers register or operators toggle it."""
+        cached = self._tasks.get(name)
+        if (
+            cached is not None
+            and time.monotonic() - cached[1] < self.config.task_cache_ttl.total_seconds()
+        ):
+            return cached[0]
+        record = await self.store.get_task(name)
+        if record is None:
+            self._tasks.pop(name, None)
+        else:
+            self._tasks[name] = (record, time.monotonic())
+        return record
 
     # -- workers and tasks -------------------------------------------------------
     async def register_worker(
@@ -86,6 +105,8 @@ class Dispatcher:
         await self.store.register_worker(
             worker_id, kind, definitions, max(concurrency, 1), self.clock()
         )
+        for definition in definitions:
+            self._tasks.pop(definition.name, None)
         logger.info(
             "worker %s (%s) registered tasks: %s",
             worker_id,
@@ -115,6 +136,7 @@ class Dispatcher:
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
         if not name:
             raise InvalidArgumentError("name: required")
+        self._tasks.pop(name, None)
         if await self.store.set_task_enabled(name, enabled) is None:
             raise NotFoundError(f"task {name} not found")
         logger.info("task %s %s", name, "enabled" if enabled else "disabled")
@@ -128,7 +150,7 @@ class Dispatcher:
             raise InvalidArgumentError(
                 "run_id: 1 to 128 characters among letters, digits and _ . : -"
             )
-        record = await self.store.get_task(request.task)
+        record = await self._task(request.task)
         if record is None:
             raise NotFoundError(f"task {request.task} not found: no worker registered it")
         definition = record.definition
@@ -209,7 +231,7 @@ class Dispatcher:
         deadline = time.monotonic() + min(wait, self.config.max_lease_wait).total_seconds()
         while True:
             ticket = await self.store.work_ticket()
-            records = [await self.store.get_task(name) for name in worker.task_names]
+            records = [await self._task(name) for name in worker.task_names]
             tasks = [r for r in records if r is not None and r.definition.cpu_bound == wanted_cpu]
             now = self.clock()
             leased = await self.store.lease_runs(
@@ -246,7 +268,7 @@ class Dispatcher:
     ) -> tuple[dict[str, str], list[str]]:
         await self._worker(worker_id)
         names = {run.task for run_id in run_ids if (run := await self.store.get_run(run_id))}
-        tasks = {name: await self.store.get_task(name) for name in names}
+        tasks = {name: await self._task(name) for name in names}
         now = self.clock()
         outcome = await self.store.extend_leases(
             worker_id, run_ids, self._lease_deadline(tasks, now), now
@@ -255,14 +277,9 @@ class Dispatcher:
 
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
-        if not run_id:
-            raise InvalidArgumentError("reports.run_id: required")
-        if report.state not in (TaskState.success, TaskState.failure, TaskState.aborted):
-            raise InvalidArgumentError(
-                f"reports.state: must be success, failure or aborted, not {report.state}"
-            )
+        _check_report(run_id, report)
         run = await self.store.get_run(run_id)
-        record = await self.store.get_task(run.task) if run else None
+        record = await self._task(run.task) if run else None
         definition = record.definition if record else None
         now = self.clock()
 
@@ -281,6 +298,20 @@ class Dispatcher:
                 "run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt
             )
         return updated is not None
+
+    async def report_all(
+        self, worker_id: str, reports: Sequence[tuple[str, int, RunOutcome]]
+    ) -> list[str]:
+        """Apply a batch of reports concurrently; the ids of those not applied."""
+        for run_id, _, outcome in reports:
+            _check_report(run_id, outcome)
+        applied = await asyncio.gather(
+            *(
+                self.report(worker_id, run_id, attempt, outcome)
+                for run_id, attempt, outcome in reports
+            )
+        )
+        return [run_id for (run_id, _, _), ok in zip(reports, applied, strict=True) if not ok]
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
         released = []
@@ -303,7 +334,7 @@ class Dispatcher:
         count = 0
         for lease in await self.store.expired_leases(now, limit):
             run = await self.store.get_run(lease.run_id)
-            record = await self.store.get_task(run.task) if run else None
+            record = await self._task(run.task) if run else None
             definition = record.definition if record else None
             updated = await self.store.update_run(
                 lease.run_id, _expiry(lease, definition, now, self.config.lease_ttl)
@@ -354,3 +385,12 @@ def _expiry(
         return outcomes.interrupted(current, definition, held.abort_reason, now, last_renewal)
 
     return expire
+
+
+def _check_report(run_id: str, report: RunOutcome) -> None:
+    if not run_id:
+        raise InvalidArgumentError("reports.run_id: required")
+    if report.state not in (TaskState.success, TaskState.failure, TaskState.aborted):
+        raise InvalidArgumentError(
+            f"reports.state: must be success, failure or aborted, not {report.state}"
+        )
