@@ -162,3 +162,17 @@ async def test_a_disabled_task_ends_aborted(client: Client) -> None:
     assert (
         await client.queue_and_wait("say_hi", name="Ada", timeout=10)
     ).state is TaskState.success
+
+
+async def test_many_runs_are_queued_in_one_call(client: Client) -> None:
+    runs = await client.queue_many("say_hi", [{"name": f"n{i}"} for i in range(30)], batch_size=7)
+    assert len({run.id for run in runs}) == 30
+    done = [await client.wait(run.id, timeout=10) for run in runs]
+    assert [run.result for run in done] == [f"Hi n{i}!" for i in range(30)]
+
+
+async def test_a_bulk_enqueue_with_one_bad_entry_queues_nothing(client: Client) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"runs\[1\].*params\.name"):
+        await client.queue_many("say_hi", [{"name": "ok"}, {"nme": "bad"}])
+    assert [task for task in await client.list_tasks() if task.running] == []
+    assert (await client.list_runs(task="say_hi")).runs == []

@@ -148,6 +148,38 @@ class Client:
         response = await self._dispatcher.QueueRun(request)
         return wire.run_from_pb(response.run)
 
+    @_rpc
+    async def queue_many(
+        self,
+        task: str | Task,
+        params: Iterable[Mapping[str, Any]],
+        *,
+        priority: TaskPriority | None = None,
+        batch_size: int = 500,
+    ) -> list[Run]:
+        """Queue one run of ``task`` per params mapping, ``batch_size`` runs per call.
+
+        Each batch is all-or-nothing: an invalid params mapping refuses its batch.
+        """
+        requests = []
+        for values in params:
+            if isinstance(task, Task):
+                task.validate_params(values)
+            requests.append(
+                dispatcher_pb2.QueueRunRequest(
+                    task=str(task),
+                    params=wire.struct_from_dict(to_jsonable_python(dict(values))),
+                    priority=wire.priority_to_pb(priority),
+                )
+            )
+        runs: list[Run] = []
+        for start in range(0, len(requests), batch_size):
+            response = await self._dispatcher.QueueRuns(
+                dispatcher_pb2.QueueRunsRequest(runs=requests[start : start + batch_size])
+            )
+            runs.extend(wire.run_from_pb(item.run) for item in response.runs)
+        return runs
+
     async def queue_and_wait(
         self,
         task: str | Task,

@@ -42,6 +42,26 @@ def _task_info(status: TaskStatus) -> task_pb2.TaskInfo:
     )
 
 
+def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
+    with _fields():
+        return QueueRequest(
+            task=request.task,
+            params=wire.dict_from_struct(request.params),
+            priority=wire.priority_from_pb(request.priority),
+            run_id=request.run_id,
+            idempotency_key=request.idempotency_key,
+            execute_after=(
+                wire.datetime_from(request.execute_after)
+                if request.HasField("execute_after")
+                else None
+            ),
+            from_run_id=request.from_run_id,
+            # The server span is a child of the caller's span: storing it makes the run's
+            # later execution join the caller's trace.
+            trace_context=current_trace_context(),
+        )
+
+
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -49,25 +69,25 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def QueueRun(
         self, request: dispatcher_pb2.QueueRunRequest, context: Context
     ) -> dispatcher_pb2.QueueRunResponse:
-        with _fields():
-            queue_request = QueueRequest(
-                task=request.task,
-                params=wire.dict_from_struct(request.params),
-                priority=wire.priority_from_pb(request.priority),
-                run_id=request.run_id,
-                idempotency_key=request.idempotency_key,
-                execute_after=(
-                    wire.datetime_from(request.execute_after)
-                    if request.HasField("execute_after")
-                    else None
-                ),
-                from_run_id=request.from_run_id,
-                # The server span is a child of the caller's span: storing it makes the
-                # run's later execution join the caller's trace.
-                trace_context=current_trace_context(),
-            )
-        run, created = await self.dispatcher.queue_run(queue_request)
+        run, created = await self.dispatcher.queue_run(_queue_request(request))
         return dispatcher_pb2.QueueRunResponse(run=wire.run_to_pb(run), created=created)
+
+    async def QueueRuns(
+        self, request: dispatcher_pb2.QueueRunsRequest, context: Context
+    ) -> dispatcher_pb2.QueueRunsResponse:
+        requests = []
+        for index, item in enumerate(request.runs):
+            try:
+                requests.append(_queue_request(item))
+            except InvalidArgumentError as error:
+                raise InvalidArgumentError(f"runs[{index}].{error}") from None
+        queued = await self.dispatcher.queue_runs(requests)
+        return dispatcher_pb2.QueueRunsResponse(
+            runs=[
+                dispatcher_pb2.QueueRunResponse(run=wire.run_to_pb(run), created=created)
+                for run, created in queued
+            ]
+        )
 
     async def GetRun(
         self, request: dispatcher_pb2.GetRunRequest, context: Context

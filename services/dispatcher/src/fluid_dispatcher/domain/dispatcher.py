@@ -12,7 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from fluid.scheduler.errors import (
+    FailedPreconditionError,
+    FluidError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from fluid.scheduler.models import RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run, new_run_id, utcnow
 
@@ -23,6 +28,8 @@ from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
 
+# Bulk enqueue bound: keeps one request's validation and Redis pipeline short.
+MAX_BATCH = 1000
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
@@ -144,6 +151,26 @@ class Dispatcher:
 
     # -- queueing ------------------------------------------------------------------
     async def queue_run(self, request: QueueRequest) -> tuple[Run, bool]:
+        run = await self._new_run(request)
+        return await self.store.add_run(run, request.idempotency_key)
+
+    async def queue_runs(self, requests: Sequence[QueueRequest]) -> list[tuple[Run, bool]]:
+        """Queue many runs; one invalid request refuses the batch before anything is queued."""
+        if len(requests) > MAX_BATCH:
+            raise InvalidArgumentError(f"runs: at most {MAX_BATCH} per call, got {len(requests)}")
+        runs = []
+        for index, request in enumerate(requests):
+            try:
+                runs.append(await self._new_run(request))
+            except FluidError as error:
+                raise type(error)(f"runs[{index}]: {error}") from None
+        keyed = [
+            (run, request.idempotency_key) for run, request in zip(runs, requests, strict=True)
+        ]
+        return await self.store.add_runs(keyed)
+
+    async def _new_run(self, request: QueueRequest) -> Run:
+        """The queued run a request asks for, once the task and params are checked."""
         if not request.task:
             raise InvalidArgumentError("task: required")
         if request.run_id and not _RUN_ID.match(request.run_id):
@@ -154,17 +181,13 @@ class Dispatcher:
         if record is None:
             raise NotFoundError(f"task {request.task} not found: no worker registered it")
         definition = record.definition
-        if request.run_id:
-            existing = await self.store.get_run(request.run_id)
-            if existing is not None:
-                return existing, False
         validate_params(definition.name, definition.params_schema, request.params)
         run_id = request.run_id or new_run_id()
         root_run_id = run_id
         if request.from_run_id:
             parent = await self.store.get_run(request.from_run_id)
             root_run_id = (parent.root_run_id or parent.id) if parent else request.from_run_id
-        run = Run(
+        return Run(
             id=run_id,
             task=definition.name,
             priority=request.priority or definition.priority,
@@ -178,7 +201,6 @@ class Dispatcher:
             trace_context=dict(request.trace_context or {}),
             version=1,
         )
-        return await self.store.add_run(run, request.idempotency_key)
 
     async def get_run(self, run_id: str) -> Run:
         if not run_id:

@@ -75,6 +75,9 @@ class QueueStore(Protocol):
     async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
         """Store a new ``queued`` run; when its id or key exists, return that run and False."""
 
+    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+        """``add_run`` for each (run, idempotency key), in one round trip where possible."""
+
     async def get_run(self, run_id: str) -> Run | None: ...
 
     async def update_run(self, run_id: str, change: RunChange) -> Run | None:

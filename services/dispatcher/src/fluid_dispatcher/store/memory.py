@@ -113,6 +113,9 @@ class MemoryQueueStore:
         self._save(run)
         return run, True
 
+    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+        return [await self.add_run(run, key) for run, key in runs]
+
     async def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
 

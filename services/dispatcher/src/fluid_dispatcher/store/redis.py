@@ -326,13 +326,25 @@ class RedisQueueStore:
         )
 
     async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
-        existing_id = await self._add(args=self._write_args(run, run.id, idempotency_key))
-        if not existing_id:
-            return run, True
-        existing = await self.get_run(existing_id)
-        if existing is None:  # purged between the script and this read: queue it again
-            return await self.add_run(run, idempotency_key)
-        return existing, False
+        (added,) = await self.add_runs([(run, idempotency_key)])
+        return added
+
+    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run, key in runs:
+                await self._add(args=self._write_args(run, run.id, key), client=pipe)
+            existing_ids: list[str] = await pipe.execute()
+        added: list[tuple[Run, bool]] = []
+        for (run, key), existing_id in zip(runs, existing_ids, strict=True):
+            if not existing_id:
+                added.append((run, True))
+                continue
+            existing = await self.get_run(existing_id)
+            if existing is None:  # purged between the script and this read: queue it again
+                added.append(await self.add_run(run, key))
+            else:
+                added.append((existing, False))
+        return added
 
     async def _read(self, run_id: str) -> dict[str, str]:
         fields: dict[str, str] = await self.redis.hgetall(self.key("run", run_id))

@@ -127,6 +127,54 @@ class QueueRunResponse(_message.Message):
 Global___QueueRunResponse: _TypeAlias = QueueRunResponse  # noqa: Y015
 
 @_typing.final
+class QueueRunsRequest(_message.Message):
+    """QueueRunsRequest asks for many runs at once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueRunRequest]:
+        """The runs, each as QueueRun would take it (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___QueueRunRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueRunsRequest: _TypeAlias = QueueRunsRequest  # noqa: Y015
+
+@_typing.final
+class QueueRunsResponse(_message.Message):
+    """QueueRunsResponse returns the queued runs, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueRunResponse]:
+        """One response per requested run."""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___QueueRunResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueRunsResponse: _TypeAlias = QueueRunsResponse  # noqa: Y015
+
+@_typing.final
 class GetRunRequest(_message.Message):
     """GetRunRequest names a run."""
 
@@ -601,6 +649,7 @@ class RunStateReport(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run."""
     attempt: _builtins.int
@@ -617,6 +666,12 @@ class RunStateReport(_message.Message):
     def error(self) -> _run_pb2.RunError:
         """The error, on failure."""
 
+    @_builtins.property
+    def output_tail(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The last lines the attempt's process wrote to stdout and stderr, oldest first
+        (set by the cpu-runner; empty for runs executed on a worker's event loop).
+        """
+
     def __init__(
         self,
         *,
@@ -626,10 +681,11 @@ class RunStateReport(_message.Message):
         result: _struct_pb2.Value | None = ...,
         error: _run_pb2.RunError | None = ...,
         reason: _builtins.str = ...,
+        output_tail: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "reason", b"reason", "result", b"result", "run_id", b"run_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "output_tail", b"output_tail", "reason", b"reason", "result", b"result", "run_id", b"run_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,11 @@ class DispatcherServiceStub:
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunRequest.SerializeToString,
                 response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunResponse.FromString,
                 _registered_method=True)
+        self.QueueRuns = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/QueueRuns',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsResponse.FromString,
+                _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/fluid.scheduler.v1.DispatcherService/GetRun',
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetRunRequest.SerializeToString,
@@ -103,6 +108,16 @@ class DispatcherServiceServicer:
         Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
         the params fail the task's params schema (the message names each field) or
         a field of the request is malformed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueueRuns(self, request, context):
+        """Queue many runs in one call (bulk enqueue). Every request is checked first: one
+        invalid request refuses the whole batch and queues nothing.
+        Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
+        INVALID_ARGUMENT when the batch holds more than 1000 runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +220,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunRequest.FromString,
                     response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunResponse.SerializeToString,
             ),
+            'QueueRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueueRuns,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsResponse.SerializeToString,
+            ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetRunRequest.FromString,
@@ -285,6 +305,33 @@ class DispatcherService:
             '/fluid.scheduler.v1.DispatcherService/QueueRun',
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunRequest.SerializeToString,
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueueRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/QueueRuns',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.QueueRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

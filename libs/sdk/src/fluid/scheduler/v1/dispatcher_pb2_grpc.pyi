@@ -41,6 +41,12 @@ class DispatcherServiceStub:
     the params fail the task's params schema (the message names each field) or
     a field of the request is malformed.
     """
+    QueueRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunsRequest, _dispatcher_pb2.QueueRunsResponse]
+    """Queue many runs in one call (bulk enqueue). Every request is checked first: one
+    invalid request refuses the whole batch and queues nothing.
+    Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
+    INVALID_ARGUMENT when the batch holds more than 1000 runs.
+    """
     GetRun: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]
     """Get the current state of a run.
     Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
@@ -103,6 +109,12 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
     the params fail the task's params schema (the message names each field) or
     a field of the request is malformed.
+    """
+    QueueRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunsRequest, _dispatcher_pb2.QueueRunsResponse]  # type: ignore[assignment]
+    """Queue many runs in one call (bulk enqueue). Every request is checked first: one
+    invalid request refuses the whole batch and queues nothing.
+    Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
+    INVALID_ARGUMENT when the batch holds more than 1000 runs.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]  # type: ignore[assignment]
     """Get the current state of a run.
@@ -169,6 +181,18 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
         the params fail the task's params schema (the message names each field) or
         a field of the request is malformed.
+        """
+
+    @_abc_1.abstractmethod
+    def QueueRuns(
+        self,
+        request: _dispatcher_pb2.QueueRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.QueueRunsResponse, _abc.Awaitable[_dispatcher_pb2.QueueRunsResponse]]:
+        """Queue many runs in one call (bulk enqueue). Every request is checked first: one
+        invalid request refuses the whole batch and queues nothing.
+        Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
+        INVALID_ARGUMENT when the batch holds more than 1000 runs.
         """
 
     @_abc_1.abstractmethod

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66luid/scheduler/v1/run.proto\x12\x12\x66luid.scheduler.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xc2\x05\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x32\n\x08priority\x18\x03 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12\'\n\x06params\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x06queued\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rexecute_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x1a\n\x12rate_limit_attempt\x18\x0b \x01(\x05\x12\x13\n\x0b\x66rom_run_id\x18\x0c \x01(\t\x12\x13\n\x0broot_run_id\x18\r \x01(\t\x12&\n\x06result\x18\x0e \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x1c.fluid.scheduler.v1.RunError\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\x0c\n\x04tags\x18\x11 \x03(\t\x12@\n\rtrace_context\x18\x12 \x03(\x0b\x32).fluid.scheduler.v1.Run.TraceContextEntry\x12\x11\n\tworker_id\x18\x13 \x01(\t\x12\x0f\n\x07version\x18\x14 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xec\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_INIT\x10\x01\x12\x15\n\x11TASK_STATE_QUEUED\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x04\x12\x16\n\x12TASK_STATE_FAILURE\x10\x05\x12\x16\n\x12TASK_STATE_ABORTED\x10\x06\x12\x1b\n\x17TASK_STATE_RATE_LIMITED\x10\x07\x12\x1a\n\x16TASK_STATE_INTERRUPTED\x10\x08*v\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66luid/scheduler/v1/run.proto\x12\x12\x66luid.scheduler.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xd7\x05\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x32\n\x08priority\x18\x03 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12\'\n\x06params\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x06queued\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rexecute_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x1a\n\x12rate_limit_attempt\x18\x0b \x01(\x05\x12\x13\n\x0b\x66rom_run_id\x18\x0c \x01(\t\x12\x13\n\x0broot_run_id\x18\r \x01(\t\x12&\n\x06result\x18\x0e \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x1c.fluid.scheduler.v1.RunError\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\x0c\n\x04tags\x18\x11 \x03(\t\x12@\n\rtrace_context\x18\x12 \x03(\x0b\x32).fluid.scheduler.v1.Run.TraceContextEntry\x12\x11\n\tworker_id\x18\x13 \x01(\t\x12\x0f\n\x07version\x18\x14 \x01(\x03\x12\x13\n\x0boutput_tail\x18\x15 \x03(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xec\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_INIT\x10\x01\x12\x15\n\x11TASK_STATE_QUEUED\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x04\x12\x16\n\x12TASK_STATE_FAILURE\x10\x05\x12\x16\n\x12TASK_STATE_ABORTED\x10\x06\x12\x1b\n\x17TASK_STATE_RATE_LIMITED\x10\x07\x12\x1a\n\x16TASK_STATE_INTERRUPTED\x10\x08*v\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUN_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_RUN_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATE']._serialized_start=887
-  _globals['_TASKSTATE']._serialized_end=1123
-  _globals['_TASKPRIORITY']._serialized_start=1125
-  _globals['_TASKPRIORITY']._serialized_end=1243
+  _globals['_TASKSTATE']._serialized_start=908
+  _globals['_TASKSTATE']._serialized_end=1144
+  _globals['_TASKPRIORITY']._serialized_start=1146
+  _globals['_TASKPRIORITY']._serialized_end=1264
   _globals['_RUNERROR']._serialized_start=115
   _globals['_RUNERROR']._serialized_end=175
   _globals['_RUN']._serialized_start=178
-  _globals['_RUN']._serialized_end=884
-  _globals['_RUN_TRACECONTEXTENTRY']._serialized_start=833
-  _globals['_RUN_TRACECONTEXTENTRY']._serialized_end=884
+  _globals['_RUN']._serialized_end=905
+  _globals['_RUN_TRACECONTEXTENTRY']._serialized_start=854
+  _globals['_RUN_TRACECONTEXTENTRY']._serialized_end=905
 # @@protoc_insertion_point(module_scope)

@@ -179,6 +179,7 @@ class Run(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the run (32 hex characters unless the caller chose one)."""
     task: _builtins.str
@@ -237,6 +238,12 @@ class Run(_message.Message):
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """W3C trace context (traceparent, tracestate) of the call that queued the run."""
 
+    @_builtins.property
+    def output_tail(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The last lines the attempt's process wrote to stdout and stderr, oldest first
+        (cpu-bound runs only; bounded by the runner's tail setting).
+        """
+
     def __init__(
         self,
         *,
@@ -260,10 +267,11 @@ class Run(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         worker_id: _builtins.str = ...,
         version: _builtins.int = ...,
+        output_tail: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "error", b"error", "execute_after", b"execute_after", "params", b"params", "queued", b"queued", "result", b"result", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end", b"end", "error", b"error", "execute_after", b"execute_after", "from_run_id", b"from_run_id", "id", b"id", "params", b"params", "priority", b"priority", "queued", b"queued", "rate_limit_attempt", b"rate_limit_attempt", "reason", b"reason", "result", b"result", "root_run_id", b"root_run_id", "start", b"start", "state", b"state", "tags", b"tags", "task", b"task", "trace_context", b"trace_context", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end", b"end", "error", b"error", "execute_after", b"execute_after", "from_run_id", b"from_run_id", "id", b"id", "output_tail", b"output_tail", "params", b"params", "priority", b"priority", "queued", b"queued", "rate_limit_attempt", b"rate_limit_attempt", "reason", b"reason", "result", b"result", "root_run_id", b"root_run_id", "start", b"start", "state", b"state", "tags", b"tags", "task", b"task", "trace_context", b"trace_context", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
