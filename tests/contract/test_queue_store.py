@@ -16,7 +16,7 @@ from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.models import TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind, WorkerRecord
-from fluid_dispatcher.store.base import BlockedRun, QueueStore, RunChange
+from fluid_dispatcher.store.base import BlockedRun, OutboxEvent, QueueStore, RunChange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -692,19 +692,22 @@ async def test_a_store_without_outbox_keeps_no_events(store_without_outbox: Queu
     assert (await stored(store, "run-1")).state is TaskState.success
 
 
-async def test_wait_for_outbox_returns_when_an_event_is_added(store: QueueStore) -> None:
+async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: QueueStore) -> None:
     waiting = asyncio.Event()
 
-    async def wait() -> None:
+    async def wait() -> list[OutboxEvent]:
         waiting.set()
-        await store.wait_for_outbox(timeout=60)
+        return await store.read_outbox(10, wait=60)
 
     waiter = asyncio.create_task(wait())
     await waiting.wait()
     await store.add_run(queued_run("run-1"))
 
-    await asyncio.wait_for(waiter, PROMPTLY)
-    assert [event.run.id for event in await store.read_outbox(10)] == ["run-1"]
+    events = await asyncio.wait_for(waiter, PROMPTLY)
+    assert [event.run.id for event in events] == ["run-1"]
+    assert await store.outbox_size() == 1
+    await store.ack_outbox(events)
+    assert await store.outbox_size() == 0
 
 
 # -- waiting for work ----------------------------------------------------------------

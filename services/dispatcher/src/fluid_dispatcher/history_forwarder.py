@@ -23,10 +23,17 @@ logger = logging.getLogger("fluid.dispatcher.history")
 
 
 class HistoryForwarder:
-    def __init__(self, store: QueueStore, history_address: str, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: QueueStore,
+        history_address: str,
+        batch_size: int = 500,
+        linger: float = 0.05,
+    ) -> None:
         self.store = store
         self.history_address = history_address
         self.batch_size = batch_size
+        self.linger = linger
 
     async def run(self) -> None:
         """Forward forever (cancel to stop)."""
@@ -35,9 +42,8 @@ class HistoryForwarder:
         backoff = 0.2
         try:
             while True:
-                events = await self.store.read_outbox(self.batch_size)
+                events = await self.store.read_outbox(self.batch_size, wait=1.0)
                 if not events:
-                    await self.store.wait_for_outbox(timeout=1.0)
                     continue
                 # Only the newest snapshot of each run matters to history.
                 newest: dict[str, Run] = {}
@@ -62,5 +68,9 @@ class HistoryForwarder:
                     continue
                 backoff = 0.2
                 await self.store.ack_outbox(events)
+                if len(events) < self.batch_size:
+                    # Light traffic: let a few more states gather instead of committing
+                    # one transaction in history per state.
+                    await asyncio.sleep(self.linger)
         finally:
             await channel.close(None)

@@ -82,7 +82,7 @@ class DispatcherService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(grace, 5.0)):
                     # Acks happen in the forwarder's task; nothing signals "empty".
-                    while await self.store.read_outbox(1):  # noqa: ASYNC110
+                    while await self.store.outbox_size():  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
         for task in self._background:
             task.cancel()

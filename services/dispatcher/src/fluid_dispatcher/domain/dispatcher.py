@@ -232,9 +232,14 @@ class Dispatcher:
         return current
 
     async def watch_run(self, run_id: str) -> AsyncIterator[Run]:
-        await self.get_run(run_id)
+        if not run_id:
+            raise InvalidArgumentError("run_id: required")
+        found = False
         async for run in self.store.watch(run_id):
+            found = True
             yield run
+        if not found:
+            raise NotFoundError(f"run {run_id} not found")
 
     # -- workers' side -------------------------------------------------------------
     async def _worker(self, worker_id: str) -> WorkerRecord:
@@ -300,13 +305,21 @@ class Dispatcher:
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
         _check_report(run_id, report)
-        run = await self.store.get_run(run_id)
-        record = await self._task(run.task) if run else None
-        definition = record.definition if record else None
         now = self.clock()
+        fetched: dict[str, TaskDefinition | None] = {}
+        uncached: list[str] = []
 
         def apply(current: Run, lease: Lease | None) -> Run | None:
             if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
+                return None
+            # The lease path keeps the task cached; using it here saves a round trip.
+            cached = self._tasks.get(current.task)
+            if cached is not None:
+                definition: TaskDefinition | None = cached[0].definition
+            elif current.task in fetched:
+                definition = fetched[current.task]
+            else:
+                uncached.append(current.task)
                 return None
             final = report
             if lease.abort_reason is not None and report.state is TaskState.failure:
@@ -315,6 +328,10 @@ class Dispatcher:
             return outcomes.finished(current, definition, final, now)
 
         updated = await self.store.update_run(run_id, apply)
+        if updated is None and uncached:
+            record = await self._task(uncached[0])
+            fetched[uncached[0]] = record.definition if record else None
+            updated = await self.store.update_run(run_id, apply)
         if updated is not None and updated.state is TaskState.queued:
             logger.info(
                 "run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt

@@ -129,8 +129,12 @@ class QueueStore(Protocol):
         """
 
     # -- outbox to history -------------------------------------------------------
-    async def read_outbox(self, limit: int) -> list[OutboxEvent]: ...
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+        """Up to ``limit`` unacknowledged snapshots, oldest first; when there are none,
+        wait up to ``wait`` seconds for new ones. Read but unacknowledged snapshots are
+        returned again by the next read."""
 
     async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None: ...
 
-    async def wait_for_outbox(self, timeout: float) -> None: ...
+    async def outbox_size(self) -> int:
+        """How many snapshots still wait for history."""

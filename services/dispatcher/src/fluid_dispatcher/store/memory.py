@@ -302,17 +302,18 @@ class MemoryQueueStore:
                     del self._watchers[run_id]
 
     # -- outbox to history -------------------------------------------------------
-    async def read_outbox(self, limit: int) -> list[OutboxEvent]:
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+        if not self._outbox and wait > 0:
+            await Signal.wait(self._outbox_signal.ticket(), wait)
         return list(itertools.islice(self._outbox, limit))
+
+    async def outbox_size(self) -> int:
+        return len(self._outbox)
 
     async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
         acked = {event.event_id for event in events}
         while self._outbox and self._outbox[0].event_id in acked:
             self._outbox.popleft()
-
-    async def wait_for_outbox(self, timeout: float) -> None:
-        if not self._outbox:
-            await Signal.wait(self._outbox_signal.ticket(), timeout)
 
 
 def _now_ts() -> float:

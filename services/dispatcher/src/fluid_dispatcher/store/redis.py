@@ -8,7 +8,8 @@ Layout (every key under one hash tag, e.g. ``{fluid}:``):
 - ``finished`` sorted set of finished runs by end time, for purging;
 - ``idem:<key>`` idempotency keys; ``tasks``/``enabled`` hashes; ``worker:<id>`` hashes;
 - ``outbox`` stream (consumer group ``history``) of snapshots for history;
-- ``signals`` pub/sub channel: "work" when a run becomes ready, "run:<id>" on each change.
+- pub/sub: ``signals`` says "work" when a run becomes ready; ``run:<id>:changes`` carries
+  each new snapshot of that run to its watchers.
 
 Each writing operation is one Lua script (redis_scripts.py), so decisions such as
 max_concurrency are atomic across every dispatcher replica and O(1) per run.
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -163,10 +165,15 @@ class RedisQueueStore:
         self._request_abort = self.redis.register_script(redis_scripts.REQUEST_ABORT)
         self._purge = self.redis.register_script(redis_scripts.PURGE)
         self._work = Signal()
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        # Per watched run, the queues of its local watchers: a snapshot, or None meaning
+        # "changes may have been missed, read the run again".
+        self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
+        self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._group_ready = False
+        self._next_due: float | None = None
+        self._next_claim = 0.0
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -179,12 +186,13 @@ class RedisQueueStore:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        for events in self._watchers.values():
-            for event in events:
-                event.set()
+        self._resync_watchers()
         await self.redis.aclose()
 
     # -- change notifications ------------------------------------------------------
+    def _changes(self, run_id: str) -> str:
+        return self.key("run", run_id, "changes")
+
     async def _ensure_listener(self) -> None:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="redis-signals")
@@ -193,31 +201,34 @@ class RedisQueueStore:
     async def _listen(self) -> None:
         """One subscription per store feeds every local long poll and watcher."""
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.key("signals"))
+                await self._pubsub.subscribe(
+                    self.key("signals"), *(self._changes(run_id) for run_id in self._watchers)
+                )
                 self._listening.set()
                 # Anything published while (re)subscribing is unknown: wake everyone.
-                self._wake_all()
-                async for message in pubsub.listen():
-                    data = message["data"]
-                    if data == "work":
+                self._work.fire()
+                self._resync_watchers()
+                async for message in self._pubsub.listen():
+                    channel, data = message["channel"], message["data"]
+                    if data == "work" and channel == self.key("signals"):
                         self._work.fire()
-                    elif isinstance(data, str) and data.startswith("run:"):
-                        for event in self._watchers.get(data[4:], ()):
-                            event.set()
+                        continue
+                    run = run_from_fields(json.loads(data))
+                    for queue in self._watchers.get(run.id, ()):
+                        queue.put_nowait(run)
             except (ConnectionError, OSError, aioredis.ConnectionError) as error:
                 logger.warning("lost the Redis subscription (%s); resubscribing", error)
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await self._pubsub.aclose()
 
-    def _wake_all(self) -> None:
-        self._work.fire()
-        for events in self._watchers.values():
-            for event in events:
-                event.set()
+    def _resync_watchers(self) -> None:
+        for queues in self._watchers.values():
+            for queue in queues:
+                queue.put_nowait(None)
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
@@ -330,10 +341,15 @@ class RedisQueueStore:
         return added
 
     async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for run, key in runs:
-                await self._add(args=self._write_args(run, run.id, key), client=pipe)
-            existing_ids: list[str] = await pipe.execute()
+        if len(runs) == 1:
+            # A pipelined script costs an extra SCRIPT EXISTS round trip: not for one run.
+            (run, key), *_ = runs
+            existing_ids: list[str] = [await self._add(args=self._write_args(run, run.id, key))]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for run, key in runs:
+                    await self._add(args=self._write_args(run, run.id, key), client=pipe)
+                existing_ids = await pipe.execute()
         added: list[tuple[Run, bool]] = []
         for (run, key), existing_id in zip(runs, existing_ids, strict=True):
             if not existing_id:
@@ -393,7 +409,7 @@ class RedisQueueStore:
                 "1" if task.enabled else "0",
             )
         ]
-        leased_ids, blocked_ids = await self._lease(
+        leased_replies, blocked_ids, next_due = await self._lease(
             args=self._args(
                 worker.worker_id,
                 _ts(now),
@@ -412,11 +428,14 @@ class RedisQueueStore:
                 return blocked(run, task) if task and run.state is TaskState.queued else None
 
             await self.update_run(run_id, decide)
+        # Remembered so a long poll wakes up for the next delayed run without asking Redis.
+        self._next_due = float(next_due) if next_due else None
         leased = []
-        for fields in await self._runs(leased_ids):
+        for reply in leased_replies:
+            fields = dict(zip(reply[::2], reply[1::2], strict=True))
             lease = lease_from_fields(fields)
-            if fields and lease is not None:
-                leased.append((run_from_fields(fields), lease))
+            assert lease is not None, "the lease script leases what it returns"
+            leased.append((run_from_fields(fields), lease))
         return leased
 
     async def work_ticket(self) -> WorkTicket:
@@ -424,9 +443,10 @@ class RedisQueueStore:
         return self._work.ticket()
 
     async def wait_for_work(self, ticket: WorkTicket, timeout: float) -> None:
-        head = await self.redis.zrange(self.key("delayed"), 0, 0, withscores=True)
-        if head:
-            timeout = min(timeout, head[0][1] - datetime.now(UTC).timestamp())
+        # A run delayed after the last lease call publishes "work", which wakes this wait
+        # so the next lease call learns its due time.
+        if self._next_due is not None:
+            timeout = min(timeout, self._next_due - datetime.now(UTC).timestamp())
         await Signal.wait(ticket, timeout)
 
     async def extend_leases(
@@ -470,30 +490,36 @@ class RedisQueueStore:
         return purged
 
     async def watch(self, run_id: str) -> AsyncIterator[Run]:
-        """Versions may coalesce: a watcher sees the newest state at each wake-up."""
+        """Snapshots arrive on the run's channel; a watcher subscribes before reading the
+        run, so no change between the read and the first message is lost."""
         await self._ensure_listener()
-        changed = asyncio.Event()
-        self._watchers.setdefault(run_id, set()).add(changed)
+        queue: asyncio.Queue[Run | None] = asyncio.Queue()
+        first = run_id not in self._watchers
+        self._watchers.setdefault(run_id, set()).add(queue)
         try:
+            if first:
+                await self._pubsub.subscribe(self._changes(run_id))
             run = await self.get_run(run_id)
             if run is None:
                 return
             yield run
             while not run.is_done:
-                await changed.wait()
-                changed.clear()
-                latest = await self.get_run(run_id)
+                latest = await queue.get()
                 if latest is None:
-                    return
+                    latest = await self.get_run(run_id)
+                    if latest is None:
+                        return
                 if latest.version > run.version:
                     run = latest
                     yield run
         finally:
-            watchers = self._watchers.get(run_id)
-            if watchers is not None:
-                watchers.discard(changed)
-                if not watchers:
+            queues = self._watchers.get(run_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
                     del self._watchers[run_id]
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(self._changes(run_id))
 
     # -- outbox to history -------------------------------------------------------
     async def _ensure_group(self) -> None:
@@ -506,29 +532,36 @@ class RedisQueueStore:
                 raise
         self._group_ready = True
 
-    async def read_outbox(self, limit: int) -> list[OutboxEvent]:
-        """This consumer's unacknowledged entries first, then dead consumers', then new."""
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+        """This consumer's unacknowledged entries first (every read, so nothing read is
+        ever skipped), then now and then those of consumers that died, then new ones."""
         await self._ensure_group()
         stream = self.key("outbox")
-        entries: list[tuple[str, dict[str, str]]] = []
-        for start in ("0", ">"):
+        found = await self.redis.xreadgroup(
+            OUTBOX_GROUP, self._consumer, {stream: "0"}, count=limit
+        )
+        entries: list[tuple[str, dict[str, str]]] = found[0][1] if found else []
+        if not entries and time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + OUTBOX_CLAIM_IDLE_MS / 1000
+            claimed = await self.redis.xautoclaim(
+                stream, OUTBOX_GROUP, self._consumer, OUTBOX_CLAIM_IDLE_MS, "0-0", count=limit
+            )
+            entries = [entry for entry in claimed[1] if entry[1]]
+        if not entries:
+            block = {"block": max(int(wait * 1000), 1)} if wait > 0 else {}
             found = await self.redis.xreadgroup(
-                OUTBOX_GROUP, self._consumer, {stream: start}, count=limit
+                OUTBOX_GROUP, self._consumer, {stream: ">"}, count=limit, **block
             )
             entries = found[0][1] if found else []
-            if entries:
-                break
-            if start == "0":
-                claimed = await self.redis.xautoclaim(
-                    stream, OUTBOX_GROUP, self._consumer, OUTBOX_CLAIM_IDLE_MS, "0-0", count=limit
-                )
-                entries = [entry for entry in claimed[1] if entry[1]]
-                if entries:
-                    break
         return [
             OutboxEvent(entry_id, run_from_fields(json.loads(fields["snapshot"])))
             for entry_id, fields in entries
         ]
+
+    async def outbox_size(self) -> int:
+        # Acknowledged entries are deleted, so the stream holds only undelivered ones.
+        size: int = await self.redis.xlen(self.key("outbox"))
+        return size
 
     async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
         if not events:
@@ -538,11 +571,6 @@ class RedisQueueStore:
             pipe.xack(self.key("outbox"), OUTBOX_GROUP, *ids)
             pipe.xdel(self.key("outbox"), *ids)
             await pipe.execute()
-
-    async def wait_for_outbox(self, timeout: float) -> None:
-        await self.redis.xread(
-            {self.key("outbox"): "$"}, count=1, block=max(int(timeout * 1000), 1)
-        )
 
     async def delete_namespace(self) -> None:
         """Remove every key of this namespace (tests and resets)."""

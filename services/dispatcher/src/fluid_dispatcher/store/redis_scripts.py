@@ -15,13 +15,14 @@ local p = ARGV[1]
 local outbox = ARGV[2] == '1'
 local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
 
-local function signal(id)
-  redis.call('PUBLISH', p .. 'signals', 'run:' .. id)
+-- Each run has its own channel carrying its new snapshot: only dispatchers with a
+-- watcher of that run subscribe, and they need not read the run back.
+local function signal(id, snapshot)
+  redis.call('PUBLISH', p .. 'run:' .. id .. ':changes', snapshot)
 end
 
--- The run's hash as a JSON object of strings (cjson is safe on a flat map of strings).
-local function snapshot_of(key)
-  local flat = redis.call('HGETALL', key)
+-- A run's HGETALL reply as a JSON object of strings (cjson is safe on a flat string map).
+local function snapshot_of(flat)
   local fields = {}
   for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
   return cjson.encode(fields)
@@ -55,7 +56,7 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
     redis.call('ZADD', p .. 'finished', end_ts, id)
   end
   to_outbox(id, snapshot)
-  signal(id)
+  signal(id, snapshot)
 end
 """
 
@@ -99,7 +100,8 @@ return 1
 
 # Promote due runs, then lease the best ready runs of the given tasks. ARGV: prefix,
 # outbox, worker id, now, lease deadline, max runs, blocked-retry cutoff, task count, then
-# (name, max_concurrency, enabled) per task. Returns {leased ids, blocked ids}.
+# (name, max_concurrency, enabled) per task. Returns {the leased runs' HGETALL replies,
+# blocked ids, the next delayed run's due time or ""}.
 LEASE = (
     _REINDEX
     + """
@@ -156,12 +158,15 @@ while #leased < max_runs do
     redis.call('HDEL', key, 'abort')
     redis.call('INCR', running_key)
     redis.call('ZADD', p .. 'leases', deadline, best)
-    if outbox then to_outbox(best, snapshot_of(key)) end
-    signal(best)
-    leased[#leased + 1] = best
+    local flat = redis.call('HGETALL', key)
+    local snapshot = snapshot_of(flat)
+    to_outbox(best, snapshot)
+    signal(best, snapshot)
+    leased[#leased + 1] = flat
   end
 end
-return {leased, blocked}
+local next_due = redis.call('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')[2] or ''
+return {leased, blocked, next_due}
 """
 )
 
