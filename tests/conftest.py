@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from fluid.scheduler import Client
 from fluid.service.host import Host
@@ -19,7 +18,7 @@ TESTS = Path(__file__).parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from servers import redis_url  # noqa: E402  (importable once tests/ is on the path)
+from servers import redis_url, wipe_redis  # noqa: E402  (importable once tests/ is on the path)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -34,10 +33,7 @@ def broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("FLUID_BROKER_URL", url)
     monkeypatch.setenv("FLUID_BROKER_NAMESPACE", namespace)
     yield url
-    cleanup = redis.Redis.from_url(url)
-    for key in cleanup.scan_iter(match=f"{{{namespace}}}:*", count=1000):
-        cleanup.delete(key)
-    cleanup.close()
+    wipe_redis(url, namespace)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
+import redis
 
 REDIS_URL = os.environ.get("FLUID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -37,3 +38,13 @@ def require_server(url: str, default_port: int, what: str) -> str:
 
 def redis_url() -> str:
     return require_server(REDIS_URL, 6379, "Redis")
+
+
+def wipe_redis(url: str, namespace: str) -> None:
+    """Delete every key a test made under ``namespace`` (hash-tagged or prefixed)."""
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=f"*{namespace}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from process_helpers import free_port, serving, stop_processes
-from servers import redis_url
+from servers import redis_url, wipe_redis
 
 from fluid.scheduler import Client, TaskState
 
@@ -77,16 +77,10 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
         }
     finally:
         stop_processes(list(processes.values()))
-        cleanup = aioredis.Redis.from_url(url)
-
-        async def wipe() -> None:
-            async for key in cleanup.scan_iter(match=f"*{namespace}*", count=1000):
-                await cleanup.delete(key)
-            await cleanup.aclose()
-
-        asyncio.run(wipe())
+        wipe_redis(url, namespace)
 
 
+@pytest.mark.timeout(180)  # 500 runs through three processes on a 2-core machine
 async def test_sigkilled_workers_lose_no_run(cluster: dict[str, object]) -> None:
     address = str(cluster["address"])
     prefix = str(cluster["prefix"])

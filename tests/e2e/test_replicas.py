@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from process_helpers import free_port, serving, stop_processes
-from servers import redis_url
+from servers import redis_url, wipe_redis
 
 from fluid.scheduler import Client, TaskState
 
@@ -66,14 +66,7 @@ def replicas(tmp_path: Path) -> Iterator[dict[str, str]]:
         }
     finally:
         stop_processes(processes)
-        cleanup = aioredis.Redis.from_url(url)
-
-        async def wipe() -> None:
-            async for key in cleanup.scan_iter(match=f"*{namespace}*", count=1000):
-                await cleanup.delete(key)
-            await cleanup.aclose()
-
-        asyncio.run(wipe())
+        wipe_redis(url, namespace)
 
 
 async def test_two_dispatchers_deliver_each_run_once(replicas: dict[str, str]) -> None:
