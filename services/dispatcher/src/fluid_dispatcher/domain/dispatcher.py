@@ -304,53 +304,52 @@ class Dispatcher:
 
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
-        _check_report(run_id, report)
-        now = self.clock()
-        fetched: dict[str, TaskDefinition | None] = {}
-        uncached: list[str] = []
-
-        def apply(current: Run, lease: Lease | None) -> Run | None:
-            if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
-                return None
-            # The lease path keeps the task cached; using it here saves a round trip.
-            cached = self._tasks.get(current.task)
-            if cached is not None:
-                definition: TaskDefinition | None = cached[0].definition
-            elif current.task in fetched:
-                definition = fetched[current.task]
-            else:
-                uncached.append(current.task)
-                return None
-            final = report
-            if lease.abort_reason is not None and report.state is TaskState.failure:
-                # Cancelled by an external abort: the cancellation is not a failure.
-                final = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
-            return outcomes.finished(current, definition, final, now)
-
-        updated = await self.store.update_run(run_id, apply)
-        if updated is None and uncached:
-            record = await self._task(uncached[0])
-            fetched[uncached[0]] = record.definition if record else None
-            updated = await self.store.update_run(run_id, apply)
-        if updated is not None and updated.state is TaskState.queued:
-            logger.info(
-                "run %s of %s failed, retry %d queued", run_id, updated.task, updated.attempt
-            )
-        return updated is not None
+        return not await self.report_all(worker_id, [(run_id, attempt, report)])
 
     async def report_all(
         self, worker_id: str, reports: Sequence[tuple[str, int, RunOutcome]]
     ) -> list[str]:
-        """Apply a batch of reports concurrently; the ids of those not applied."""
+        """Apply a batch of reports (one read and one write round trip for all of them);
+        the ids of those not applied because the worker no longer holds the run."""
         for run_id, _, outcome in reports:
             _check_report(run_id, outcome)
-        applied = await asyncio.gather(
-            *(
-                self.report(worker_id, run_id, attempt, outcome)
-                for run_id, attempt, outcome in reports
-            )
-        )
-        return [run_id for (run_id, _, _), ok in zip(reports, applied, strict=True) if not ok]
+        now = self.clock()
+        # The lease path keeps tasks cached; a report of an uncached task is retried once
+        # after the task is fetched.
+        fetched: dict[str, TaskDefinition | None] = {}
+        uncached: dict[str, str] = {}
+
+        def finish(attempt: int, report: RunOutcome) -> RunChange:
+            def apply(current: Run, lease: Lease | None) -> Run | None:
+                if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
+                    return None
+                cached = self._tasks.get(current.task)
+                if cached is not None:
+                    definition: TaskDefinition | None = cached[0].definition
+                elif current.task in fetched:
+                    definition = fetched[current.task]
+                else:
+                    uncached[current.id] = current.task
+                    return None
+                final = report
+                if lease.abort_reason is not None and report.state is TaskState.failure:
+                    # Cancelled by an external abort: the cancellation is not a failure.
+                    final = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
+                return outcomes.finished(current, definition, final, now)
+
+            return apply
+
+        changes = {run_id: finish(attempt, report) for run_id, attempt, report in reports}
+        updated = await self.store.update_runs(changes)
+        if uncached:
+            for name in set(uncached.values()):
+                record = await self._task(name)
+                fetched[name] = record.definition if record else None
+            updated.update(await self.store.update_runs({i: changes[i] for i in uncached}))
+        for run in updated.values():
+            if run is not None and run.state is TaskState.queued:
+                logger.info("run %s of %s failed, retry %d queued", run.id, run.task, run.attempt)
+        return [run_id for run_id, _, _ in reports if updated.get(run_id) is None]
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
         released = []

@@ -83,6 +83,9 @@ class QueueStore(Protocol):
     async def update_run(self, run_id: str, change: RunChange) -> Run | None:
         """Apply ``change`` atomically; return the new version (None if unknown/unchanged)."""
 
+    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
+        """``update_run`` for many runs at once (each atomic on its own, not together)."""
+
     async def lease_runs(
         self,
         worker: WorkerRecord,

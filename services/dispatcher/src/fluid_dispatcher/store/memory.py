@@ -128,6 +128,9 @@ class MemoryQueueStore:
             return None
         return self._save(replace(new, version=run.version + 1))
 
+    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
+        return {run_id: await self.update_run(run_id, change) for run_id, change in changes.items()}
+
     def _save(self, run: Run) -> Run:
         """Store a run version and bring every index in line with its state."""
         if run.state is not TaskState.running and self._leases.pop(run.id, None) is not None:

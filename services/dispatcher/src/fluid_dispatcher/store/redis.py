@@ -362,29 +362,60 @@ class RedisQueueStore:
                 added.append((existing, False))
         return added
 
-    async def _read(self, run_id: str) -> dict[str, str]:
-        fields: dict[str, str] = await self.redis.hgetall(self.key("run", run_id))
-        return fields
-
     async def get_run(self, run_id: str) -> Run | None:
-        fields = await self._read(run_id)
+        fields = await self.redis.hgetall(self.key("run", run_id))
         return run_from_fields(fields) if fields else None
 
     async def update_run(self, run_id: str, change: RunChange) -> Run | None:
+        return (await self.update_runs({run_id: change}))[run_id]
+
+    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
+        """Optimistic compare-and-set in two round trips for the whole batch: read every
+        run, compute the changes, write each only if its version did not move meanwhile;
+        the runs that moved are read and changed again."""
+        results: dict[str, Run | None] = {}
+        pending = dict(changes)
         for _ in range(CAS_ATTEMPTS):
-            fields = await self._read(run_id)
-            if not fields:
-                return None
-            run = run_from_fields(fields)
-            new = change(run, lease_from_fields(fields))
-            if new is None:
-                return None
-            new = replace(new, version=run.version + 1)
-            if await self._apply(args=self._write_args(new, run_id, str(run.version))):
-                return new
-        raise RuntimeError(f"run {run_id} kept changing: gave up after {CAS_ATTEMPTS} attempts")
+            if not pending:
+                return results
+            ids = list(pending)
+            writes: list[tuple[str, Run, Run]] = []
+            for run_id, fields in zip(ids, await self._runs(ids), strict=True):
+                current = run_from_fields(fields) if fields else None
+                new = pending[run_id](current, lease_from_fields(fields)) if current else None
+                if current is None or new is None:
+                    results[run_id] = None
+                else:
+                    writes.append((run_id, current, replace(new, version=current.version + 1)))
+            applied = await self._apply_all(
+                [
+                    self._write_args(new, run_id, str(current.version))
+                    for run_id, current, new in writes
+                ]
+            )
+            pending = {}
+            for (run_id, _, new), ok in zip(writes, applied, strict=True):
+                if ok:
+                    results[run_id] = new
+                else:
+                    pending[run_id] = changes[run_id]
+        raise RuntimeError(
+            f"runs {sorted(pending)} kept changing: gave up after {CAS_ATTEMPTS} tries"
+        )
+
+    async def _apply_all(self, writes: list[list[str]]) -> list[int]:
+        if len(writes) <= 1:
+            # A pipelined script costs an extra SCRIPT EXISTS round trip: not for one run.
+            return [await self._apply(args=args) for args in writes]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for args in writes:
+                await self._apply(args=args, client=pipe)
+            applied: list[int] = await pipe.execute()
+        return applied
 
     async def _runs(self, run_ids: Sequence[str]) -> list[dict[str, str]]:
+        if len(run_ids) == 1:
+            return [await self.redis.hgetall(self.key("run", run_ids[0]))]
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hgetall(self.key("run", run_id))
