@@ -6,6 +6,9 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,3 +50,15 @@ def stop_processes(processes: list[subprocess.Popen[bytes]], timeout: float = 20
             process.kill()
             process.wait()
     return [process.returncode for process in processes]
+
+
+def serve(service: str, port: int, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``fluid serve <service>`` on ``port``, its output appended to ``log``."""
+    # The child keeps its own copy of the log's descriptor.
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fluid_cli", "serve", service, "--port", str(port)],
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from pydantic import BaseModel
 
-from fluid.scheduler import RetryPolicy, TaskRun, task
+from fluid.scheduler import RetryPolicy, Run, TaskManager, TaskManagerPlugin, TaskRun, task
 
 
 class Greeting(BaseModel):
@@ -83,3 +84,29 @@ async def not_json(ctx: TaskRun) -> object:
 @task(cpu_bound=True)
 async def crunch(ctx: TaskRun) -> int:
     return sum(range(1000))
+
+
+class Notifications(TaskManagerPlugin):
+    """Records the lifecycle events the worker fires, for the lifecycle test."""
+
+    events: ClassVar[list[tuple[str, str]]] = []
+
+    def register(self, manager: TaskManager) -> None:
+        async def remember(run: Run) -> None:
+            self.events.append((f"{run.state}.billing", run.id))
+
+        async def started(run: Run) -> None:
+            self.events.append(("running", run.id))
+
+        manager.register_async_handler("success.billing", remember)
+        manager.register_async_handler("running", started)
+
+
+notifications = Notifications()
+
+
+@task
+async def parent_of_cpu(ctx: TaskRun) -> str:
+    """An IO task that hands heavy work to a cpu-bound child run."""
+    child = await ctx.queue("crunch")
+    return child.id

@@ -46,7 +46,9 @@ def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
     )
     generated = tmp_path / "fluid/scheduler/v1"
     names = sorted(path.name for path in generated.iterdir())
-    committed = sorted(path.name for path in STUBS.iterdir() if path.name != "__init__.py")
+    committed = sorted(
+        path.name for path in STUBS.iterdir() if path.is_file() and path.name != "__init__.py"
+    )
     assert names == committed
     _, mismatch, errors = filecmp.cmpfiles(generated, STUBS, names, shallow=False)
     assert not mismatch and not errors, f"stale stubs: {mismatch + errors}; run `make proto`"

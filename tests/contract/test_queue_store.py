@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import TaskPriority, TaskState
+from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind, WorkerRecord
 from fluid_dispatcher.store.base import BlockedRun, OutboxEvent, QueueStore, RunChange
@@ -180,6 +180,27 @@ async def test_add_run_stores_a_new_run(store: QueueStore) -> None:
     assert await store.add_run(run) == (run, True)
     assert await store.get_run("run-1") == run
     assert await store.get_run("missing") is None
+
+
+async def test_every_field_of_a_run_survives_the_store(store: QueueStore) -> None:
+    run = queued_run(
+        "run-1",
+        params={"ids": [], "nested": {"empty": {}, "list": [1, 2.5, "x", None, True]}},
+        execute_after=T0 + timedelta(seconds=5),
+        attempt=2,
+        rate_limit_attempt=1,
+        from_run_id="parent",
+        root_run_id="root",
+        result=[],
+        error=RunError("ValueError", "boom", "Traceback ..."),
+        reason="why",
+        tags=frozenset({"billing", "skip_db"}),
+        trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+        worker_id="worker-1",
+        output_tail=("line 1", "", "line 3"),
+    )
+    await store.add_run(run)
+    assert await store.get_run("run-1") == run
 
 
 async def test_add_run_with_a_known_id_returns_the_existing_run(store: QueueStore) -> None:
@@ -727,3 +748,24 @@ async def test_wait_for_work_returns_when_a_run_is_added(store: QueueStore) -> N
 
     await asyncio.wait_for(waiter, PROMPTLY)
     assert waiter.done() and waiter.exception() is None
+
+
+async def test_queue_depth_counts_queued_runs_by_priority(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("high-1", priority=TaskPriority.high))
+    await store.add_run(queued_run("low-1", priority=TaskPriority.low))
+    await store.add_run(
+        queued_run("low-2", priority=TaskPriority.low, execute_after=T0 + timedelta(hours=1))
+    )
+    assert await store.queue_depths() == {
+        TaskPriority.high: 1,
+        TaskPriority.medium: 0,
+        TaskPriority.low: 2,
+    }
+    await lease(store, worker, at(1))  # takes high-1 then low-1 (low-2 is not due)
+    await store.update_run("low-2", finish(at(2), TaskState.aborted))
+    assert await store.queue_depths() == {
+        TaskPriority.high: 0,
+        TaskPriority.medium: 0,
+        TaskPriority.low: 0,
+    }

@@ -11,14 +11,13 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from process_helpers import free_port, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes
 from servers import redis_url, wipe_redis
 
 from fluid.scheduler import Client, TaskState
@@ -48,14 +47,7 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
     logs = tmp_path
 
     def start(name: str, service: str, port: int) -> subprocess.Popen[bytes]:
-        # The child keeps its own copy of the log's descriptor.
-        with (logs / f"{name}.log").open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "fluid_cli", "serve", service, "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        return serve(service, port, env, logs / f"{name}.log")
 
     processes: dict[str, subprocess.Popen[bytes]] = {
         "dispatcher": start("dispatcher", "dispatcher", dispatcher_port),

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from process_helpers import free_port, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes
 
 from fluid.scheduler import Client, TaskState
 
@@ -32,27 +30,11 @@ def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
         "FLUID_TASK_MODULES": "sample_tasks",
         "FLUID_LEASE_WAIT_SECONDS": "0.2",
     }
-    started = []
-    for name, port in ports.items():
-        log = (tmp_path / f"{name}.log").open("w")
-        started.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-m", "fluid_cli", "serve", name, "--port", str(port)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                ),
-                log,
-            )
-        )
+    started = [serve(name, port, env, tmp_path / f"{name}.log") for name, port in ports.items()]
     try:
         yield addresses
     finally:
-        exit_codes = stop_processes([process for process, _ in started])
-        for _, log in started:
-            log.close()
-        codes = dict(zip(ports, exit_codes, strict=True))
+        codes = dict(zip(ports, stop_processes(started), strict=True))
         logs = {name: (tmp_path / f"{name}.log").read_text() for name in ports}
         assert all(code == 0 for code in codes.values()), (codes, logs)
 

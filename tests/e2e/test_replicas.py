@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from process_helpers import free_port, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes
 from servers import redis_url, wipe_redis
 
 from fluid.scheduler import Client, TaskState
@@ -40,23 +38,7 @@ def replicas(tmp_path: Path) -> Iterator[dict[str, str]]:
         # Dispatcher `name` and a worker that talks only to it.
         for service, listen in (("dispatcher", port), ("io-worker", free_port())):
             env = {**base, "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{port}"}
-            with (tmp_path / f"{service}-{name}.log").open("ab") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "fluid_cli",
-                            "serve",
-                            service,
-                            "--port",
-                            str(listen),
-                        ],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+            processes.append(serve(service, listen, env, tmp_path / f"{service}-{name}.log"))
     try:
         yield {
             "a": f"127.0.0.1:{ports['a']}",

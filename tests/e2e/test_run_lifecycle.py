@@ -176,3 +176,15 @@ async def test_a_bulk_enqueue_with_one_bad_entry_queues_nothing(client: Client) 
         await client.queue_many("say_hi", [{"name": "ok"}, {"nme": "bad"}])
     assert [task for task in await client.list_tasks() if task.running] == []
     assert (await client.list_runs(task="say_hi")).runs == []
+
+
+async def test_plugins_in_task_modules_receive_lifecycle_events(client: Client) -> None:
+    from sample_tasks import Notifications
+
+    tagged = await client.queue_and_wait("tagged", timeout=10)
+    untagged = await client.queue_and_wait("say_hi", name="Ada", timeout=10)
+    events = Notifications.events
+    assert ("running", tagged.id) in events and ("running", untagged.id) in events
+    # "success.billing" fires only for the task tagged billing.
+    assert ("success.billing", tagged.id) in events
+    assert ("success.billing", untagged.id) not in events

@@ -1,11 +1,13 @@
 """``every`` and ``crontab``: validation and the next slot they fire at."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from fluid.scheduler import crontab, every
+from fluid.scheduler.schedules import EPOCH
 
 ANCHOR = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -124,7 +126,7 @@ def test_crontab_plural_alias_fires_on_its_hours() -> None:
         {"hour": "9 *"},
     ],
 )
-def test_crontab_invalid_expression_raises_value_error(fields: dict[str, str]) -> None:
+def test_crontab_invalid_expression_raises_value_error(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="crontab"):
         crontab(**fields)
 
@@ -178,3 +180,61 @@ def test_crontab_fires_once_per_matching_minute() -> None:
     first = schedule.next_slot(datetime(2024, 1, 1, tzinfo=UTC))
     second = schedule.next_slot(first)
     assert second - first == timedelta(days=1)
+
+
+# -- slots anchored to the epoch, previous slots, the catch-up policy ------------------
+def test_every_slots_are_anchored_to_the_unix_epoch_by_default() -> None:
+    assert datetime(1970, 1, 1, tzinfo=UTC) == EPOCH
+    hourly = every(timedelta(hours=1))
+    assert hourly.next_slot(datetime(2024, 5, 1, 10, 20, tzinfo=UTC)) == datetime(
+        2024, 5, 1, 11, 0, tzinfo=UTC
+    )
+    # delay shifts the phase: a quarter past every hour, whenever the scheduler started.
+    quarter_past = every(timedelta(hours=1), delay=timedelta(minutes=15))
+    assert quarter_past.next_slot(datetime(2024, 5, 1, 10, 20, tzinfo=UTC)) == datetime(
+        2024, 5, 1, 11, 15, tzinfo=UTC
+    )
+    # An interval that does not divide a day keeps its epoch phase across days.
+    seven_minutes = every(timedelta(minutes=7))
+    slot = seven_minutes.next_slot(datetime(2024, 5, 1, tzinfo=UTC))
+    assert (slot - EPOCH) % timedelta(minutes=7) == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        (ANCHOR + timedelta(seconds=30), None),  # the first slot is not before itself
+        (ANCHOR + timedelta(seconds=31), ANCHOR + timedelta(seconds=30)),
+        (ANCHOR + timedelta(minutes=5, seconds=30), ANCHOR + timedelta(seconds=30)),
+        (
+            ANCHOR + timedelta(minutes=5, seconds=31),
+            ANCHOR + timedelta(minutes=5, seconds=30),
+        ),
+    ],
+)
+def test_every_previous_slot_is_strictly_before(
+    before: datetime, expected: datetime | None
+) -> None:
+    schedule = every(timedelta(minutes=5), delay=timedelta(seconds=30))
+    assert schedule.previous_slot(before, ANCHOR) == expected
+
+
+def test_crontab_previous_slot_is_strictly_before() -> None:
+    schedule = crontab(minute="*/15")
+    assert schedule.previous_slot(datetime(2024, 1, 1, 10, 15, tzinfo=UTC)) == datetime(
+        2024, 1, 1, 10, 0, tzinfo=UTC
+    )
+    assert schedule.previous_slot(datetime(2024, 1, 1, 10, 15, 0, 1, tzinfo=UTC)) == datetime(
+        2024, 1, 1, 10, 15, tzinfo=UTC
+    )
+
+
+def test_catch_up_is_off_by_default_and_shown_in_words() -> None:
+    assert not every(timedelta(seconds=1)).catch_up
+    assert not crontab().catch_up
+    assert every(timedelta(minutes=1), catch_up=True).catch_up
+    assert str(every(timedelta(minutes=1), catch_up=True)) == "every 0:01:00, catch up"
+    assert str(crontab(0, 9, tz="Europe/Rome", catch_up=True)) == (
+        "crontab 0 9 * * * Europe/Rome, catch up"
+    )
+    assert crontab(0, 9, catch_up=True) != crontab(0, 9)

@@ -19,14 +19,24 @@ from fluid.scheduler import (
     every,
     task,
 )
-from fluid.scheduler.v1 import run_pb2, task_pb2
+from fluid.scheduler.models import (
+    RunOutcome,
+    ScheduleInfo,
+    SchedulerStatus,
+    SlotLateness,
+)
+from fluid.scheduler.v1 import dispatcher_pb2, run_pb2, scheduler_pb2, task_pb2
 from fluid.scheduler.wire import (
     WireError,
     definition_from_pb,
     definition_to_pb,
+    outcome_from_pb,
+    outcome_to_pb,
     priority_from_pb,
     run_from_pb,
     run_to_pb,
+    scheduler_status_from_pb,
+    scheduler_status_to_pb,
     state_from_pb,
 )
 
@@ -67,6 +77,7 @@ def full_run(**overrides: Any) -> Run:
         "trace_context": {"traceparent": "00-abc-def-01"},
         "worker_id": "worker-1",
         "version": 4,
+        "output_tail": ("computing", "Traceback (most recent call last):"),
     }
     fields.update(overrides)
     return Run(**fields)
@@ -75,6 +86,21 @@ def full_run(**overrides: Any) -> Run:
 def test_run_round_trip_preserves_every_field() -> None:
     run = full_run()
     assert round_trip(run) == run
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        RunOutcome(TaskState.success, result={"n": 1}, output_tail=("one", "two")),
+        RunOutcome(TaskState.failure, error=RunError("ValueError", "bad", "Traceback ...")),
+        RunOutcome(TaskState.aborted, reason="nothing to do", output_tail=("skipping",)),
+    ],
+)
+def test_an_outcome_round_trips_with_its_output_tail(outcome: RunOutcome) -> None:
+    encoded = outcome_to_pb("run-1", 2, outcome).SerializeToString()
+    message = dispatcher_pb2.RunStateReport.FromString(encoded)
+    assert (message.run_id, message.attempt) == ("run-1", 2)
+    assert outcome_from_pb(message, "report") == outcome
 
 
 def test_a_minimal_run_round_trips() -> None:
@@ -227,6 +253,8 @@ def test_definition_round_trip_with_every_schedule() -> None:
         crontab(),
         every(timedelta(seconds=1)),
         every(timedelta(hours=1, microseconds=500)),
+        every(timedelta(seconds=10), catch_up=True),
+        crontab(0, 9, tz="Europe/Rome", catch_up=True),
     ],
 )
 def test_definition_round_trip_of_schedules(schedule: crontab | every) -> None:
@@ -297,3 +325,39 @@ def test_invalid_definitions_raise_wire_error_naming_the_field(
     with pytest.raises(WireError) as info:
         definition_from_pb(message, "task")
     assert info.value.field == field
+
+
+def test_scheduler_status_round_trips() -> None:
+    slot = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    status = SchedulerStatus(
+        schedules=(
+            ScheduleInfo(
+                task="report",
+                description="crontab 0 9 * * * Europe/Rome, catch up",
+                schedule=crontab(0, 9, tz="Europe/Rome", catch_up=True),
+                next_fire=slot + timedelta(days=1),
+                last_slot=slot,
+                last_run_id="run-1",
+                missed_slots=3,
+            ),
+            ScheduleInfo(
+                task="tick",
+                description="every 0:00:01",
+                schedule=every(timedelta(seconds=1)),
+                enabled=False,
+                last_error="slot 2026-01-01T09:00:00+00:00: params: field required",
+            ),
+        ),
+        leader_id="scheduler-a",
+        replica_id="scheduler-a",
+        leader_since=slot - timedelta(hours=1),
+        lateness=SlotLateness(count=10, p50=0.002, p99=0.011, max=0.015),
+    )
+    encoded = scheduler_status_to_pb(status).SerializeToString()
+    decoded = scheduler_status_from_pb(scheduler_pb2.ListSchedulesResponse.FromString(encoded))
+    assert decoded == status
+
+
+def test_an_empty_scheduler_status_round_trips() -> None:
+    status = SchedulerStatus(replica_id="standby")
+    assert scheduler_status_from_pb(scheduler_status_to_pb(status)) == status

@@ -14,10 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fluid.scheduler import Client, TaskState, wire
 from fluid.scheduler.errors import InvalidArgumentError, NotFoundError
-from fluid.scheduler.run import Run
+from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
+from fluid_history.store.migrate import SchemaNotCurrentError
 
 from .support import T0, MakeRun
 
@@ -238,3 +239,40 @@ async def test_unspecified_state_means_any_state(
     request = history_pb2.ListRunsRequest(states=[run_pb2.TASK_STATE_UNSPECIFIED])
     response = await stub.ListRuns(request)
     assert [run.id for run in response.runs] == ["a"]
+
+
+async def test_without_migrate_on_start_an_unmigrated_database_stops_the_start(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLUID_HISTORY_MIGRATE_ON_START", "false")
+    host = Host(["history"], settings=ServerSettings(port=0))
+    with pytest.raises(SchemaNotCurrentError, match="fluid history migrate"):
+        await host.start()
+
+
+async def test_retention_deletes_expired_runs_in_the_background(
+    database: Path, monkeypatch: pytest.MonkeyPatch, make_run: MakeRun
+) -> None:
+    monkeypatch.setenv("FLUID_HISTORY_RETENTION_DAYS", "1")
+    monkeypatch.setenv("FLUID_HISTORY_RETENTION_INTERVAL_SECONDS", "0.02")
+    host = Host(["history"], settings=ServerSettings(port=0))
+    port = await host.start()
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+            Client(f"127.0.0.1:{port}") as client,
+        ):
+            now = utcnow()
+            stub = history_pb2_grpc.HistoryServiceStub(channel)
+            await _record(
+                stub,
+                make_run("expired", queued=now - timedelta(days=1, minutes=1)),
+                make_run("kept", queued=now - timedelta(hours=23)),
+            )
+            for _ in range(250):
+                if [run.id for run in (await client.list_runs()).runs] == ["kept"]:
+                    break
+                await asyncio.sleep(0.02)
+            assert [run.id for run in (await client.list_runs()).runs] == ["kept"]
+    finally:
+        await host.stop()

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import StatementError
 
 from fluid.scheduler.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid_history.domain import Cursor, RunHistory, RunQuery
+from fluid_history.domain.retention import Retention
 from fluid_history.store.sql import ROWS_PER_STATEMENT, SqlRunStore
+from fluid_history.testing import PostgresSchema
 from fluid_history.tracing import RecordSpans
 
 from .support import T0, MakeRun
@@ -35,6 +42,10 @@ async def _all_pages(store: SqlRunStore, query: RunQuery) -> list[Run]:
             return runs
         assert len(page.runs) == query.limit
         query = dataclasses.replace(query, after=page.next_cursor)
+
+
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _ids(store: SqlRunStore, **filters: Any) -> list[str]:
@@ -132,9 +143,11 @@ async def test_a_batch_applies_only_its_new_snapshots(
 
 
 async def test_a_batch_is_all_or_nothing(store: SqlRunStore, make_run: MakeRun) -> None:
-    # The bad snapshot sits in the second statement, after the first one was executed.
+    # The bad snapshot comes last, past the first statement's worth of rows (SQLite).
+    # A connection lost before the commit is the other way a batch fails half-way:
+    # test_a_connection_lost_before_commit_is_unavailable_and_the_batch_retries.
     batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT + 10)]
-    batch[-1] = make_run("bad", queued=datetime(2025, 1, 1))  # naive: refused by the store
+    batch[-1] = make_run("~bad", queued=datetime(2025, 1, 1))  # naive: refused by the store
     with pytest.raises(StatementError):
         await store.record(batch)
     assert await _ids(store) == []
@@ -294,6 +307,34 @@ async def test_paging_mixes_times_and_filters(store: SqlRunStore, make_run: Make
     assert keys == sorted(keys, reverse=True)
 
 
+@pytest.mark.parametrize("few_matches", [0, 1000])
+async def test_json_filtered_pages_do_not_depend_on_how_they_are_fetched(
+    store: SqlRunStore, make_run: MakeRun, few_matches: int
+) -> None:
+    # PostgreSQL fetches few params matches whole and sorts them, many in page order.
+    store.FEW_MATCHES = few_matches
+    await store.record(
+        [
+            make_run(
+                f"r{index:03}",
+                queued=T0 + (index % 5) * timedelta(seconds=1),
+                params={"even": index % 2 == 0},
+                tags=frozenset({f"t{index % 3}"}),
+            )
+            for index in range(120)
+        ]
+    )
+    runs = await _all_pages(
+        store, RunQuery(params_contain={"even": True}, tags=frozenset({"t0", "t1"}), limit=7)
+    )
+    expected = [
+        (T0 + (index % 5) * timedelta(seconds=1), f"r{index:03}")
+        for index in range(120)
+        if index % 2 == 0 and index % 3 != 2
+    ]
+    assert [(run.queued, run.id) for run in runs] == sorted(expected, reverse=True)
+
+
 async def test_a_full_last_page_has_no_next_cursor(store: SqlRunStore, make_run: MakeRun) -> None:
     await store.record([make_run(f"r{index}") for index in range(4)])
     first = await store.list_runs(RunQuery(limit=2))
@@ -394,6 +435,121 @@ async def test_recording_joins_each_runs_trace(store: SqlRunStore, make_run: Mak
         "fluid.state": "running",
     }
     provider.shutdown()
+
+
+# -- retention -------------------------------------------------------------------------
+
+
+async def test_delete_queued_before_takes_the_oldest_first(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    minute = timedelta(minutes=1)
+    await store.record([make_run(f"old{n}", queued=T0 - (n + 1) * minute) for n in range(5)])
+    await store.record([make_run("at-cutoff", queued=T0), make_run("new", queued=T0 + minute)])
+    assert await store.delete_queued_before(T0, 2) == 2
+    # The two oldest went first.
+    assert set(await _ids(store)) == {"old0", "old1", "old2", "at-cutoff", "new"}
+    assert await store.delete_queued_before(T0, 100) == 3
+    assert await store.delete_queued_before(T0, 100) == 0
+    assert set(await _ids(store)) == {"at-cutoff", "new"}
+
+
+async def test_retention_purges_in_batches_until_none_is_left(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    now = T0 + timedelta(days=30)
+    await store.record([make_run(f"old{n:02}", queued=T0 + timedelta(hours=n)) for n in range(11)])
+    await store.record([make_run("recent", queued=now - timedelta(days=6, hours=23))])
+    retention = Retention(store, days=7, batch_size=3, interval=3600, clock=lambda: now)
+    assert await retention.purge() == 11
+    assert await _ids(store) == ["recent"]
+    assert await retention.purge() == 0
+
+
+class _PassesSeen:
+    """A store whose deletes a test can wait for, one retention pass at a time."""
+
+    def __init__(self, store: SqlRunStore) -> None:
+        self._store = store
+        self.passes: asyncio.Queue[int] = asyncio.Queue()
+
+    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int:
+        deleted = await self._store.delete_queued_before(cutoff, limit)
+        self.passes.put_nowait(deleted)
+        return deleted
+
+
+async def test_the_retention_loop_keeps_purging(store: SqlRunStore, make_run: MakeRun) -> None:
+    clock = [T0]
+    seen = _PassesSeen(store)
+    retention = Retention(seen, days=1, batch_size=10, interval=0.01, clock=lambda: clock[0])
+    await store.record([make_run("r", queued=T0)])
+    loop = asyncio.create_task(retention.run())
+    try:
+        assert await seen.passes.get() == 0  # not a day old yet
+        clock[0] = T0 + timedelta(days=1, seconds=1)
+        while not await seen.passes.get():
+            pass  # a pass may have read the clock before it moved
+        assert await store.get_run("r") is None
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
+def test_retention_needs_a_positive_number_of_days(store: SqlRunStore) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Retention(store, days=0, batch_size=1, interval=1)
+
+
+# -- a database that goes away ----------------------------------------------------------
+
+
+async def test_a_connection_lost_before_commit_is_unavailable_and_the_batch_retries(
+    postgres: PostgresSchema, make_run: MakeRun
+) -> None:
+    store = SqlRunStore(postgres.url)
+    await store.open()
+    batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT + 1)]
+    cut: list[int] = []
+    killer = await asyncio.to_thread(lambda: psycopg.connect(_libpq(postgres.url), autocommit=True))
+
+    def cut_after_the_upsert(connection: Any, *args: Any) -> None:
+        statement: str = args[1]
+        if statement.startswith("INSERT INTO runs") and not cut:
+            # The batch is written but not committed when the session dies.
+            cut.append(connection.connection.dbapi_connection.info.backend_pid)
+            killer.execute("SELECT pg_terminate_backend(%s)", cut)
+
+    try:
+        event.listen(Engine, "after_cursor_execute", cut_after_the_upsert)
+        try:
+            with pytest.raises(UnavailableError, match="history database"):
+                await store.record(batch)
+        finally:
+            event.remove(Engine, "after_cursor_execute", cut_after_the_upsert)
+        assert cut
+        assert await _ids(store) == []
+        # The forwarder sends the same batch again; the pool replaced the dead connection.
+        assert len(await store.record(batch)) == len(batch)
+    finally:
+        await store.close()
+        killer.close()
+
+
+async def test_connections_cut_while_idle_are_replaced(
+    postgres: PostgresSchema, make_run: MakeRun
+) -> None:
+    store = SqlRunStore(postgres.url)
+    await store.open()
+    try:
+        await store.record([make_run("before")])
+        assert await postgres.terminate_connections() >= 1
+        # pool_pre_ping notices the dead pooled connection and opens another.
+        await store.record([make_run("after")])
+        assert set(await _ids(store)) == {"before", "after"}
+    finally:
+        await store.close()
 
 
 # -- lifecycle -------------------------------------------------------------------------

@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import Annotated, Any, TypeVar
 
+import grpc
 import typer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fluid.scheduler import Client, Run, TaskInfo, TaskPriority, TaskState
 from fluid.scheduler.errors import FluidError, NotFoundError, UnavailableError
+from fluid.scheduler.models import QueueStatus, ScheduleInfo
+from fluid.service.channel import open_channel
 from fluid.service.host import Host, available_services
-from fluid.service.logs import configure_logging
+from fluid.service.logs import LogFormat, configure_logging
 from fluid.service.settings import DEFAULT_ADDRESS, ClientSettings, ServerSettings
 
 EXAMPLE_TASKS = "fluid_cli.examples"
+COMMANDS_ENTRY_POINT_GROUP = "fluid.commands"
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -30,6 +38,10 @@ app = typer.Typer(
 )
 tasks_app = typer.Typer(help="List, enable and disable tasks.", invoke_without_command=True)
 app.add_typer(tasks_app, name="tasks")
+# Installed services add their own sub-commands (e.g. `fluid history migrate`) without
+# this package importing them.
+for _commands in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+    app.add_typer(_commands.load(), name=_commands.name)
 console = Console()
 errors = Console(stderr=True)
 
@@ -90,15 +102,23 @@ def _modules(tasks: list[str] | None, default: list[str]) -> list[str]:
     return [m.strip() for m in configured.split(",") if m.strip()] or default
 
 
-def _serve(names: list[str], port: int | None, host: str | None, modules: list[str]) -> None:
+def _serve(
+    names: list[str],
+    port: int | None,
+    host: str | None,
+    modules: list[str],
+    log_format: LogFormat | None = None,
+) -> None:
     settings = ServerSettings()
     overrides: dict[str, Any] = {}
     if port is not None:
         overrides["port"] = port
     if host is not None:
         overrides["host"] = host
+    if log_format is not None and "FLUID_LOG_FORMAT" not in os.environ:
+        overrides["log_format"] = log_format
     settings = settings.model_copy(update=overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(Host(names, settings=settings, task_modules=modules).run_until_signal())
     except (ValueError, OSError) as error:
@@ -120,7 +140,7 @@ def dev(
         f"{', '.join(modules)}\n  try: [cyan]uv run fluid queue say_hi name=Ada --wait[/]"
         "  then [cyan]uv run fluid runs[/]"
     )
-    _serve(names, port, None, modules)
+    _serve(names, port, None, modules, log_format="pretty")
 
 
 @app.command()
@@ -214,10 +234,14 @@ def queue(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the run is done.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 60.0,
     priority: Annotated[TaskPriority | None, typer.Option(help="Override the priority.")] = None,
+    count: Annotated[int, typer.Option(min=1, help="Queue this many runs (in bulk).")] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a run of TASK with key=value params (values parsed as JSON when they can be)."""
     values = dict(_parse_param(item) for item in params or [])
+    if count > 1:
+        _queue_many(task, values, count, wait, timeout, priority, as_json)
+        return
 
     async def operation(client: Client) -> Run:
         run = await client.queue_run(task, values, priority=priority)
@@ -226,6 +250,48 @@ def queue(
     run = _call(operation)
     _print_run(run, as_json)
     if wait and run.is_failure:
+        raise typer.Exit(1)
+
+
+def _queue_many(
+    task: str,
+    values: dict[str, Any],
+    count: int,
+    wait: bool,
+    timeout: float,
+    priority: TaskPriority | None,
+    as_json: bool,
+) -> None:
+    async def operation(client: Client) -> list[Run]:
+        runs = await client.queue_many(task, [values] * count, priority=priority)
+        if not wait:
+            return runs
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            disable=as_json,
+        ) as progress:
+            bar = progress.add_task(f"{task} runs", total=len(runs))
+
+            async def finished(run: Run) -> Run:
+                done = await client.wait(run.id, timeout=timeout)
+                progress.advance(bar)
+                return done
+
+            return list(await asyncio.gather(*(finished(run) for run in runs)))
+
+    runs = _call(operation)
+    states = Counter(str(run.state) for run in runs)
+    if as_json:
+        console.print_json(data={"runs": [run.id for run in runs], "states": states})
+    else:
+        console.print(
+            f"{len(runs)} runs of {task}: " + ", ".join(f"{n} {s}" for s, n in states.items())
+        )
+    if wait and any(run.is_failure for run in runs):
         raise typer.Exit(1)
 
 
@@ -243,6 +309,83 @@ def run(
             return await client.get_stored_run(run_id)
 
     _print_run(_call(operation), as_json)
+
+
+@app.command()
+def logs(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Print the captured output of a run (the last lines of its process; cpu-bound runs)."""
+
+    async def operation(client: Client) -> Run:
+        try:
+            return await client.get_run(run_id)
+        except NotFoundError:
+            return await client.get_stored_run(run_id)
+
+    found = _call(operation)
+    if not found.output_tail:
+        errors.print(f"run {found.id} ({found.task}, {found.state}) captured no output")
+    for line in found.output_tail:
+        console.out(line, highlight=False)
+    if found.error is not None and found.error.traceback:
+        errors.print(f"[red]{found.error.type}: {found.error.message}[/]")
+        errors.out(found.error.traceback, highlight=False)
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """The system at a glance: services, queue depth per priority, workers and their load."""
+
+    async def operation(client: Client) -> tuple[dict[str, str], QueueStatus]:
+        services = {
+            "dispatcher": client.dispatcher_address,
+            "history": client.history_address,
+            "scheduler": client.scheduler_address,
+        }
+        health = {name: await _health(address) for name, address in services.items()}
+        return health, await client.queue_status()
+
+    health, queue_status = _call(operation)
+    if as_json:
+        console.print_json(
+            data={
+                "services": health,
+                "queue": {str(p): n for p, n in queue_status.depths.items()},
+                "workers": [asdict(worker) for worker in queue_status.workers],
+            },
+            default=str,
+        )
+        return
+    services = Table("service", "status")
+    for name, state in health.items():
+        services.add_row(name, f"[green]{state}[/]" if state == "SERVING" else f"[red]{state}[/]")
+    console.print(services)
+    depth = Table("priority", "queued")
+    for priority, runs_waiting in queue_status.depths.items():
+        depth.add_row(str(priority), str(runs_waiting))
+    console.print(depth)
+    workers = Table("worker", "kind", "load", "tasks")
+    for worker in queue_status.workers:
+        workers.add_row(
+            worker.worker_id,
+            worker.kind,
+            f"{worker.running}/{worker.concurrency}",
+            ", ".join(worker.tasks),
+        )
+    console.print(workers)
+
+
+async def _health(address: str) -> str:
+    """A service's gRPC health, or why it cannot be asked."""
+    channel = open_channel(address)
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=2
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    except grpc.aio.AioRpcError as error:
+        return error.code().name
+    finally:
+        await channel.close(None)
 
 
 @app.command()
@@ -293,12 +436,26 @@ def tasks(typer_context: typer.Context, as_json: JsonOption = False) -> None:
     """List registered tasks (or enable/disable one)."""
     if typer_context.invoked_subcommand is not None:
         return
-    infos: list[TaskInfo] = _call(lambda client: client.list_tasks())
+    infos, schedules = _call(_tasks_and_schedules)
     if as_json:
-        console.print_json(data=[_task_json(info) for info in infos])
+        console.print_json(data=[_task_json(info, schedules.get(info.name)) for info in infos])
         return
-    table = Table("task", "kind", "enabled", "workers", "running", "schedule", "description")
+    table = Table(
+        "task",
+        "kind",
+        "enabled",
+        "workers",
+        "running",
+        "schedule",
+        "next fire",
+        "last run",
+        "description",
+    )
     for info in infos:
+        schedule = schedules.get(info.name)
+        last_run = "-"
+        if schedule is not None and schedule.last_run_id:
+            last_run = f"{_when(schedule.last_slot)}\n[dim]{schedule.last_run_id}[/]"
         table.add_row(
             info.name,
             "cpu" if info.cpu_bound else "io",
@@ -306,14 +463,31 @@ def tasks(typer_context: typer.Context, as_json: JsonOption = False) -> None:
             str(info.workers),
             str(info.running),
             info.schedule or "-",
+            _when(schedule.next_fire if schedule else None),
+            last_run,
             info.short_description,
         )
     console.print(table)
 
 
-def _task_json(info: TaskInfo) -> dict[str, Any]:
+async def _tasks_and_schedules(
+    client: Client,
+) -> tuple[list[TaskInfo], dict[str, ScheduleInfo]]:
+    infos = await client.list_tasks()
+    try:
+        status = await client.list_schedules()
+    except FluidError:
+        # No scheduler at FLUID_SCHEDULER_ADDRESS (default: --address): its columns show "-".
+        return infos, {}
+    return infos, {schedule.task: schedule for schedule in status.schedules}
+
+
+def _task_json(info: TaskInfo, schedule: ScheduleInfo | None = None) -> dict[str, Any]:
     data = asdict(info)
     data["tags"] = sorted(info.tags)
+    data["next_fire"] = schedule.next_fire.isoformat() if schedule and schedule.next_fire else None
+    data["last_slot"] = schedule.last_slot.isoformat() if schedule and schedule.last_slot else None
+    data["last_run_id"] = schedule.last_run_id if schedule else ""
     return data
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import grpc
 
 from fluid.scheduler.v1 import history_pb2_grpc
@@ -9,6 +12,7 @@ from fluid.service.host import Service, ServiceContext
 
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory
+from .domain.retention import Retention
 from .settings import HistorySettings
 from .store.base import RunStore
 from .store.sql import SqlRunStore
@@ -20,9 +24,11 @@ class HistoryService:
 
     name = "history"
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, retention: Retention | None = None) -> None:
         self._store = store
         self._history = RunHistory(store, on_recorded=[RecordSpans()])
+        self._retention = retention
+        self._retention_task: asyncio.Task[None] | None = None
 
     def attach(self, server: grpc.aio.Server) -> list[str]:
         history_pb2_grpc.add_HistoryServiceServicer_to_server(
@@ -33,12 +39,33 @@ class HistoryService:
     async def start(self) -> None:
         # Until this returns the host reports NOT_SERVING and the store answers UNAVAILABLE.
         await self._store.open()
+        if self._retention is not None:
+            self._retention_task = asyncio.create_task(
+                self._retention.run(), name="history-retention"
+            )
 
     async def stop(self, grace: float) -> None:
+        task, self._retention_task = self._retention_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # Requests already holding a connection finish on it; new ones get UNAVAILABLE.
         await self._store.close()
 
 
 def create_service(context: ServiceContext) -> Service:
     """Entry point of the ``fluid.services`` group; history calls no other service."""
-    return HistoryService(SqlRunStore(HistorySettings().database_url))
+    settings = HistorySettings()
+    store = SqlRunStore(settings.database_url, migrate=settings.history_migrate_on_start)
+    retention = (
+        Retention(
+            store,
+            days=settings.history_retention_days,
+            batch_size=settings.history_retention_batch_size,
+            interval=settings.history_retention_interval_seconds,
+        )
+        if settings.history_retention_days > 0
+        else None
+    )
+    return HistoryService(store, retention)

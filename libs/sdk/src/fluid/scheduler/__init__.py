@@ -1,6 +1,13 @@
-"""fluid.scheduler: write tasks, queue them, query their runs."""
+"""fluid.scheduler: write tasks, queue them, query their runs.
 
-from .client import Client, RunPage
+``Client`` and ``RunPage`` load on first use: they pull in grpc, channels and settings,
+which a task module (and the fresh interpreter a cpu-bound run starts in) never needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .definition import TaskDefinition
 from .errors import (
     FailedPreconditionError,
@@ -10,10 +17,25 @@ from .errors import (
     RunTimeoutError,
     UnavailableError,
 )
+from .lifecycle import TaskManager, TaskManagerPlugin
 from .models import InvalidTransition, RetryPolicy, RunError, TaskInfo, TaskPriority, TaskState
 from .run import Run
 from .schedules import Scheduler, crontab, every
 from .task import AnyParams, Task, TaskAbortedError, TaskContext, TaskRun, task
+
+if TYPE_CHECKING:
+    from .client import Client, RunPage
+
+_CLIENT_NAMES = frozenset({"Client", "RunPage"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AnyParams",
@@ -34,6 +56,8 @@ __all__ = [
     "TaskContext",
     "TaskDefinition",
     "TaskInfo",
+    "TaskManager",
+    "TaskManagerPlugin",
     "TaskPriority",
     "TaskRun",
     "TaskState",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -16,11 +16,26 @@ from fluid.service.channel import open_channel
 from fluid.service.settings import ClientSettings
 
 from . import wire
+from .definition import RegisteredTask
 from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
-from .models import TaskInfo, TaskPriority, TaskState
+from .models import (
+    QueueStatus,
+    SchedulerStatus,
+    TaskInfo,
+    TaskPriority,
+    TaskState,
+    WorkerStatus,
+)
 from .run import Run
 from .task import Task
-from .v1 import dispatcher_pb2, dispatcher_pb2_grpc, history_pb2, history_pb2_grpc
+from .v1 import (
+    dispatcher_pb2,
+    dispatcher_pb2_grpc,
+    history_pb2,
+    history_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,8 +69,18 @@ class RunPage:
     next_cursor: str
 
 
+def _registered_task(message: Any) -> RegisteredTask:
+    return RegisteredTask(
+        definition=wire.definition_from_pb(message.definition, "task"),
+        enabled=message.enabled,
+        workers=message.workers,
+        running=message.running,
+    )
+
+
 def _task_info(message: Any) -> TaskInfo:
-    definition = wire.definition_from_pb(message.definition, "task")
+    registered = _registered_task(message)
+    definition = registered.definition
     return TaskInfo(
         name=definition.name,
         short_description=definition.short_description,
@@ -65,9 +90,38 @@ def _task_info(message: Any) -> TaskInfo:
         priority=definition.priority,
         tags=definition.tags,
         schedule=str(definition.schedule) if definition.schedule else "",
-        enabled=message.enabled,
-        workers=message.workers,
-        running=message.running,
+        enabled=registered.enabled,
+        workers=registered.workers,
+        running=registered.running,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One run to queue, with every option ``QueueRun`` takes (see ``Client.queue_requests``)."""
+
+    task: str | Task
+    params: Mapping[str, Any] = field(default_factory=dict)
+    priority: TaskPriority | None = None
+    run_id: str = ""
+    idempotency_key: str = ""
+    execute_after: datetime | None = None
+    from_run_id: str = ""
+
+
+def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
+    if isinstance(request.task, Task):
+        # Validate locally first: the caller gets pydantic's own errors, no round trip.
+        # The caller's values travel, not the model's dump, which masks SecretStr.
+        request.task.validate_params(request.params)
+    return dispatcher_pb2.QueueRunRequest(
+        task=str(request.task),
+        params=wire.struct_from_dict(to_jsonable_python(dict(request.params))),
+        priority=wire.priority_to_pb(request.priority),
+        run_id=request.run_id,
+        idempotency_key=request.idempotency_key,
+        execute_after=wire.timestamp(request.execute_after),
+        from_run_id=request.from_run_id,
     )
 
 
@@ -79,12 +133,16 @@ class Client:
         address: str | None = None,
         *,
         history_address: str | None = None,
+        scheduler_address: str | None = None,
         settings: ClientSettings | None = None,
     ) -> None:
         settings = settings or ClientSettings()
         self.dispatcher_address = address or settings.dispatcher
         self.history_address = history_address or (
             address if address and not settings.history_address else settings.history
+        )
+        self.scheduler_address = scheduler_address or (
+            address if address and not settings.scheduler_address else settings.scheduler
         )
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -100,6 +158,10 @@ class Client:
     @property
     def _history(self) -> history_pb2_grpc.HistoryServiceAsyncStub:
         return history_pb2_grpc.HistoryServiceStub(self._channel(self.history_address))
+
+    @property
+    def _scheduler(self) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:
+        return scheduler_pb2_grpc.SchedulerServiceStub(self._channel(self.scheduler_address))
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
@@ -131,24 +193,18 @@ class Client:
         from_run_id: str = "",
     ) -> Run:
         """Queue a run with every option: a ``run_id`` or ``idempotency_key`` queues once."""
-        if isinstance(task, Task):
-            # Validate locally first: the caller gets pydantic's own errors, no round trip.
-            # The caller's values travel, not the model's dump, which masks SecretStr.
-            task.validate_params(params)
-        params = to_jsonable_python(dict(params))
-        request = dispatcher_pb2.QueueRunRequest(
-            task=str(task),
-            params=wire.struct_from_dict(params),
-            priority=wire.priority_to_pb(priority),
+        request = RunRequest(
+            task,
+            params,
+            priority=priority,
             run_id=run_id,
             idempotency_key=idempotency_key,
-            execute_after=wire.timestamp(execute_after),
+            execute_after=execute_after,
             from_run_id=from_run_id,
         )
-        response = await self._dispatcher.QueueRun(request)
+        response = await self._dispatcher.QueueRun(_queue_run_request(request))
         return wire.run_from_pb(response.run)
 
-    @_rpc
     async def queue_many(
         self,
         task: str | Task,
@@ -161,21 +217,24 @@ class Client:
 
         Each batch is all-or-nothing: an invalid params mapping refuses its batch.
         """
-        requests = []
-        for values in params:
-            if isinstance(task, Task):
-                task.validate_params(values)
-            requests.append(
-                dispatcher_pb2.QueueRunRequest(
-                    task=str(task),
-                    params=wire.struct_from_dict(to_jsonable_python(dict(values))),
-                    priority=wire.priority_to_pb(priority),
-                )
-            )
+        return await self.queue_requests(
+            [RunRequest(task, values, priority=priority) for values in params],
+            batch_size=batch_size,
+        )
+
+    @_rpc
+    async def queue_requests(
+        self, requests: Iterable[RunRequest], *, batch_size: int = 500
+    ) -> list[Run]:
+        """Queue runs of any tasks, each with its own options, ``batch_size`` runs per call.
+
+        Each batch is all-or-nothing: one refused request refuses its batch.
+        """
+        messages = [_queue_run_request(request) for request in requests]
         runs: list[Run] = []
-        for start in range(0, len(requests), batch_size):
+        for start in range(0, len(messages), batch_size):
             response = await self._dispatcher.QueueRuns(
-                dispatcher_pb2.QueueRunsRequest(runs=requests[start : start + batch_size])
+                dispatcher_pb2.QueueRunsRequest(runs=messages[start : start + batch_size])
             )
             runs.extend(wire.run_from_pb(item.run) for item in response.runs)
         return runs
@@ -229,9 +288,51 @@ class Client:
         return wire.run_from_pb(response.run)
 
     @_rpc
+    async def queue_status(self) -> QueueStatus:
+        """Runs waiting per priority and the live workers with their load."""
+        response = await self._dispatcher.GetQueueStatus(dispatcher_pb2.GetQueueStatusRequest())
+        return QueueStatus(
+            depths={
+                priority: depth.runs
+                for depth in response.depths
+                if (priority := wire.priority_from_pb(depth.priority)) is not None
+            },
+            workers=tuple(
+                WorkerStatus(
+                    worker_id=worker.worker_id,
+                    kind="cpu" if worker.kind == dispatcher_pb2.WORKER_KIND_CPU else "io",
+                    tasks=tuple(worker.tasks),
+                    concurrency=worker.concurrency,
+                    running=worker.running,
+                    last_seen=(
+                        wire.datetime_from(worker.last_seen)
+                        if worker.HasField("last_seen")
+                        else None
+                    ),
+                )
+                for worker in response.workers
+            ),
+        )
+
+    @_rpc
     async def list_tasks(self) -> list[TaskInfo]:
         response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
         return [_task_info(item) for item in response.tasks]
+
+    @_rpc
+    async def list_registered_tasks(self) -> list[RegisteredTask]:
+        """Every registered task with its full definition (schedule included)."""
+        response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
+        return [_registered_task(item) for item in response.tasks]
+
+    @_rpc
+    async def list_schedules(self) -> SchedulerStatus:
+        """The scheduled tasks as the scheduler sees them: next fire, last slot, leader.
+
+        ``UnimplementedError`` or ``UnavailableError`` when no scheduler serves there.
+        """
+        response = await self._scheduler.ListSchedules(scheduler_pb2.ListSchedulesRequest())
+        return wire.scheduler_status_from_pb(response)
 
     @_rpc
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskInfo:

@@ -45,3 +45,13 @@ class TaskDefinition:
             params_schema=task.params_schema(),
             schedule=task.schedule,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredTask:
+    """A task the dispatcher knows: its full definition and its live status."""
+
+    definition: TaskDefinition
+    enabled: bool = True
+    workers: int = 0
+    running: int = 0

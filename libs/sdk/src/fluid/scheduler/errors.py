@@ -31,6 +31,12 @@ class UnavailableError(FluidError):
     code = "UNAVAILABLE"
 
 
+class UnimplementedError(FluidError):
+    """The server at that address does not serve the called service (e.g. no scheduler)."""
+
+    code = "UNIMPLEMENTED"
+
+
 class RunTimeoutError(FluidError, TimeoutError):
     """``queue_and_wait`` gave up before the run finished (the run goes on)."""
 
@@ -44,6 +50,7 @@ ERRORS_BY_CODE: dict[str, type[FluidError]] = {
         InvalidArgumentError,
         FailedPreconditionError,
         UnavailableError,
+        UnimplementedError,
         RunTimeoutError,
     )
 }

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from fluid.service.telemetry import context_from, tracer
 
 from .models import RunError, RunOutcome, TaskState
-from .run import Run
+from .run import Run, current_run
 from .task import RunQueuer, Task, TaskAbortedError, TaskRun
 
 logger = logging.getLogger("fluid.execution")
@@ -45,7 +45,12 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
             "messaging.operation.type": "process",
         },
     ) as span:
-        outcome = await _attempt(task, run, queuer)
+        # Log lines of the task and of fluid name the run (see fluid.service.logs).
+        token = current_run.set(run)
+        try:
+            outcome = await _attempt(task, run, queuer)
+        finally:
+            current_run.reset(token)
         span.set_attribute("fluid.state", str(outcome.state))
         if outcome.state is TaskState.failure:
             span.set_status(trace.StatusCode.ERROR, outcome.error.message if outcome.error else "")

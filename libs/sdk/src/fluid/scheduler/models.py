@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from .schedules import Scheduler
 
 
 class TaskState(enum.StrEnum):
@@ -127,6 +130,8 @@ class RunOutcome:
     result: Any = None
     error: RunError | None = None
     reason: str = ""
+    # The last lines of stdout/stderr of the process that ran the attempt (cpu-bound runs).
+    output_tail: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +149,63 @@ class TaskInfo:
     enabled: bool = True
     workers: int = 0
     running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A scheduled task as the scheduler service sees it."""
+
+    task: str
+    # The schedule in words, as ``str(schedule)``.
+    description: str = ""
+    schedule: Scheduler | None = None
+    enabled: bool = True
+    # The slot the next run will be queued for (None while disabled).
+    next_fire: datetime | None = None
+    last_slot: datetime | None = None
+    last_run_id: str = ""
+    # Slots the current leader found missed since it took the lead.
+    missed_slots: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotLateness:
+    """How late a scheduler queued runs (slot time to run accepted), in seconds."""
+
+    count: int = 0
+    p50: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatus:
+    """What a scheduler replica reports: the schedules, who leads, its lateness."""
+
+    schedules: tuple[ScheduleInfo, ...] = ()
+    leader_id: str = ""
+    replica_id: str = ""
+    # Set when the answering replica is the leader.
+    leader_since: datetime | None = None
+    lateness: SlotLateness = field(default_factory=SlotLateness)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A live worker and its load, as the dispatcher sees it."""
+
+    worker_id: str
+    kind: str
+    tasks: tuple[str, ...]
+    concurrency: int
+    running: int
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """Runs waiting per priority and the live workers."""
+
+    depths: dict[TaskPriority, int] = field(default_factory=dict)
+    workers: tuple[WorkerStatus, ...] = ()

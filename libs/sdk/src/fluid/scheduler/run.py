@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,10 @@ from .models import RunError, TaskPriority, TaskState
 
 JsonValue = Any
 """A value that survives ``json.dumps``: None, bool, number, str, list or dict of them."""
+
+
+# The run the current task (asyncio task or process) executes: log records read it.
+current_run: ContextVar[Run | None] = ContextVar("current_run", default=None)
 
 
 def new_run_id() -> str:
@@ -45,6 +50,8 @@ class Run:
     trace_context: dict[str, str] = field(default_factory=dict)
     worker_id: str = ""
     version: int = 0
+    # The last output lines of the attempt's process (cpu-bound runs), oldest first.
+    output_tail: tuple[str, ...] = ()
 
     @property
     def is_done(self) -> bool:

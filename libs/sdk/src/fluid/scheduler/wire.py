@@ -13,10 +13,19 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from .definition import TaskDefinition
-from .models import RetryPolicy, RunError, RunOutcome, TaskPriority, TaskState
+from .models import (
+    RetryPolicy,
+    RunError,
+    RunOutcome,
+    ScheduleInfo,
+    SchedulerStatus,
+    SlotLateness,
+    TaskPriority,
+    TaskState,
+)
 from .run import JsonValue, Run
 from .schedules import Scheduler, crontab, every
-from .v1 import dispatcher_pb2, run_pb2, task_pb2
+from .v1 import dispatcher_pb2, run_pb2, scheduler_pb2, task_pb2
 
 _STATE_TO_PB = {
     TaskState.init: run_pb2.TASK_STATE_INIT,
@@ -163,6 +172,7 @@ def run_to_pb(run: Run) -> run_pb2.Run:
         trace_context=run.trace_context,
         worker_id=run.worker_id,
         version=run.version,
+        output_tail=run.output_tail,
     )
     if run.result is not None:
         message.result.CopyFrom(value_from_json(run.result))
@@ -194,6 +204,7 @@ def run_from_pb(message: run_pb2.Run) -> Run:
         trace_context=dict(message.trace_context),
         worker_id=message.worker_id,
         version=message.version,
+        output_tail=tuple(message.output_tail),
     )
 
 
@@ -229,7 +240,8 @@ def schedule_to_pb(schedule: Scheduler | None) -> task_pb2.Schedule | None:
                 interval=duration(schedule.delta),
                 delay=duration(schedule.delay),
                 jitter=duration(schedule.jitter),
-            )
+            ),
+            catch_up=schedule.catch_up,
         )
     if isinstance(schedule, crontab):
         return task_pb2.Schedule(
@@ -240,7 +252,8 @@ def schedule_to_pb(schedule: Scheduler | None) -> task_pb2.Schedule | None:
                 month=schedule.month,
                 day_of_week=schedule.day_of_week,
                 tz=schedule.tz,
-            )
+            ),
+            catch_up=schedule.catch_up,
         )
     return None
 
@@ -253,6 +266,7 @@ def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None
                 message.every.interval.ToTimedelta(),
                 message.every.delay.ToTimedelta(),
                 message.every.jitter.ToTimedelta(),
+                catch_up=message.catch_up,
             )
         if kind == "crontab":
             cron = message.crontab
@@ -263,6 +277,7 @@ def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None
                 cron.month or "*",
                 cron.day_of_week or "*",
                 tz=cron.tz or "UTC",
+                catch_up=message.catch_up,
             )
     except ValueError as exc:
         raise WireError(field, str(exc)) from None
@@ -330,6 +345,7 @@ def outcome_to_pb(run_id: str, attempt: int, outcome: RunOutcome) -> dispatcher_
         state=state_to_pb(outcome.state),
         error=error_to_pb(outcome.error),
         reason=outcome.reason,
+        output_tail=outcome.output_tail,
     )
     if outcome.result is not None:
         message.result.CopyFrom(value_from_json(outcome.result))
@@ -342,4 +358,77 @@ def outcome_from_pb(message: dispatcher_pb2.RunStateReport, field: str) -> RunOu
         result=json_from_value(message.result) if message.HasField("result") else None,
         error=error_from_pb(message.error) if message.HasField("error") else None,
         reason=message.reason,
+        output_tail=tuple(message.output_tail),
+    )
+
+
+def schedule_info_to_pb(info: ScheduleInfo) -> scheduler_pb2.TaskSchedule:
+    return scheduler_pb2.TaskSchedule(
+        task=info.task,
+        description=info.description,
+        schedule=schedule_to_pb(info.schedule),
+        enabled=info.enabled,
+        next_fire_time=timestamp(info.next_fire),
+        last_slot_time=timestamp(info.last_slot),
+        last_run_id=info.last_run_id,
+        missed_slots=info.missed_slots,
+        last_error=info.last_error,
+    )
+
+
+def schedule_info_from_pb(message: scheduler_pb2.TaskSchedule, field: str) -> ScheduleInfo:
+    def when(name: str) -> datetime | None:
+        return datetime_from(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+    return ScheduleInfo(
+        task=message.task,
+        description=message.description,
+        schedule=(
+            schedule_from_pb(message.schedule, f"{field}.schedule")
+            if message.HasField("schedule")
+            else None
+        ),
+        enabled=message.enabled,
+        next_fire=when("next_fire_time"),
+        last_slot=when("last_slot_time"),
+        last_run_id=message.last_run_id,
+        missed_slots=message.missed_slots,
+        last_error=message.last_error,
+    )
+
+
+def scheduler_status_to_pb(status: SchedulerStatus) -> scheduler_pb2.ListSchedulesResponse:
+    lateness = status.lateness
+    return scheduler_pb2.ListSchedulesResponse(
+        schedules=[schedule_info_to_pb(info) for info in status.schedules],
+        leader_id=status.leader_id,
+        replica_id=status.replica_id,
+        leader_since=timestamp(status.leader_since),
+        lateness=scheduler_pb2.SlotLateness(
+            count=lateness.count,
+            p50=duration(lateness.p50),
+            p99=duration(lateness.p99),
+            max=duration(lateness.max),
+        ),
+    )
+
+
+def scheduler_status_from_pb(message: scheduler_pb2.ListSchedulesResponse) -> SchedulerStatus:
+    lateness = message.lateness
+    return SchedulerStatus(
+        schedules=tuple(
+            schedule_info_from_pb(item, f"schedules[{index}]")
+            for index, item in enumerate(message.schedules)
+        ),
+        leader_id=message.leader_id,
+        replica_id=message.replica_id,
+        leader_since=(
+            datetime_from(message.leader_since) if message.HasField("leader_since") else None
+        ),
+        lateness=SlotLateness(
+            count=lateness.count,
+            p50=lateness.p50.ToTimedelta().total_seconds(),
+            p99=lateness.p99.ToTimedelta().total_seconds(),
+            max=lateness.max.ToTimedelta().total_seconds(),
+        ),
     )

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 
 from .settings import ClientSettings, ServerSettings
-from .telemetry import configure_tracing, server_interceptors
+from .telemetry import configure_tracing, flush_tracing, server_interceptors
 
 ENTRY_POINT_GROUP = "fluid.services"
 logger = logging.getLogger("fluid.host")
@@ -204,6 +204,7 @@ class Host:
             except Exception:
                 logger.exception("service %s did not stop cleanly", service.name)
         await server.stop(grace)
+        flush_tracing()
         self._stopped.set()
 
     async def run_until_signal(self) -> None:

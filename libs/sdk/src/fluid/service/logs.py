@@ -1,12 +1,74 @@
-"""Process-wide logging set-up for fluid services and the CLI."""
+"""Process-wide logging for fluid services and the CLI.
+
+Every record about a run carries its run id, task and trace id: the worker sets the
+run being executed in a context variable (``fluid.scheduler.run.current_run``), and the
+active span gives the trace. ``json`` writes one JSON object per line for log pipelines
+(production); ``pretty`` writes aligned text for a terminal (``fluid dev``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+from opentelemetry import trace
+
+from fluid.scheduler.run import current_run
+
+LogFormat = Literal["json", "pretty"]
+_RUN_FIELDS = ("run_id", "task", "trace_id")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+class RunContextFilter(logging.Filter):
+    """Adds run_id, task and trace_id to records emitted while a run executes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        run = current_run.get()
+        if run is not None:
+            if not getattr(record, "run_id", None):
+                record.run_id = run.id
+            if not getattr(record, "task", None):
+                record.task = run.task
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid and not getattr(record, "trace_id", None):
+            record.trace_id = format(span.trace_id, "032x")
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _RUN_FIELDS:
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class PrettyFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        run_id = getattr(record, "run_id", None)
+        return f"{line}  [run {run_id}]" if run_id else line
+
+
+def configure_logging(level: str = "INFO", log_format: LogFormat = "pretty") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else PrettyFormatter())
+    handler.addFilter(RunContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,13 +19,14 @@ class FluidBaseSettings(BaseSettings):
 class ClientSettings(FluidBaseSettings):
     """Where the SDK and the services find each other.
 
-    ``dispatcher_address`` and ``history_address`` default to ``address``, which is what
-    lets the one-port embedded mode work with no configuration.
+    ``dispatcher_address``, ``history_address`` and ``scheduler_address`` default to
+    ``address``, which is what lets the one-port embedded mode work with no configuration.
     """
 
     address: str = DEFAULT_ADDRESS
     dispatcher_address: str = ""
     history_address: str = ""
+    scheduler_address: str = ""
 
     @property
     def dispatcher(self) -> str:
@@ -35,6 +36,36 @@ class ClientSettings(FluidBaseSettings):
     def history(self) -> str:
         return self.history_address or self.address
 
+    @property
+    def scheduler(self) -> str:
+        return self.scheduler_address or self.address
+
+
+BROKER_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+
+
+class BrokerSettings(FluidBaseSettings):
+    """Where the services that share state keep it (``FLUID_BROKER_URL``).
+
+    ``memory://`` keeps it in the process (embedded mode, one replica); a Redis URL
+    shares it between replicas, every key under the hash tag ``{namespace}`` so one
+    namespace lives in one Redis Cluster slot.
+    """
+
+    broker_url: str = "memory://"
+    broker_namespace: str = "fluid"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(BROKER_SCHEMES):
+            raise ValueError(f"unsupported broker {value!r} ({', '.join(BROKER_SCHEMES)})")
+        return value
+
+    @property
+    def in_memory(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
 
 class ServerSettings(FluidBaseSettings):
     """How a service process listens and stops."""
@@ -43,6 +74,8 @@ class ServerSettings(FluidBaseSettings):
     port: int = Field(default=50051, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
+    # json for log pipelines (the default of `fluid serve`); pretty for a terminal.
+    log_format: Literal["json", "pretty"] = "json"
     trace_console: bool = False
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +24,47 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 logger = logging.getLogger("fluid.telemetry")
 
 
+def otlp_configured() -> bool:
+    """Whether the standard OTEL_* variables ask for OTLP export of traces."""
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp"
+    )
+
+
 def configure_tracing(service_name: str, *, console: bool = False) -> None:
-    """Install a tracer provider for this process unless one is already installed."""
+    """Install a tracer provider for this process unless one is already installed.
+
+    Spans are exported with OTLP over gRPC when the standard ``OTEL_EXPORTER_OTLP_*``
+    variables say where (the exporter reads them itself), and printed with ``console``.
+    """
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
 
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    if otlp_configured():
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if console:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+
+
+def flush_tracing(timeout_seconds: float = 5.0) -> None:
+    """Export the spans still buffered (before a process stops)."""
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
+        force_flush(int(timeout_seconds * 1000))
 
 
 # RPCs that carry many runs at once (leases, reports, history batches) or stream for a long

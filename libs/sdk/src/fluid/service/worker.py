@@ -18,14 +18,15 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
-from fluid.scheduler.run import Run
+from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
@@ -67,6 +68,8 @@ class LeasingWorker:
     report_batch_size: int = 256
     worker_id: str = ""
     lease_ttl: float = 15.0
+    # Handlers of the plugins found in the task modules (see fluid.scheduler.lifecycle).
+    lifecycle: TaskManager | None = None
     _in_flight: dict[str, InFlight] = field(default_factory=dict)
     _reports: asyncio.Queue[dispatcher_pb2.RunStateReport] = field(default_factory=asyncio.Queue)
     _slot_free: asyncio.Event = field(default_factory=asyncio.Event)
@@ -75,6 +78,8 @@ class LeasingWorker:
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or new_worker_id("cpu" if self.cpu_bound else "io")
+        if self.lifecycle is None:
+            self.lifecycle = manager_for_modules(task.module for task in self.own_tasks)
 
     @property
     def own_tasks(self) -> list[Task]:
@@ -194,6 +199,7 @@ class LeasingWorker:
         self._in_flight[run.id] = InFlight(run=run, task=execution)
 
     async def _execute(self, run: Run, task: Task | None) -> None:
+        assert self.lifecycle is not None
         try:
             if task is None:
                 outcome = RunOutcome(
@@ -203,17 +209,33 @@ class LeasingWorker:
                     ),
                 )
             else:
+                await self.lifecycle.emit(run)
                 outcome = await self.executor(task, run)
         except asyncio.CancelledError:
             flight = self._in_flight.get(run.id)
             if flight is None or flight.stopped or flight.stop_reason is None:
                 return  # shutdown hands it back; a lost lease is the dispatcher's to settle
             outcome = RunOutcome(TaskState.aborted, reason=flight.stop_reason)
+        except Exception as exc:
+            # An executor's own failure (not the task's) still ends the attempt.
+            logger.exception("executing run %s failed", run.id)
+            outcome = RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
         finally:
             flight = self._in_flight.pop(run.id, None)
             self._slot_free.set()
         if flight is not None:
             self._reports.put_nowait(wire.outcome_to_pb(run.id, run.attempt, outcome))
+            await self.lifecycle.emit(
+                replace(
+                    run,
+                    state=outcome.state,
+                    result=outcome.result,
+                    error=outcome.error,
+                    reason=outcome.reason,
+                    end=utcnow(),
+                    output_tail=outcome.output_tail,
+                )
+            )
 
     # -- heartbeats and reports ----------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

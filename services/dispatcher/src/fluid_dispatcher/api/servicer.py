@@ -22,6 +22,7 @@ _KINDS = {
     dispatcher_pb2.WORKER_KIND_IO: WorkerKind.io,
     dispatcher_pb2.WORKER_KIND_CPU: WorkerKind.cpu,
 }
+_KIND_TO_PB = {kind: value for value, kind in _KINDS.items()}
 
 
 @contextmanager
@@ -118,6 +119,28 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     ) -> dispatcher_pb2.SetTaskEnabledResponse:
         status = await self.dispatcher.set_task_enabled(request.name, request.enabled)
         return dispatcher_pb2.SetTaskEnabledResponse(task=_task_info(status))
+
+    async def GetQueueStatus(
+        self, request: dispatcher_pb2.GetQueueStatusRequest, context: Context
+    ) -> dispatcher_pb2.GetQueueStatusResponse:
+        depths, workers = await self.dispatcher.queue_status()
+        return dispatcher_pb2.GetQueueStatusResponse(
+            depths=[
+                dispatcher_pb2.QueueDepth(priority=wire.priority_to_pb(priority), runs=count)
+                for priority, count in depths.items()
+            ],
+            workers=[
+                dispatcher_pb2.WorkerStatus(
+                    worker_id=worker.worker_id,
+                    kind=_KIND_TO_PB[worker.kind],
+                    tasks=sorted(worker.task_names),
+                    concurrency=worker.concurrency,
+                    running=running,
+                    last_seen=wire.timestamp(worker.last_seen),
+                )
+                for worker, running in workers
+            ],
+        )
 
     async def RegisterWorker(
         self, request: dispatcher_pb2.RegisterWorkerRequest, context: Context

@@ -140,6 +140,19 @@ class Dispatcher:
             for record in await self.store.list_tasks()
         ]
 
+    async def queue_status(
+        self,
+    ) -> tuple[Mapping[TaskPriority, int], list[tuple[WorkerRecord, int]]]:
+        """Runs waiting per priority, and each live worker with the runs it holds."""
+        now = self.clock()
+        loads = await self.store.worker_loads()
+        workers = [
+            (worker, loads.get(worker.worker_id, 0))
+            for worker in sorted(await self.store.list_workers(), key=lambda w: w.worker_id)
+            if self._alive(worker, now)
+        ]
+        return await self.store.queue_depths(), workers
+
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
         if not name:
             raise InvalidArgumentError("name: required")

@@ -39,6 +39,8 @@ def _retry(
 
 def finished(run: Run, task: TaskDefinition | None, report: RunOutcome, now: datetime) -> Run:
     """The run after its worker reported ``report``: done, or queued again for a retry."""
+    # The output of the attempt that ended is what explains it, retried or not.
+    run = replace(run, output_tail=report.output_tail)
     if report.state is TaskState.failure:
         retried = _retry(run, task.retry if task else None, report.error, now)
         if retried is not None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.models import TaskPriority
 from fluid.scheduler.run import Run
 
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
@@ -67,6 +68,12 @@ class QueueStore(Protocol):
     async def list_workers(self) -> list[WorkerRecord]: ...
 
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskRecord | None: ...
+
+    async def queue_depths(self) -> Mapping[TaskPriority, int]:
+        """Runs waiting in the queue (ready or delayed), by priority."""
+
+    async def worker_loads(self) -> Mapping[str, int]:
+        """Runs each worker holds a lease on now, by worker id."""
 
     async def running_counts(self) -> Mapping[str, int]:
         """Runs executing now, by task name."""

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import TaskState
+from fluid.scheduler.models import TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
 from ..domain.ordering import ready_score
@@ -97,6 +97,15 @@ class MemoryQueueStore:
         if enabled:
             self._work.fire()
         return self._tasks[name]
+
+    async def queue_depths(self) -> Mapping[TaskPriority, int]:
+        depths = Counter(
+            run.priority for run in self._runs.values() if run.state is TaskState.queued
+        )
+        return {priority: depths[priority] for priority in TaskPriority}
+
+    async def worker_loads(self) -> Mapping[str, int]:
+        return dict(Counter(lease.worker_id for lease in self._leases.values()))
 
     async def running_counts(self) -> Mapping[str, int]:
         return dict(self._running)

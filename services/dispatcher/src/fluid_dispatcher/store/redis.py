@@ -88,6 +88,7 @@ def run_fields(run: Run) -> dict[str, str]:
         "trace_context": json.dumps(run.trace_context),
         "worker_id": run.worker_id,
         "v": str(run.version),
+        "output_tail": json.dumps(run.output_tail),
         # Lease order once ready, precomputed so the Lua scripts need no priority rules.
         "score": repr(ready_score(run.priority, due)) if due else "0",
     }
@@ -116,6 +117,7 @@ def run_from_fields(fields: Mapping[str, str]) -> Run:
         trace_context=json.loads(fields.get("trace_context") or "{}"),
         worker_id=fields.get("worker_id", ""),
         version=int(fields["v"]),
+        output_tail=tuple(json.loads(fields.get("output_tail") or "[]")),
     )
 
 
@@ -312,6 +314,14 @@ class RedisQueueStore:
         if enabled:
             await self.redis.publish(self.key("signals"), "work")
         return await self.get_task(name)
+
+    async def queue_depths(self) -> Mapping[TaskPriority, int]:
+        depths = await self.redis.hgetall(self.key("depth"))
+        return {priority: int(depths.get(priority.value, 0)) for priority in TaskPriority}
+
+    async def worker_loads(self) -> Mapping[str, int]:
+        loads = await self.redis.hgetall(self.key("worker-load"))
+        return {worker_id: int(count) for worker_id, count in loads.items() if int(count)}
 
     async def running_counts(self) -> Mapping[str, int]:
         names = sorted(await self.redis.hkeys(self.key("tasks")))

@@ -39,12 +39,18 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
   if old_state == 'running' and new_state ~= 'running' then
     if redis.call('ZREM', p .. 'leases', id) == 1 then
       redis.call('DECR', p .. 'running:' .. task)
+      redis.call('HINCRBY', p .. 'worker-load', redis.call('HGET', key, 'lease_worker'), -1)
     end
     redis.call('HDEL', key, 'lease_worker', 'lease_attempt', 'lease_deadline', 'abort')
   end
   redis.call('ZREM', p .. 'ready:' .. task, id)
   redis.call('ZREM', p .. 'delayed', id)
   redis.call('ZREM', p .. 'blocked', id)
+  -- Queue depth per priority, kept as runs enter and leave the queued state (O(1)).
+  if (old_state == 'queued') ~= (new_state == 'queued') then
+    local priority = redis.call('HGET', key, 'priority')
+    redis.call('HINCRBY', p .. 'depth', priority, new_state == 'queued' and 1 or -1)
+  end
   if new_state == 'queued' then
     if execute_after ~= '' then
       redis.call('ZADD', p .. 'delayed', execute_after, id)
@@ -157,6 +163,8 @@ while #leased < max_runs do
       'lease_worker', worker, 'lease_attempt', attempt, 'lease_deadline', deadline)
     redis.call('HDEL', key, 'abort')
     redis.call('INCR', running_key)
+    redis.call('HINCRBY', p .. 'worker-load', worker, 1)
+    redis.call('HINCRBY', p .. 'depth', redis.call('HGET', key, 'priority'), -1)
     redis.call('ZADD', p .. 'leases', deadline, best)
     local flat = redis.call('HGETALL', key)
     local snapshot = snapshot_of(flat)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from fluid.scheduler.run import Run
@@ -13,7 +14,7 @@ class RunStore(Protocol):
     """Durable run snapshots, one row per run: the highest version seen."""
 
     async def open(self) -> None:
-        """Connect and make sure the schema exists; called once before any other method."""
+        """Connect and make sure the schema is current; called once before any other method."""
 
     async def close(self) -> None:
         """Release connections; the store cannot be used afterwards."""
@@ -30,3 +31,6 @@ class RunStore(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None:
         """The stored run, or None."""
+
+    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` runs queued before ``cutoff``, oldest first; return how many."""

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, func, literal, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.dml import ReturningInsert
@@ -20,6 +32,7 @@ from fluid.scheduler.run import JsonValue
 from .schema import runs
 
 SUPPORTED = ("postgresql", "sqlite")
+_JSON_COLUMNS = frozenset(column.name for column in runs.columns if isinstance(column.type, JSON))
 
 
 def canonical_json(value: Any) -> str:
@@ -31,27 +44,75 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def upsert(dialect: str, rows: Sequence[Mapping[str, Any]]) -> ReturningInsert[str]:
-    """Insert rows, or update a stored run only with a higher version; returns applied ids.
+Upsert = tuple[ReturningInsert[str], dict[str, Any] | list[dict[str, Any]]]
+"""A statement and the parameters to execute it with; it returns the applied ids."""
 
-    Both databases skip the update (and the returned row) when the WHERE is false, so
-    the ids coming back are exactly the snapshots that changed something.
+
+def upsert(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Upsert:
+    """Insert rows, or update a stored run only with a higher version.
+
+    Both databases skip the update (and the returned id) when the WHERE is false, so
+    the ids coming back are exactly the snapshots that changed something. ``rows`` must
+    hold one row per run id: an upsert may not touch a row twice.
+
+    The statement text is the same for every batch, so it is compiled (and, on
+    PostgreSQL, parsed and planned) once: with one placeholder per value, turning a
+    500-row statement into SQL costs more than the database takes to run it.
     """
     if dialect == "postgresql":
-        pg_statement = postgresql.insert(runs).values(list(rows))
-        return pg_statement.on_conflict_do_update(
-            index_elements=[runs.c.id],
-            set_={name: pg_statement.excluded[name] for name in _updated_columns()},
-            where=pg_statement.excluded.version > runs.c.version,
-        ).returning(runs.c.id)
+        # One array per column, unnested server-side into rows: 22 parameters whatever
+        # the batch size. JSON travels as canonical text, cast in SQL: an array of
+        # JSON lists would otherwise be read as a two-dimensional array.
+        arrays = {
+            column.name: [
+                _json_text(row[column.name]) if column.name in _JSON_COLUMNS else row[column.name]
+                for row in rows
+            ]
+            for column in runs.columns
+        }
+        return _postgresql_upsert(), arrays
     if dialect == "sqlite":
-        lite_statement = sqlite.insert(runs).values(list(rows))
-        return lite_statement.on_conflict_do_update(
-            index_elements=[runs.c.id],
-            set_={name: lite_statement.excluded[name] for name in _updated_columns()},
-            where=lite_statement.excluded.version > runs.c.version,
-        ).returning(runs.c.id)
+        # SQLite parses statements cheaply; SQLAlchemy's "insertmanyvalues" sends the
+        # rows as multi-row VALUES under its parameter limit.
+        return _sqlite_upsert(), [dict(row) for row in rows]
     raise _unsupported(dialect)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def _on_conflict_update_newer(
+    statement: postgresql.Insert | sqlite.Insert,
+) -> ReturningInsert[str]:
+    return statement.on_conflict_do_update(
+        index_elements=[runs.c.id],
+        set_={name: statement.excluded[name] for name in _updated_columns()},
+        where=statement.excluded.version > runs.c.version,
+    ).returning(runs.c.id)
+
+
+@cache
+def _postgresql_upsert() -> ReturningInsert[str]:
+    names = [column.name for column in runs.columns]
+    arrays = [
+        bindparam(
+            column.name,
+            type_=postgresql.ARRAY(Text if column.name in _JSON_COLUMNS else column.type),
+        )
+        for column in runs.columns
+    ]
+    unnested = func.unnest(*arrays).table_valued(*names).render_derived()
+    values = [
+        cast(unnested.c[name], JSONB) if name in _JSON_COLUMNS else unnested.c[name]
+        for name in names
+    ]
+    return _on_conflict_update_newer(postgresql.insert(runs).from_select(names, select(*values)))
+
+
+@cache
+def _sqlite_upsert() -> ReturningInsert[str]:
+    return _on_conflict_update_newer(sqlite.insert(runs))
 
 
 def _updated_columns() -> list[str]:

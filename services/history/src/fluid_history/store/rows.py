@@ -33,6 +33,7 @@ def row_from_run(run: Run) -> dict[str, Any]:
         "tags": sorted(run.tags),
         "trace_context": run.trace_context,
         "worker_id": run.worker_id,
+        "output_tail": list(run.output_tail),
         "version": run.version,
     }
 
@@ -67,5 +68,6 @@ def run_from_row(row: RowMapping) -> Run:
         tags=frozenset(row["tags"]),
         trace_context=dict(row["trace_context"]),
         worker_id=row["worker_id"],
+        output_tail=tuple(row["output_tail"] or ()),
         version=row["version"],
     )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, tuple_
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.run import Run
@@ -18,25 +17,27 @@ from fluid_history.domain.cursor import Cursor
 from fluid_history.domain.query import RunPage, RunQuery
 from fluid_history.domain.snapshots import latest_per_run
 
-from . import dialects
+from . import dialects, migrate
+from .engine import database_errors, database_url, open_engine
 from .rows import row_from_run, run_from_row
-from .schema import create_schema, runs
+from .schema import runs
 
-# 22 bound parameters a row: 500 rows stay well under SQLite's 32,766 and PostgreSQL's
-# 65,535 parameters per statement.
+# Rows per INSERT on SQLite: 22 bound parameters a row stay well under its 32,766 per
+# statement. (PostgreSQL gets a whole batch as one statement of 22 arrays.)
 ROWS_PER_STATEMENT = 500
 
 
 class SqlRunStore:
     """A ``RunStore`` on any database SQLAlchemy reaches through an async driver."""
 
-    def __init__(self, database_url: str | URL) -> None:
-        self.url = make_url(database_url)
-        if self.url.get_backend_name() not in dialects.SUPPORTED:
-            raise ValueError(
-                f"unsupported database {self.url.get_backend_name()!r}: "
-                f"use one of {', '.join(dialects.SUPPORTED)}"
-            )
+    FEW_MATCHES = 5000
+    """Up to this many runs matching a params filter are fetched whole and sorted."""
+
+    def __init__(self, url: str | URL, *, migrate: bool = True) -> None:
+        """``migrate``: upgrade the schema to head on open; otherwise refuse to open a
+        database that lacks a revision this code needs (``fluid history migrate``)."""
+        self.url = database_url(url)
+        self._migrate = migrate
         self._engine: AsyncEngine | None = None
 
     @property
@@ -46,14 +47,12 @@ class SqlRunStore:
     async def open(self) -> None:
         if self._engine is not None:
             return
-        if self.dialect == "sqlite":
-            _create_sqlite_directory(self.url)
-        engine = create_async_engine(self.url, json_serializer=dialects.canonical_json)
-        if self.dialect == "sqlite":
-            event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        engine = open_engine(self.url)
         try:
-            async with _database_errors():
-                await create_schema(engine)
+            if self._migrate:
+                await migrate.upgrade(engine)
+            else:
+                await migrate.require_current(engine)
         except BaseException:
             await engine.dispose()
             raise
@@ -66,43 +65,74 @@ class SqlRunStore:
 
     async def record(self, snapshots: Sequence[Run]) -> list[Run]:
         # Also needed for correctness: PostgreSQL refuses an upsert touching a row twice.
-        latest = latest_per_run(snapshots)
-        applied: set[str] = set()
+        # Rows are written in id order so that two replicas upserting overlapping batches
+        # lock them in the same order and cannot deadlock.
+        latest = sorted(latest_per_run(snapshots), key=lambda run: run.id)
+        if not latest:
+            return []
+        statement, parameters = dialects.upsert(self.dialect, [row_from_run(run) for run in latest])
         async with self._connect() as connection, connection.begin():
-            for first in range(0, len(latest), ROWS_PER_STATEMENT):
-                chunk = latest[first : first + ROWS_PER_STATEMENT]
-                statement = dialects.upsert(self.dialect, [row_from_run(run) for run in chunk])
-                result = await connection.execute(statement)
-                applied.update(result.scalars())
+            result = await connection.execute(
+                statement.execution_options(insertmanyvalues_page_size=ROWS_PER_STATEMENT),
+                parameters,
+            )
+            applied = set(result.scalars())
         return [run for run in latest if run.id in applied]
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        statement = select(runs)
-        if query.task:
-            statement = statement.where(runs.c.task == query.task)
-        if query.states:
-            statement = statement.where(runs.c.state.in_(sorted(s.value for s in query.states)))
-        if query.queued_after is not None:
-            statement = statement.where(runs.c.queued >= query.queued_after)
-        if query.queued_before is not None:
-            statement = statement.where(runs.c.queued < query.queued_before)
-        if query.params_contain:
-            statement = statement.where(dialects.params_contain(self.dialect, query.params_contain))
-        if query.tags:
-            statement = statement.where(dialects.has_any_tag(self.dialect, query.tags))
-        if query.after is not None:
-            statement = statement.where(
-                tuple_(runs.c.queued, runs.c.id) < (query.after.queued, query.after.run_id)
-            )
+        matching = select(runs).where(*self._conditions(query))
         # One row past the page tells whether another page exists without a COUNT.
-        statement = statement.order_by(runs.c.queued.desc(), runs.c.id.desc()).limit(
-            query.limit + 1
-        )
+        size = query.limit + 1
         async with self._connect() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
+            if await self._few_params_matches(connection, query, matching):
+                # Fetch the few matches through the GIN index and sort them. The OFFSET 0
+                # fence keeps PostgreSQL from choosing instead to walk the page-order
+                # index newest first, filtering every run it meets: its JSON selectivity
+                # estimates are coarse (a value seen in the column's statistics counts
+                # as 1% of rows), and for a rare value that walk reads most of the table.
+                fenced = matching.offset(0).subquery()
+                statement = select(fenced).order_by(fenced.c.queued.desc(), fenced.c.id.desc())
+            else:
+                statement = matching.order_by(runs.c.queued.desc(), runs.c.id.desc())
+            rows = (await connection.execute(statement.limit(size))).mappings().all()
         page = [run_from_row(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return RunPage(runs=page, next_cursor=Cursor.after(page[-1]) if more else None)
+
+    def _conditions(self, query: RunQuery) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if query.task:
+            conditions.append(runs.c.task == query.task)
+        if query.states:
+            conditions.append(runs.c.state.in_(sorted(s.value for s in query.states)))
+        if query.queued_after is not None:
+            conditions.append(runs.c.queued >= query.queued_after)
+        if query.queued_before is not None:
+            conditions.append(runs.c.queued < query.queued_before)
+        if query.params_contain:
+            conditions.append(dialects.params_contain(self.dialect, query.params_contain))
+        if query.tags:
+            conditions.append(dialects.has_any_tag(self.dialect, query.tags))
+        if query.after is not None:
+            position = (query.after.queued, query.after.run_id)
+            conditions.append(tuple_(runs.c.queued, runs.c.id) < position)
+        return conditions
+
+    async def _few_params_matches(
+        self, connection: AsyncConnection, query: RunQuery, matching: Select[Any]
+    ) -> bool:
+        """Whether a params-filtered query matches at most ``FEW_MATCHES`` runs (PostgreSQL).
+
+        Counting up to that bound is cheap either way: few matches come straight from
+        the GIN index, and when there are many, the first ones are found quickly. Tags
+        are left out: a handful of values shared by many runs is what tags are, and the
+        planner estimates those well.
+        """
+        if self.dialect != "postgresql" or not query.params_contain:
+            return False
+        probe = matching.with_only_columns(runs.c.id).limit(self.FEW_MATCHES + 1).subquery()
+        found = await connection.scalar(select(func.count()).select_from(probe))
+        return (found or 0) <= self.FEW_MATCHES
 
     async def get_run(self, run_id: str) -> Run | None:
         async with self._connect() as connection:
@@ -113,40 +143,18 @@ class SqlRunStore:
             )
         return None if row is None else run_from_row(row)
 
+    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int:
+        # Oldest first through the (queued, id) index; one short transaction per call so
+        # a large purge never holds locks (or a huge WAL segment) for long.
+        doomed = select(runs.c.id).where(runs.c.queued < cutoff).order_by(runs.c.queued)
+        statement = delete(runs).where(runs.c.id.in_(doomed.limit(limit).scalar_subquery()))
+        async with self._connect() as connection, connection.begin():
+            result = await connection.execute(statement)
+            return result.rowcount
+
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
         if self._engine is None:
             raise UnavailableError("the history store is not open")
-        async with _database_errors(), self._engine.connect() as connection:
+        async with database_errors(), self._engine.connect() as connection:
             yield connection
-
-
-@asynccontextmanager
-async def _database_errors() -> AsyncIterator[None]:
-    """A database that cannot be reached is UNAVAILABLE: the caller retries later."""
-    try:
-        yield
-    except OperationalError as error:
-        raise UnavailableError(f"history database unavailable: {error.orig}") from error
-    except DBAPIError as error:
-        if error.connection_invalidated:
-            raise UnavailableError(f"history database connection lost: {error.orig}") from error
-        raise
-
-
-def _create_sqlite_directory(url: URL) -> None:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets history queries read while a batch is being written instead of waiting
-    # for it; the busy timeout makes a second writer wait rather than fail at once.
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
-    finally:
-        cursor.close()

@@ -408,6 +408,125 @@ class SetTaskEnabledResponse(_message.Message):
 Global___SetTaskEnabledResponse: _TypeAlias = SetTaskEnabledResponse  # noqa: Y015
 
 @_typing.final
+class GetQueueStatusRequest(_message.Message):
+    """GetQueueStatusRequest asks for the queue's status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueStatusRequest: _TypeAlias = GetQueueStatusRequest  # noqa: Y015
+
+@_typing.final
+class QueueDepth(_message.Message):
+    """QueueDepth counts the runs waiting at one priority."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    priority: _run_pb2.TaskPriority.ValueType
+    """The priority."""
+    runs: _builtins.int
+    """Runs queued (ready or waiting for their execute_after time)."""
+    def __init__(
+        self,
+        *,
+        priority: _run_pb2.TaskPriority.ValueType = ...,
+        runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueDepth: _TypeAlias = QueueDepth  # noqa: Y015
+
+@_typing.final
+class WorkerStatus(_message.Message):
+    """WorkerStatus is a live worker and its load."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Id of the worker process."""
+    kind: Global___WorkerKind.ValueType
+    """Which runs it executes."""
+    concurrency: _builtins.int
+    """How many runs it executes at once."""
+    running: _builtins.int
+    """Runs it holds leases on now."""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tasks it registered."""
+
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp:
+        """Its last registration or heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        kind: Global___WorkerKind.ValueType = ...,
+        tasks: _abc.Iterable[_builtins.str] | None = ...,
+        concurrency: _builtins.int = ...,
+        running: _builtins.int = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "kind", b"kind", "last_seen", b"last_seen", "running", b"running", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerStatus: _TypeAlias = WorkerStatus  # noqa: Y015
+
+@_typing.final
+class GetQueueStatusResponse(_message.Message):
+    """GetQueueStatusResponse is the queue's status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPTHS_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def depths(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueDepth]:
+        """Waiting runs per priority, high first."""
+
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerStatus]:
+        """Workers seen within three lease lengths."""
+
+    def __init__(
+        self,
+        *,
+        depths: _abc.Iterable[Global___QueueDepth] | None = ...,
+        workers: _abc.Iterable[Global___WorkerStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depths", b"depths", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueStatusResponse: _TypeAlias = GetQueueStatusResponse  # noqa: Y015
+
+@_typing.final
 class RegisterWorkerRequest(_message.Message):
     """RegisterWorkerRequest describes a worker."""
 

@@ -71,6 +71,11 @@ class DispatcherServiceStub:
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledRequest.SerializeToString,
                 response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledResponse.FromString,
                 _registered_method=True)
+        self.GetQueueStatus = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/GetQueueStatus',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusResponse.FromString,
+                _registered_method=True)
         self.RegisterWorker = channel.unary_unary(
                 '/fluid.scheduler.v1.DispatcherService/RegisterWorker',
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RegisterWorkerRequest.SerializeToString,
@@ -165,6 +170,14 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueueStatus(self, request, context):
+        """Describe the queue: runs waiting per priority and the live workers with their load.
+        Errors: none beyond transport errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterWorker(self, request, context):
         """Register a worker and the tasks it executes; called again to refresh.
         Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
@@ -249,6 +262,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.SetTaskEnabled,
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledRequest.FromString,
                     response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledResponse.SerializeToString,
+            ),
+            'GetQueueStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStatus,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusResponse.SerializeToString,
             ),
             'RegisterWorker': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterWorker,
@@ -467,6 +485,33 @@ class DispatcherService:
             '/fluid.scheduler.v1.DispatcherService/SetTaskEnabled',
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledRequest.SerializeToString,
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.SetTaskEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/GetQueueStatus',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.GetQueueStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

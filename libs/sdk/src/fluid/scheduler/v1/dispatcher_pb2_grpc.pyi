@@ -69,6 +69,10 @@ class DispatcherServiceStub:
     """Enable or disable a task. Runs of a disabled task end aborted.
     Errors: NOT_FOUND when the task is unknown; INVALID_ARGUMENT when name is empty.
     """
+    GetQueueStatus: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetQueueStatusRequest, _dispatcher_pb2.GetQueueStatusResponse]
+    """Describe the queue: runs waiting per priority and the live workers with their load.
+    Errors: none beyond transport errors.
+    """
     RegisterWorker: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]
     """Register a worker and the tasks it executes; called again to refresh.
     Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
@@ -137,6 +141,10 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     SetTaskEnabled: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.SetTaskEnabledRequest, _dispatcher_pb2.SetTaskEnabledResponse]  # type: ignore[assignment]
     """Enable or disable a task. Runs of a disabled task end aborted.
     Errors: NOT_FOUND when the task is unknown; INVALID_ARGUMENT when name is empty.
+    """
+    GetQueueStatus: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetQueueStatusRequest, _dispatcher_pb2.GetQueueStatusResponse]  # type: ignore[assignment]
+    """Describe the queue: runs waiting per priority and the live workers with their load.
+    Errors: none beyond transport errors.
     """
     RegisterWorker: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]  # type: ignore[assignment]
     """Register a worker and the tasks it executes; called again to refresh.
@@ -245,6 +253,16 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_dispatcher_pb2.SetTaskEnabledResponse, _abc.Awaitable[_dispatcher_pb2.SetTaskEnabledResponse]]:
         """Enable or disable a task. Runs of a disabled task end aborted.
         Errors: NOT_FOUND when the task is unknown; INVALID_ARGUMENT when name is empty.
+        """
+
+    @_abc_1.abstractmethod
+    def GetQueueStatus(
+        self,
+        request: _dispatcher_pb2.GetQueueStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.GetQueueStatusResponse, _abc.Awaitable[_dispatcher_pb2.GetQueueStatusResponse]]:
+        """Describe the queue: runs waiting per priority and the live workers with their load.
+        Errors: none beyond transport errors.
         """
 
     @_abc_1.abstractmethod

@@ -68,7 +68,10 @@ Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
 class EverySchedule(_message.Message):
-    """EverySchedule fires a task at a fixed interval."""
+    """EverySchedule fires a task at a fixed interval. Its slots are anchored to the Unix
+    epoch: 1970-01-01T00:00:00Z + delay + k * interval, so every scheduler replica and
+    restart agrees on them.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -77,15 +80,15 @@ class EverySchedule(_message.Message):
     JITTER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def interval(self) -> _duration_pb2.Duration:
-        """Time between two fires."""
+        """Time between two slots."""
 
     @_builtins.property
     def delay(self) -> _duration_pb2.Duration:
-        """Delay of the first fire after the scheduler starts."""
+        """Offset of the slots from the epoch anchor (their phase)."""
 
     @_builtins.property
     def jitter(self) -> _duration_pb2.Duration:
-        """Random extra delay, at most this long, added to each fire."""
+        """Random extra delay, at most this long, before each run executes; the slot stays exact."""
 
     def __init__(
         self,
@@ -152,6 +155,12 @@ class Schedule(_message.Message):
 
     EVERY_FIELD_NUMBER: _builtins.int
     CRONTAB_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    catch_up: _builtins.bool
+    """Slots missed while no scheduler could fire them (downtime longer than the
+    scheduler's misfire grace) are folded into one catch-up run for the latest missed
+    slot; false skips them and waits for the next slot.
+    """
     @_builtins.property
     def every(self) -> Global___EverySchedule:
         """A fixed interval."""
@@ -165,10 +174,11 @@ class Schedule(_message.Message):
         *,
         every: Global___EverySchedule | None = ...,
         crontab: Global___CrontabSchedule | None = ...,
+        catch_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["crontab", b"crontab", "every", b"every", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crontab", b"crontab", "every", b"every", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "crontab", b"crontab", "every", b"every", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["every", "crontab"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015

@@ -1,0 +1,199 @@
+"""The process side of a cpu-bound run: import the task's module, execute, report.
+
+``python -m fluid_cpu_runner.child --control-fd N`` (local backend): the request arrives
+on the inherited socket N and the outcome leaves on it, one JSON line each way, so
+stdout and stderr stay the task's own. Without ``--control-fd`` (a Kubernetes Job) the
+request is in ``FLUID_RUN_JSON`` and the outcome is printed as the last line of stdout
+after ``OUTCOME_MARKER``. ``fluid_cpu_runner.forked`` calls ``serve_control`` in a
+process forked from the warm forkserver.
+
+The exit status says how the run ended (0 success or aborted, 1 failure) so that a Job's
+own status agrees with the run's. Imports stay light: their cost is every run's start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from fluid.scheduler.execution import execute_run
+from fluid.scheduler.loader import TaskModuleError, load_tasks
+from fluid.scheduler.models import RunError, RunOutcome, TaskPriority, TaskState
+from fluid.scheduler.run import Run
+from fluid.scheduler.task import Task
+from fluid.service.telemetry import configure_tracing, otlp_configured
+
+from .handoff import (
+    OUTCOME_MARKER,
+    REQUEST_ENV,
+    HandoffError,
+    RunRequest,
+    decode_request,
+    encode_outcome,
+)
+
+if TYPE_CHECKING:
+    from fluid.scheduler.client import Client
+
+logger = logging.getLogger("fluid.cpu_runner.child")
+
+
+class _LazyQueuer:
+    """Queues child runs (``ctx.queue``) with a client made on first use.
+
+    Most cpu-bound tasks never queue anything; creating the client up front would load
+    grpc into every run's process for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._client: Client | None = None
+
+    async def queue_run(
+        self,
+        task: str | Task,
+        params: Mapping[str, Any],
+        *,
+        priority: TaskPriority | None = None,
+        from_run_id: str = "",
+    ) -> Run:
+        if self._client is None:
+            from fluid.scheduler.client import Client
+
+            # FLUID_DISPATCHER_ADDRESS, set by the runner, says where the dispatcher is.
+            self._client = Client()
+        return await self._client.queue_run(
+            task, params, priority=priority, from_run_id=from_run_id
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (timeout or abort) unwinds the task so its finally blocks and context
+    # managers run before the runner's SIGKILL.
+    raise SystemExit(128 + signum)
+
+
+def _find_task(request: RunRequest) -> Task | RunOutcome:
+    try:
+        tasks = load_tasks([request.module])
+    except TaskModuleError as exc:
+        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+    task = tasks.get(request.run.task)
+    if task is None:
+        message = f"module {request.module} defines no task {request.run.task}"
+        return RunOutcome(TaskState.failure, error=RunError("LookupError", message))
+    return task
+
+
+async def _execute(task: Task, run: Run) -> RunOutcome:
+    queuer = _LazyQueuer()
+    try:
+        return await execute_run(task, run, queuer)
+    finally:
+        await queuer.close()
+
+
+def execute(request: RunRequest) -> RunOutcome:
+    """Execute one attempt of the request's run in this process."""
+    signal.signal(signal.SIGTERM, _terminated)
+    found = _find_task(request)
+    if isinstance(found, RunOutcome):
+        return found
+    return asyncio.run(_execute(found, request.run))
+
+
+def exit_status(outcome: RunOutcome) -> int:
+    return 1 if outcome.state is TaskState.failure else 0
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        # The task may have closed or broken its own stream: nothing left to flush then.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+def serve_control(control_fd: int) -> int:
+    """Read the request from the control socket, execute it, send the outcome back."""
+    with socket.socket(fileno=control_fd) as control:
+        # The task's own subprocesses must not hold the runner's channel open.
+        control.set_inheritable(False)
+        with control.makefile("rb") as incoming:
+            line = incoming.readline()
+        request = decode_request(line.decode())
+        outcome = execute(request)
+        _flush_output()
+        control.sendall(encode_outcome(request.run, outcome).encode() + b"\n")
+    return exit_status(outcome)
+
+
+def serve_environment(environ: Mapping[str, str]) -> int:
+    """Execute the request in ``FLUID_RUN_JSON``; print the outcome as stdout's last line."""
+    if REQUEST_ENV not in environ:
+        raise HandoffError(f"{REQUEST_ENV} is not set")
+    request = decode_request(environ[REQUEST_ENV])
+    outcome = execute(request)
+    _flush_output()
+    print(OUTCOME_MARKER + encode_outcome(request.run, outcome), flush=True)
+    return exit_status(outcome)
+
+
+def configure_child_logging() -> None:
+    """Task logs (``ctx.logger``) go to stderr, which the runner streams line by line."""
+    logging.basicConfig(
+        level=os.environ.get("FLUID_LOG_LEVEL", "INFO").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def configure_child_tracing() -> None:
+    """Export the run's spans when OTLP is configured (the runner's OTEL_* variables)."""
+    if otlp_configured():
+        # Only then: the exporter loads grpc, which a run's start-up should not pay for.
+        # The provider flushes its spans from an atexit handler, before the process ends.
+        configure_tracing("fluid-cpu-task")
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown, after the atexit handlers.
+
+    Tearing down every imported module costs a fresh process ~25 ms, longer than a small
+    task runs, and the runner waits for the exit; atexit handlers (span exporters,
+    logging) still run first.
+    """
+    atexit._run_exitfuncs()
+    _flush_output()
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    configure_child_logging()
+    configure_child_tracing()
+    try:
+        if args[:1] == ["--control-fd"] and len(args) == 2:
+            _exit_now(serve_control(int(args[1])))
+        if not args:
+            return serve_environment(os.environ)
+    except HandoffError as exc:
+        logger.error("%s", exc)
+        return 2
+    print("usage: python -m fluid_cpu_runner.child [--control-fd FD]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

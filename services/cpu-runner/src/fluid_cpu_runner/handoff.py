@@ -1,0 +1,91 @@
+"""The contract between the runner and the process that executes one run.
+
+The runner hands over a ``RunRequest`` (the task's module and the run) and gets back the
+attempt's ``RunOutcome``. Both travel as one line of JSON: the proto3 JSON form of the
+``fluid.scheduler.v1`` messages, built by ``wire``, so the process boundary speaks the
+services' own format. Locally the lines cross a socket the process inherits; a
+Kubernetes Job gets the request in an environment variable and prints the outcome as
+the last line of its log, after ``OUTCOME_MARKER``.
+
+The child imports this module for every run: it must not pull in grpc.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+
+from fluid.scheduler import wire
+from fluid.scheduler.common import CPU_PROCESS_ENV
+from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.run import Run
+from fluid.scheduler.task import Task
+from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
+
+REQUEST_ENV = "FLUID_RUN_JSON"
+OUTCOME_MARKER = "FLUID_OUTCOME "
+DISPATCHER_ENV = "FLUID_DISPATCHER_ADDRESS"
+# The W3C names OpenTelemetry's environment-variable propagation reads, so code the task
+# instruments itself joins the run's trace too.
+_TRACE_ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
+
+
+class HandoffError(ValueError):
+    """A request or outcome line that cannot be decoded."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What the process needs to execute one attempt: where the task is and the run."""
+
+    module: str
+    run: Run
+
+
+def _to_json(message: run_pb2.Run | dispatcher_pb2.RunStateReport) -> str:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def encode_request(request: RunRequest) -> str:
+    data = {"module": request.module, "run": json.loads(_to_json(wire.run_to_pb(request.run)))}
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_request(text: str) -> RunRequest:
+    try:
+        data = json.loads(text)
+        message = json_format.ParseDict(data["run"], run_pb2.Run())
+        return RunRequest(module=str(data["module"]), run=wire.run_from_pb(message))
+    except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
+        raise HandoffError(f"invalid run request: {exc}") from exc
+
+
+def encode_outcome(run: Run, outcome: RunOutcome) -> str:
+    return _to_json(wire.outcome_to_pb(run.id, run.attempt, outcome))
+
+
+def decode_outcome(text: str) -> RunOutcome:
+    try:
+        message = json_format.ParseDict(json.loads(text), dispatcher_pb2.RunStateReport())
+        return wire.outcome_from_pb(message, "outcome")
+    except (ValueError, TypeError, json_format.ParseError) as exc:
+        raise HandoffError(f"invalid run outcome: {exc}") from exc
+
+
+def child_environment(task: Task, run: Run, dispatcher_address: str) -> dict[str, str]:
+    """The variables the run's process gets on top of the runner's environment.
+
+    The task's own ``env`` first, then ours, so a task cannot turn off the marker that
+    makes ``is_in_cpu_process()`` true or point its child runs at another dispatcher.
+    """
+    environment = {**task.env, CPU_PROCESS_ENV: "true", DISPATCHER_ENV: dispatcher_address}
+    environment.update(trace_environment(run.trace_context))
+    return environment
+
+
+def trace_environment(trace_context: Mapping[str, str]) -> dict[str, str]:
+    return {name: trace_context[key] for key, name in _TRACE_ENV.items() if key in trace_context}

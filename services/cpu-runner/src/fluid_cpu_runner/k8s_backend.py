@@ -1,0 +1,260 @@
+"""The Kubernetes backend: every cpu-bound run as a ``batch/v1`` Job.
+
+Owns the Job's life for one attempt: create it from the operator's pod template (read
+from a Deployment on every run, so a rollout changes the Jobs too), poll its status,
+read the outcome from the last line of its pod's log, and delete it when the run is
+aborted from outside. The official ``kubernetes`` client is synchronous: every call
+runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from kubernetes import client, config
+
+from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.run import Run
+from fluid.scheduler.task import Task
+
+from .handoff import (
+    OUTCOME_MARKER,
+    REQUEST_ENV,
+    HandoffError,
+    RunRequest,
+    child_environment,
+    decode_outcome,
+    encode_request,
+)
+from .k8s_job import (
+    JobPhase,
+    build_job,
+    failure_reason,
+    job_name,
+    job_phase,
+    label_selector,
+)
+from .output import RunOutput, with_output
+from .settings import KubernetesSettings
+
+logger = logging.getLogger("fluid.cpu_runner.k8s")
+
+_IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_NOT_FOUND = 404
+_CONFLICT = 409
+
+
+def _kubeconfig() -> str | None:
+    # Read now: the client reads KUBECONFIG once, when it is imported.
+    return os.environ.get("KUBECONFIG") or None
+
+
+def _api_client() -> client.ApiClient:
+    """A client configured like kubectl: in the cluster, else from the kubeconfig."""
+    configuration = client.Configuration()
+    if "KUBERNETES_SERVICE_HOST" in os.environ:
+        # The client's config loaders carry no annotations.
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=_kubeconfig(), client_configuration=configuration
+        )
+    return client.ApiClient(configuration)
+
+
+def _default_namespace() -> str:
+    if _IN_CLUSTER_NAMESPACE.exists():
+        return _IN_CLUSTER_NAMESPACE.read_text().strip()
+    try:
+        _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=_kubeconfig()
+        )
+    except (config.ConfigException, OSError):
+        return "default"
+    namespace = active.get("context", {}).get("namespace") if active else None
+    return str(namespace or "default")
+
+
+def _outcome_line(log: str) -> tuple[str | None, list[str]]:
+    """The outcome JSON after the marker, and the log's other lines."""
+    lines = log.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(OUTCOME_MARKER):
+            return lines[index][len(OUTCOME_MARKER) :], lines[:index] + lines[index + 1 :]
+    return None, lines
+
+
+class KubernetesBackend:
+    """Executes each attempt as a Job and relays how it ended."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        *,
+        dispatcher_address: str,
+        output_lines: int = 50,
+        api_client: client.ApiClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dispatcher_address = dispatcher_address
+        self.output_lines = output_lines
+        self._api_client = api_client
+        self.namespace = settings.namespace
+
+    @property
+    def api(self) -> client.ApiClient:
+        assert self._api_client is not None, "started"
+        return self._api_client
+
+    async def start(self) -> None:
+        if self._api_client is None:
+            self._api_client = await asyncio.to_thread(_api_client)
+        if not self.namespace:
+            self.namespace = await asyncio.to_thread(_default_namespace)
+        logger.info(
+            "runs become Jobs in namespace %s from deployment %s, container %s",
+            self.namespace,
+            self.settings.deployment,
+            self.settings.container,
+        )
+
+    async def stop(self) -> None:
+        if self._api_client is not None:
+            await asyncio.to_thread(self._api_client.close)
+
+    async def execute(self, task: Task, run: Run) -> RunOutcome:
+        """Run the attempt as a Job; cancelling this deletes the Job."""
+        name = job_name(task, run)
+        try:
+            await self._create(task, run, name)
+            phase, status = await self._watch(task, name)
+        except asyncio.CancelledError:
+            # Shielded: the Job must go even if the runner is cancelled again meanwhile.
+            await asyncio.shield(self._delete(name, "the run was stopped"))
+            raise
+        if not phase.is_done:
+            await self._delete(name, "Kubernetes did not enforce the deadline")
+            phase = JobPhase.deadline_exceeded
+        output = RunOutput(run.id, task.name, self.output_lines)
+        line = await self._read_outcome(task, run, output)
+        outcome = self._outcome(task, phase, status, line)
+        return with_output(outcome, output.tail)
+
+    async def _create(self, task: Task, run: Run, name: str) -> None:
+        batch = client.BatchV1Api(self.api)
+        apps = client.AppsV1Api(self.api)
+        deployment = await asyncio.to_thread(
+            apps.read_namespaced_deployment, self.settings.deployment, self.namespace
+        )
+        if deployment.spec is None:
+            raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
+        environment = child_environment(task, run, self.dispatcher_address)
+        environment[REQUEST_ENV] = encode_request(RunRequest(module=task.module, run=run))
+        # The log is the only channel back: print as written, nothing lost in a buffer.
+        environment["PYTHONUNBUFFERED"] = "1"
+        job = build_job(
+            deployment.spec.template,
+            task=task,
+            run=run,
+            container=self.settings.container,
+            command=self.settings.command,
+            environment=environment,
+            ttl_seconds=self.settings.job_ttl_seconds,
+        )
+        try:
+            await asyncio.to_thread(batch.create_namespaced_job, self.namespace, job)
+        except client.ApiException as error:
+            if error.status != _CONFLICT:
+                raise
+            # The same attempt handed back by a stopping runner and leased again: its Job
+            # exists already (deleting is asynchronous); take over watching it.
+            logger.info("job %s exists already: watching it", name)
+        logger.info("run %s of %s is job %s/%s", run.id, task.name, self.namespace, name)
+
+    async def _watch(self, task: Task, name: str) -> tuple[JobPhase, client.V1JobStatus | None]:
+        """Poll the Job until it ended or outlived its deadline by the allowed slack."""
+        batch = client.BatchV1Api(self.api)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + task.timeout_seconds + self.settings.deadline_slack_seconds
+        while True:
+            try:
+                job = await asyncio.to_thread(
+                    batch.read_namespaced_job_status, name, self.namespace
+                )
+            except client.ApiException as error:
+                if error.status == _NOT_FOUND:
+                    return JobPhase.failed, None  # deleted by someone else
+                raise
+            phase = job_phase(job.status)
+            if phase.is_done or loop.time() >= give_up:
+                return phase, job.status
+            await asyncio.sleep(self.settings.poll_interval_seconds)
+
+    async def _read_outcome(self, task: Task, run: Run, output: RunOutput) -> str | None:
+        """Log the pod's last lines under the run id; return the outcome line, if any."""
+        core = client.CoreV1Api(self.api)
+        try:
+            pods = await asyncio.to_thread(
+                core.list_namespaced_pod, self.namespace, label_selector=label_selector(task, run)
+            )
+            if not pods.items or pods.items[-1].metadata is None:
+                return None
+            log = await asyncio.to_thread(
+                core.read_namespaced_pod_log,
+                pods.items[-1].metadata.name or "",
+                self.namespace,
+                container=self.settings.container,
+                tail_lines=self.output_lines + 1,
+            )
+        except client.ApiException as error:
+            logger.warning("no log for run %s: %s %s", run.id, error.status, error.reason)
+            return None
+        line, other = _outcome_line(log)
+        output.lines("log", "\n".join(other))
+        return line
+
+    def _outcome(
+        self,
+        task: Task,
+        phase: JobPhase,
+        status: client.V1JobStatus | None,
+        line: str | None,
+    ) -> RunOutcome:
+        if line is not None:
+            try:
+                return decode_outcome(line)
+            except HandoffError as exc:
+                return RunOutcome(TaskState.failure, error=RunError("HandoffError", str(exc)))
+        if phase is JobPhase.succeeded:
+            # Exit status 0 means success or abort; without the log, success is the answer.
+            logger.warning("job of %s succeeded but its log has no outcome", task.name)
+            return RunOutcome(TaskState.success)
+        if phase is JobPhase.deadline_exceeded:
+            message = (
+                f"task {task.name} timed out after {task.timeout_seconds:g}s: its Job was stopped"
+            )
+            return RunOutcome(TaskState.failure, error=RunError("TimeoutError", message))
+        return RunOutcome(
+            TaskState.failure, error=RunError("JobFailedError", failure_reason(status))
+        )
+
+    async def _delete(self, name: str, why: str) -> None:
+        batch = client.BatchV1Api(self.api)
+        try:
+            # Background: the API returns at once and the garbage collector removes the
+            # pods, which kills the task's process.
+            await asyncio.to_thread(
+                batch.delete_namespaced_job,
+                name,
+                self.namespace,
+                propagation_policy="Background",
+            )
+            logger.info("deleted job %s: %s", name, why)
+        except client.ApiException as error:
+            if error.status != _NOT_FOUND:
+                logger.error("could not delete job %s (%s): %s", name, why, error.reason)

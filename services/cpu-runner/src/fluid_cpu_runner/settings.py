@@ -1,0 +1,57 @@
+"""cpu-runner settings (``FLUID_*`` and, for the Kubernetes backend, ``FLUID_K8S_*``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from fluid.service.settings import FluidBaseSettings, TaskModuleSettings
+
+
+class CpuRunnerSettings(TaskModuleSettings):
+    """Where cpu-bound runs execute and how they are stopped."""
+
+    # local: a process per run on this machine; kubernetes: a batch/v1 Job per run.
+    cpu_backend: Literal["local", "kubernetes"] = "local"
+    # fresh: a new interpreter per run; fork: forked from a warm process that has the task
+    # modules imported (same isolation, without paying the imports per run).
+    cpu_mode: Literal["fresh", "fork"] = "fresh"
+    # Runs executed at once; 0 means one per CPU locally and 32 Jobs on Kubernetes.
+    cpu_concurrency: int = Field(default=0, ge=0)
+    # Between SIGTERM and SIGKILL when a run times out or is aborted.
+    cpu_kill_grace_seconds: float = Field(default=3.0, ge=0)
+    # Output lines kept on the run (the runner's log gets every line).
+    cpu_output_tail_lines: int = Field(default=50, ge=0)
+    # Long-poll length: also bounds how long a stopping runner waits for its last poll.
+    lease_wait_seconds: float = Field(default=1.0, gt=0)
+    report_batch_size: int = Field(default=256, gt=0)
+
+    @property
+    def concurrency(self) -> int:
+        if self.cpu_concurrency:
+            return self.cpu_concurrency
+        return 32 if self.cpu_backend == "kubernetes" else os.cpu_count() or 1
+
+
+class KubernetesSettings(FluidBaseSettings):
+    """Where the Job's pod template comes from and how Jobs are kept and watched."""
+
+    model_config = SettingsConfigDict(env_prefix="FLUID_K8S_", extra="ignore")
+
+    # Empty: the namespace the runner's own pod runs in (in cluster), else "default".
+    namespace: str = ""
+    # The Deployment whose pod template the Jobs copy: normally the runner's own, whose
+    # image has the task modules installed.
+    deployment: str = "fluid-cpu-runner"
+    # The container of that template that runs the task (the others are dropped).
+    container: str = "cpu-runner"
+    job_ttl_seconds: int = Field(default=600, ge=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # How the container starts the run: the image's Python and the child entry point.
+    command: list[str] = Field(default_factory=lambda: ["python", "-m", "fluid_cpu_runner.child"])
+    # After the Job's own deadline (activeDeadlineSeconds), how long the runner waits for
+    # Kubernetes to say so before it deletes the Job itself.
+    deadline_slack_seconds: float = Field(default=30.0, ge=0)

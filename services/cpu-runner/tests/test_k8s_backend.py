@@ -1,0 +1,204 @@
+"""The Kubernetes backend with the real ``kubernetes`` client against a local API stand-in.
+
+The stand-in runs each Job's container command as a local process, so these tests check
+both the Job the runner asks for and that it actually runs the task, and how every way
+a Job ends maps to the run's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from fluid.scheduler import Client, Run, TaskState
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+
+from k8s_standin import NAMESPACE, KubernetesStandIn
+from runner_output import OutputLines
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TESTS = Path(__file__).parent
+
+DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "fluid-cpu-runner", "namespace": NAMESPACE},
+    "spec": {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "fluid-cpu-runner"}},
+        "template": {
+            "metadata": {
+                "labels": {"app.kubernetes.io/name": "fluid-cpu-runner"},
+                "annotations": {"prometheus.io/scrape": "true"},
+            },
+            "spec": {
+                "serviceAccountName": "fluid-cpu-runner",
+                "containers": [
+                    {
+                        "name": "cpu-runner",
+                        "image": "fluid:dev",
+                        "command": ["fluid", "serve", "cpu-runner"],
+                        "env": [
+                            {"name": "FLUID_TASK_MODULES", "value": "cpu_tasks"},
+                            {"name": "PYTHONPATH", "value": str(TESTS)},
+                        ],
+                        "ports": [{"containerPort": 50051, "name": "grpc"}],
+                        "readinessProbe": {"grpc": {"port": 50051}},
+                        "livenessProbe": {"grpc": {"port": 50051}},
+                    },
+                    {"name": "proxy", "image": "envoy:latest"},
+                ],
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[KubernetesStandIn]:
+    with KubernetesStandIn(DEPLOYMENT).serving() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def k8s_environment(
+    standin: KubernetesStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    folder = tmp_path_factory.mktemp("k8s")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        patch.setenv("KUBECONFIG", str(standin.kubeconfig(folder / "kubeconfig")))
+        patch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'h.db'}")
+        patch.setenv("FLUID_LEASE_TTL_SECONDS", "3")
+        patch.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        patch.setenv("FLUID_CPU_BACKEND", "kubernetes")
+        patch.setenv("FLUID_K8S_POLL_INTERVAL_SECONDS", "0.05")
+        patch.setenv("FLUID_K8S_JOB_TTL_SECONDS", "120")
+        yield
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def k8s_client(k8s_environment: None) -> AsyncIterator[Client]:
+    host = Host(
+        ["history", "dispatcher", "cpu-runner"],
+        settings=ServerSettings(port=0, shutdown_grace_seconds=2),
+        task_modules=["cpu_tasks"],
+    )
+    await host.start()
+    try:
+        async with Client(host.address) as connected:
+            yield connected
+    finally:
+        await host.stop()
+
+
+def _jobs_of(standin: KubernetesStandIn, run: Run) -> list[dict[str, Any]]:
+    return [
+        job.body
+        for job in standin.jobs.values()
+        if job.body["metadata"]["annotations"]["fluid.run-id"] == run.id
+    ]
+
+
+async def test_a_run_becomes_a_job_built_from_the_runners_deployment(
+    k8s_client: Client, standin: KubernetesStandIn
+) -> None:
+    run = await k8s_client.queue_and_wait("whoami", word="pod", numbers=[2, 3], timeout=30)
+    assert run.state is TaskState.success, run.error
+    assert run.result["word"] == "pod" and run.result["total"] == 5
+    assert run.result["in_cpu_process"] is True
+    assert run.result["flavour"] == "spicy"
+
+    [job] = _jobs_of(standin, run)
+    name = job["metadata"]["name"]
+    assert re.fullmatch(rf"task-whoami-{run.id[:8]}-0", name)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 60  # the task's timeout_seconds
+    assert spec["ttlSecondsAfterFinished"] == 120
+    pod = spec["template"]
+    labels = {
+        "fluid.run-id": run.id,
+        "fluid.attempt": "0",
+        "fluid.task": "whoami",
+        "app.kubernetes.io/component": "fluid-task-job",
+    }
+    assert job["metadata"]["labels"] == labels
+    # The runner's own labels would put the task's pod behind the runner's Service.
+    assert pod["metadata"]["labels"] == labels
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    # Task code never gets the runner's right to create and delete Jobs.
+    assert "serviceAccountName" not in pod["spec"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    [container] = pod["spec"]["containers"]
+    assert container["name"] == "cpu-runner"
+    assert container["image"] == "fluid:dev"
+    assert container["command"] == ["python", "-m", "fluid_cpu_runner.child"]
+    assert "args" not in container
+    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["FLUID_TASK_MODULES"] == "cpu_tasks"  # the template's own variables stay
+    assert env["TASK_MANAGER_SPAWN"] == "true"
+    assert env["CPU_TASK_FLAVOUR"] == "spicy"
+    assert '"module":"cpu_tasks"' in env["FLUID_RUN_JSON"]
+    assert env["TRACEPARENT"].split("-")[1] == run.trace_context["traceparent"].split("-")[1]
+
+
+async def test_a_failed_job_ends_failure_with_the_tasks_error(k8s_client: Client) -> None:
+    run = await k8s_client.queue_and_wait("explode", message="in a pod", timeout=30)
+    assert run.state is TaskState.failure
+    assert run.error is not None
+    assert (run.error.type, run.error.message) == ("ValueError", "in a pod")
+
+
+async def test_a_job_past_its_deadline_fails_with_a_timeout(k8s_client: Client) -> None:
+    run = await k8s_client.queue_and_wait("hang", timeout=30)
+    assert run.state is TaskState.failure
+    assert run.error is not None and run.error.type == "TimeoutError"
+
+
+async def test_ctx_abort_in_a_job_ends_aborted(k8s_client: Client) -> None:
+    run = await k8s_client.queue_and_wait("give_up", timeout=30)
+    assert run.state is TaskState.aborted
+    assert run.reason == "nothing to do"
+
+
+async def test_an_external_abort_deletes_the_job(
+    k8s_client: Client, standin: KubernetesStandIn
+) -> None:
+    queued = await k8s_client.queue("linger")
+    job = await asyncio.to_thread(standin.wait_for_line, queued.id, "ready")
+    await k8s_client.abort(queued.id, "no longer needed")
+    run = await k8s_client.wait(queued.id, timeout=30)
+    assert run.state is TaskState.aborted
+    assert run.reason == "no longer needed"
+    assert job.deleted_with is not None
+    assert job.deleted_with.get("propagationPolicy") == "Background"
+
+
+async def test_every_attempt_of_a_retried_run_is_a_job_of_its_own(
+    k8s_client: Client, standin: KubernetesStandIn, tmp_path: Path
+) -> None:
+    run = await k8s_client.queue_and_wait("flaky", path=str(tmp_path / "ledger"), timeout=30)
+    assert run.state is TaskState.failure
+    assert run.attempt == 2
+    names = sorted(job["metadata"]["name"] for job in _jobs_of(standin, run))
+    assert [name[-2:] for name in names] == ["-0", "-1", "-2"]
+
+
+async def test_the_jobs_log_reaches_the_runners_log(
+    k8s_client: Client, output: OutputLines
+) -> None:
+    run = await k8s_client.queue_and_wait("chatty", count=2, timeout=30)
+    assert run.state is TaskState.success
+    lines = output.of(run.id)
+    assert any("line 1" in line for line in lines), lines
+    assert not any("FLUID_OUTCOME" in line for line in lines)

@@ -1,0 +1,1 @@
+"""gRPC face of the scheduler."""

@@ -1,0 +1,50 @@
+"""The dispatcher as the scheduler sees it: where scheduled tasks are listed and runs queued.
+
+Both go through the SDK ``Client``, the same calls any user makes: ``ListTasks`` and
+idempotent ``QueueRun`` / ``QueueRuns`` (bulk) calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from fluid.scheduler.client import Client, RunRequest
+
+from .domain.records import ScheduledTask, SlotRun
+
+
+class DispatcherTasks:
+    """``TaskSource`` and ``RunQueuer`` over the SDK client."""
+
+    def __init__(
+        self, client: Client, randomizers: Mapping[str, Callable[[], float]] | None = None
+    ) -> None:
+        self.client = client
+        self.randomizers = dict(randomizers or {})
+
+    async def scheduled_tasks(self) -> list[ScheduledTask]:
+        return [
+            ScheduledTask(
+                name=registered.definition.name,
+                schedule=registered.definition.schedule,
+                enabled=registered.enabled,
+                randomize=self.randomizers.get(registered.definition.name),
+            )
+            for registered in await self.client.list_registered_tasks()
+            if registered.definition.schedule is not None
+        ]
+
+    async def queue_slot(self, run: SlotRun) -> str:
+        queued = await self.client.queue_run(
+            run.task, {}, idempotency_key=run.key, execute_after=run.execute_after
+        )
+        return queued.id
+
+    async def queue_slots(self, runs: Sequence[SlotRun]) -> list[str]:
+        queued = await self.client.queue_requests(
+            [
+                RunRequest(run.task, idempotency_key=run.key, execute_after=run.execute_after)
+                for run in runs
+            ]
+        )
+        return [run.id for run in queued]

@@ -1,0 +1,137 @@
+"""Test doubles of the scheduler's unit tests: a clock moved by hand and a dispatcher in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from fluid.scheduler.errors import InvalidArgumentError
+from fluid_scheduler.domain.leadership import Leadership
+from fluid_scheduler.domain.records import ScheduledTask, SlotRun
+from fluid_scheduler.domain.scheduler import Scheduler, SchedulerConfig
+from fluid_scheduler.store.memory import MemorySchedulerStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+"""A whole minute (and second), so ``every`` slots fall on T0 + whole seconds."""
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class FakeClock:
+    """Wall and monotonic time that move together, only when a test says so."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self._now = start
+        self._monotonic = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        self._monotonic += seconds
+        return self._now
+
+    def move_to(self, when: datetime) -> datetime:
+        return self.advance((when - self._now).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    id: str
+    task: str
+    key: str
+    execute_after: datetime
+    queued: datetime
+
+    @property
+    def slot(self) -> datetime:
+        """The slot named by the key ``slot:<task>:<iso time>``."""
+        return datetime.fromisoformat(self.key.split(":", 2)[2])
+
+
+@dataclass
+class FakeDispatcher:
+    """ListTasks, QueueRun and QueueRuns in memory, with the dispatcher's rules: one run per
+    key, and a bulk call that queues all its runs or none.
+
+    ``failures`` are raised by the next calls, one each; runs of the ``refused`` tasks are
+    refused (INVALID_ARGUMENT); a call takes ``rpc_seconds`` on the ``clock``.
+    """
+
+    clock: FakeClock
+    tasks: list[ScheduledTask] = field(default_factory=list)
+    runs: dict[str, QueuedRun] = field(default_factory=dict)
+    failures: list[Exception] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
+    calls: int = 0
+    bulk_calls: int = 0
+    rpc_seconds: float = 0.0
+
+    async def scheduled_tasks(self) -> list[ScheduledTask]:
+        return list(self.tasks)
+
+    def _call(self, runs: Sequence[SlotRun]) -> None:
+        self.calls += 1
+        self.clock.advance(self.rpc_seconds)
+        if self.failures:
+            raise self.failures.pop(0)
+        for index, run in enumerate(runs):
+            if run.task in self.refused:
+                raise InvalidArgumentError(f"runs[{index}]: params.name: field required")
+
+    def _add(self, run: SlotRun) -> str:
+        if run.key not in self.runs:
+            self.runs[run.key] = QueuedRun(
+                f"run-{len(self.runs) + 1}", run.task, run.key, run.execute_after, self.clock.now()
+            )
+        return self.runs[run.key].id
+
+    async def queue_slot(self, run: SlotRun) -> str:
+        self._call([run])
+        return self._add(run)
+
+    async def queue_slots(self, runs: Sequence[SlotRun]) -> list[str]:
+        self.bulk_calls += 1
+        self._call(runs)
+        return [self._add(run) for run in runs]
+
+    def fired(self, task: str) -> list[datetime]:
+        """The slots queued for ``task``, in slot order."""
+        return sorted(run.slot for run in self.runs.values() if run.task == task)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self.tasks = [
+            ScheduledTask(t.name, t.schedule, enabled, t.randomize) if t.name == name else t
+            for t in self.tasks
+        ]
+
+
+def make_scheduler(
+    dispatcher: FakeDispatcher,
+    store: MemorySchedulerStore,
+    *,
+    replica: str = "a",
+    ttl: float = 2.0,
+    grace: float = 1.0,
+) -> Scheduler:
+    clock = dispatcher.clock
+    return Scheduler(
+        store=store,
+        source=dispatcher,
+        queuer=dispatcher,
+        leadership=Leadership(store, replica, timedelta(seconds=ttl), clock),
+        clock=clock,
+        config=SchedulerConfig(misfire_grace=timedelta(seconds=grace)),
+    )
+
+
+def seconds(moments: list[datetime]) -> list[float]:
+    """Slots as seconds after T0, for readable assertions."""
+    return [(moment - T0).total_seconds() for moment in moments]

