@@ -23,7 +23,7 @@ MANIFESTS_OUT := .build/k8s
 
 TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests services/cpu-runner/tests services/scheduler/tests
 
-.PHONY: install dev test lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
+.PHONY: install dev test services lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
 
 install: ## install uv (from PyPI) and the whole workspace
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,8 +35,11 @@ $(BUF): tools/package.json
 dev: install ## run every service embedded on one port with the example tasks
 	$(RUN) fluid dev
 
-test: install $(BUF) ## run every test (lint and contract checks included)
+test: install $(BUF) services ## run every test (contract checks included)
 	$(RUN) pytest
+
+services: ## make sure the local Redis and PostgreSQL the tests need run (starts or installs them)
+	@bash .ci/services.sh
 
 lint: install $(BUF) buf-lint breaking
 	$(RUN) ruff check .
