@@ -13,6 +13,7 @@ from fluid.service.host import Service, ServiceContext
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory
 from .domain.retention import Retention
+from .metrics import IngestLag
 from .settings import HistorySettings
 from .store.base import RunStore
 from .store.sql import SqlRunStore
@@ -26,7 +27,7 @@ class HistoryService:
 
     def __init__(self, store: RunStore, retention: Retention | None = None) -> None:
         self._store = store
-        self._history = RunHistory(store, on_recorded=[RecordSpans()])
+        self._history = RunHistory(store, on_recorded=[RecordSpans(), IngestLag()])
         self._retention = retention
         self._retention_task: asyncio.Task[None] | None = None
 

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 
 from .settings import ClientSettings, ServerSettings
+from .metrics import configure_metrics
 from .telemetry import configure_tracing, flush_tracing, server_interceptors
 
 ENTRY_POINT_GROUP = "fluid.services"
@@ -149,9 +150,9 @@ class Host:
             raise ValueError(
                 f"unknown service(s) {', '.join(unknown)}; installed: {', '.join(factories)}"
             )
-        configure_tracing(
-            "fluid-" + "+".join(self.service_names), console=self.settings.trace_console
-        )
+        service_name = "fluid-" + "+".join(self.service_names)
+        configure_tracing(service_name, console=self.settings.trace_console)
+        configure_metrics(service_name, self.settings.host, self.settings.metrics_port)
         server = grpc.aio.server(interceptors=[*server_interceptors(), DomainErrorInterceptor()])
         self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         if not self.port:

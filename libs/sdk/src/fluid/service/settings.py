@@ -77,6 +77,8 @@ class ServerSettings(FluidBaseSettings):
     # json for log pipelines (the default of `fluid serve`); pretty for a terminal.
     log_format: Literal["json", "pretty"] = "json"
     trace_console: bool = False
+    # Port of the Prometheus /metrics endpoint; 0 turns it off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
 class TaskModuleSettings(FluidBaseSettings):

@@ -21,6 +21,7 @@ from fluid.scheduler.errors import (
 from fluid.scheduler.models import RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run, new_run_id, utcnow
 
+from ..metrics import DispatcherMetrics
 from ..store.base import BlockedRun, QueueStore, RunChange
 from . import outcomes
 from .params import check_schema, validate_params
@@ -79,6 +80,7 @@ class Dispatcher:
         self.store = store
         self.config = config or DispatcherConfig()
         self.clock = clock
+        self.metrics = DispatcherMetrics()
         self._tasks: dict[str, tuple[TaskRecord, float]] = {}
 
     async def _task(self, name: str) -> TaskRecord | None:
@@ -237,6 +239,7 @@ class Dispatcher:
 
         aborted = await self.store.update_run(run_id, abort_if_waiting)
         if aborted is not None:
+            self.metrics.changed(aborted)
             return aborted
         # It started (or finished) between the read and the update: abort the running one.
         current = await self.get_run(run_id)
@@ -280,8 +283,10 @@ class Dispatcher:
                 max_runs,
                 now,
                 self.config.lease_ttl,
-                _blocked_at(now),
+                self._blocked_at(now),
             )
+            for run, _ in leased:
+                self.metrics.leased(run)
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
@@ -314,6 +319,16 @@ class Dispatcher:
             worker_id, run_ids, self._lease_deadline(tasks, now), now
         )
         return outcome.aborts, outcome.lost_run_ids
+
+    def _blocked_at(self, now: datetime) -> BlockedRun:
+        def blocked(run: Run, task: TaskRecord) -> Run:
+            if task.enabled:
+                self.metrics.rate_limited(task.name)
+            decided = outcomes.blocked(run, task.definition, task.enabled, now)
+            self.metrics.changed(decided)
+            return decided
+
+        return blocked
 
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
@@ -360,6 +375,8 @@ class Dispatcher:
                 fetched[name] = record.definition if record else None
             updated.update(await self.store.update_runs({i: changes[i] for i in uncached}))
         for run in updated.values():
+            if run is not None:
+                self.metrics.changed(run)
             if run is not None and run.state is TaskState.queued:
                 logger.info("run %s of %s failed, retry %d queued", run.id, run.task, run.attempt)
         return [run_id for run_id, _, _ in reports if updated.get(run_id) is None]
@@ -392,6 +409,8 @@ class Dispatcher:
             )
             if updated is not None:
                 count += 1
+                self.metrics.lease_expired(updated)
+                self.metrics.changed(updated)
                 logger.warning(
                     "run %s of %s lost its lease (worker %s): now %s",
                     updated.id,
@@ -410,16 +429,10 @@ class Dispatcher:
             try:
                 await self.expire_leases()
                 await self.purge_finished()
+                self.metrics.queue_depths(await self.store.queue_depths())
             except Exception:
                 logger.exception("housekeeping failed; retrying")
             await asyncio.sleep(interval)
-
-
-def _blocked_at(now: datetime) -> BlockedRun:
-    def blocked(run: Run, task: TaskRecord) -> Run:
-        return outcomes.blocked(run, task.definition, task.enabled, now)
-
-    return blocked
 
 
 def _expiry(

@@ -1,0 +1,96 @@
+"""Each service exposes its metrics for Prometheus; the series the operators need exist."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from process_helpers import free_port, serve, serving, stop_processes
+
+from fluid.scheduler import Client, TaskState
+
+from history_polling import stored_run
+
+TESTS = Path(__file__).parent.parent
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def has_series(text: str, name: str, **labels: str) -> bool:
+    """Whether ``text`` has a sample of ``name`` carrying (at least) ``labels``."""
+    wanted = {f'{key}="{value}"' for key, value in labels.items()}
+    for line in text.splitlines():
+        series, _, _ = line.partition(" ")
+        metric, _, label_text = series.partition("{")
+        if metric == name and wanted <= set(label_text.rstrip("}").split(",")):
+            return True
+    return False
+
+
+@pytest.mark.timeout(120)
+async def test_services_expose_their_series(tmp_path: Path) -> None:
+    names = ("history", "dispatcher", "io-worker")
+    ports = {name: free_port() for name in names}
+    metrics_ports = {name: free_port() for name in names}
+    base = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+        "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
+        "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
+        "FLUID_TASK_MODULES": "sample_tasks",
+        "FLUID_LEASE_WAIT_SECONDS": "0.2",
+        "FLUID_HOUSEKEEPING_INTERVAL_SECONDS": "0.2",
+    }
+    processes = [
+        serve(
+            name,
+            ports[name],
+            {**base, "FLUID_METRICS_PORT": str(metrics_ports[name])},
+            tmp_path / f"{name}.log",
+        )
+        for name in names
+    ]
+    try:
+        for port in ports.values():
+            await serving(f"127.0.0.1:{port}")
+        async with Client(
+            base["FLUID_DISPATCHER_ADDRESS"], history_address=base["FLUID_HISTORY_ADDRESS"]
+        ) as client:
+            for _ in range(200):
+                if any(task.name == "exclusive" for task in await client.list_tasks()):
+                    break
+                await asyncio.sleep(0.05)
+            ok = await client.queue_and_wait("say_hi", name="Ada", timeout=20)
+            await client.queue_and_wait("explode", timeout=20)
+            first, second = await asyncio.gather(
+                client.queue("exclusive", seconds=0.3), client.queue("exclusive", seconds=0.3)
+            )
+            await client.wait(first.id, timeout=20)
+            await client.wait(second.id, timeout=20)
+            await stored_run(client, ok.id, TaskState.success)
+            await asyncio.sleep(0.5)  # one housekeeping pass refreshes the queue depth
+            dispatcher = await asyncio.to_thread(scrape, metrics_ports["dispatcher"])
+            history = await asyncio.to_thread(scrape, metrics_ports["history"])
+            worker = await asyncio.to_thread(scrape, metrics_ports["io-worker"])
+    finally:
+        await asyncio.to_thread(stop_processes, processes)
+
+    for priority in ("high", "medium", "low"):
+        assert has_series(dispatcher, "fluid_queue_depth", priority=priority)
+    finished = "fluid_runs_finished_total"
+    assert has_series(dispatcher, finished, fluid_state="success", fluid_task="say_hi")
+    assert has_series(dispatcher, finished, fluid_state="failure", fluid_task="explode")
+    assert has_series(dispatcher, finished, fluid_state="rate_limited", fluid_task="exclusive")
+    assert has_series(dispatcher, "fluid_run_duration_seconds_bucket", fluid_task="say_hi")
+    assert has_series(dispatcher, "fluid_run_queue_wait_seconds_bucket", fluid_task="say_hi")
+    assert has_series(dispatcher, "fluid_runs_rate_limited_total", fluid_task="exclusive")
+    assert has_series(history, "fluid_history_ingest_lag_seconds_bucket")
+    assert has_series(worker, "python_gc_objects_collected_total")  # workers serve it too
