@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import ClassVar
 
 from pydantic import BaseModel
 
-from fluid.scheduler import RetryPolicy, Run, TaskManager, TaskManagerPlugin, TaskRun, task
+from fluid.scheduler import (
+    RetryPolicy,
+    Run,
+    TaskManager,
+    TaskManagerPlugin,
+    TaskRun,
+    every,
+    task,
+)
 
 
 class Greeting(BaseModel):
@@ -110,3 +119,9 @@ async def parent_of_cpu(ctx: TaskRun) -> str:
     """An IO task that hands heavy work to a cpu-bound child run."""
     child = await ctx.queue("crunch")
     return child.id
+
+
+@task(schedule=every(timedelta(seconds=1)))
+async def tick(ctx: TaskRun) -> str:
+    """Fires every second wherever a scheduler runs (the metrics test reads its lateness)."""
+    return "tick"

@@ -36,7 +36,7 @@ def has_series(text: str, name: str, **labels: str) -> bool:
 
 @pytest.mark.timeout(120)
 async def test_services_expose_their_series(tmp_path: Path) -> None:
-    names = ("history", "dispatcher", "io-worker")
+    names = ("history", "dispatcher", "io-worker", "scheduler")
     ports = {name: free_port() for name in names}
     metrics_ports = {name: free_port() for name in names}
     base = {
@@ -76,10 +76,15 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
             await client.wait(first.id, timeout=20)
             await client.wait(second.id, timeout=20)
             await stored_run(client, ok.id, TaskState.success)
+            for _ in range(100):  # the scheduler fired `tick` (every second) at least once
+                if (await client.list_runs(task="tick")).runs:
+                    break
+                await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)  # one housekeeping pass refreshes the queue depth
             dispatcher = await asyncio.to_thread(scrape, metrics_ports["dispatcher"])
             history = await asyncio.to_thread(scrape, metrics_ports["history"])
             worker = await asyncio.to_thread(scrape, metrics_ports["io-worker"])
+            scheduler = await asyncio.to_thread(scrape, metrics_ports["scheduler"])
     finally:
         await asyncio.to_thread(stop_processes, processes)
 
@@ -93,4 +98,5 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     assert has_series(dispatcher, "fluid_run_queue_wait_seconds_bucket", fluid_task="say_hi")
     assert has_series(dispatcher, "fluid_runs_rate_limited_total", fluid_task="exclusive")
     assert has_series(history, "fluid_history_ingest_lag_seconds_bucket")
+    assert has_series(scheduler, "fluid_schedule_lateness_seconds_bucket", fluid_task="tick")
     assert has_series(worker, "python_gc_objects_collected_total")  # workers serve it too

@@ -26,6 +26,7 @@ from fluid.scheduler.errors import FluidError, InvalidArgumentError, NotFoundErr
 from fluid.scheduler.models import ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
 
+from ..metrics import LatenessMetric
 from ..store.base import SchedulerStore
 from .lateness import LatenessWindow
 from .leadership import Clock, Leadership
@@ -130,6 +131,7 @@ class Scheduler:
         self.tasks: dict[str, ScheduledTask] = {}
         self.lateness = LatenessWindow()
         self._recent = LatenessWindow()  # since the last summary line
+        self._lateness_metric = LatenessMetric()
         self._progress: dict[str, _Progress] = {}
         self._loaded_term = 0
         self._one_by_one = asyncio.Semaphore(self.config.max_concurrent_queues)
@@ -299,6 +301,7 @@ class Scheduler:
             else:
                 self.lateness.record(lateness)
                 self._recent.record(lateness)
+                self._lateness_metric.record(task.name, lateness)
                 if lateness > LATE_WARNING_SECONDS:
                     logger.warning("%s: slot %s queued %.3f s late", task.name, slot, lateness)
             logger.debug(
