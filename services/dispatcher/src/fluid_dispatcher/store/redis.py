@@ -135,10 +135,6 @@ def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
     )
 
 
-def _flatten(fields: Mapping[str, str]) -> list[str]:
-    return [item for pair in fields.items() for item in pair]
-
-
 class RedisQueueStore:
     """A ``QueueStore`` in Redis (redis-py asyncio)."""
 
@@ -343,7 +339,6 @@ class RedisQueueStore:
             fields["execute_after"],
             fields["score"],
             end_ts,
-            *_flatten(fields),
         )
 
     async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:

@@ -28,6 +28,17 @@ local function snapshot_of(flat)
   return cjson.encode(fields)
 end
 
+-- The snapshot (a JSON object of strings) as HSET's field/value list: the fields travel
+-- once, as the snapshot, instead of a second time as separate arguments.
+local function fields_of(snapshot)
+  local flat = {}
+  for name, value in pairs(cjson.decode(snapshot)) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  return flat
+end
+
 local function to_outbox(id, snapshot)
   if outbox then
     redis.call('XADD', p .. 'outbox', '*', 'id', id, 'snapshot', snapshot)
@@ -66,8 +77,8 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
 end
 """
 
-# ARGV: prefix, outbox, id, idempotency key, snapshot, state, task, execute_after, score,
-# end_ts, then field/value pairs. Returns "" when created, else the existing run's id.
+# ARGV: prefix, outbox, id, idempotency key, snapshot (the run's fields as a JSON object),
+# state, task, execute_after, score, end_ts. Returns "" when created, else the existing id.
 ADD_RUN = (
     _REINDEX
     + """
@@ -79,16 +90,14 @@ end
 local key = p .. 'run:' .. id
 if redis.call('EXISTS', key) == 1 then return id end
 if idem ~= '' then redis.call('SET', p .. 'idem:' .. idem, id) end
-local fields = {}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', key, 'idem', idem, unpack(fields))
+redis.call('HSET', key, 'idem', idem, unpack(fields_of(ARGV[5])))
 reindex(id, ARGV[7], '', ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
 return ''
 """
 )
 
 # Compare-and-set of a whole run. ARGV: prefix, outbox, id, expected version, snapshot,
-# state, task, execute_after, score, end_ts, then field/value pairs. Returns 1 or 0.
+# state, task, execute_after, score, end_ts. Returns 1 or 0.
 APPLY = (
     _REINDEX
     + """
@@ -96,9 +105,7 @@ local id = ARGV[3]
 local key = p .. 'run:' .. id
 local current = redis.call('HMGET', key, 'v', 'state')
 if not current[1] or current[1] ~= ARGV[4] then return 0 end
-local fields = {}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', key, unpack(fields))
+redis.call('HSET', key, unpack(fields_of(ARGV[5])))
 reindex(id, ARGV[7], current[2], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
 return 1
 """
