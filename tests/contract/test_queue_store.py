@@ -686,7 +686,7 @@ async def test_outbox_keeps_every_snapshot_in_order_until_acked(store: QueueStor
 
     events = await store.read_outbox(10)
 
-    assert [(event.run.id, event.run.version, event.run.state) for event in events] == [
+    assert [(event.run().id, event.run().version, event.run().state) for event in events] == [
         ("run-1", 1, TaskState.queued),
         ("run-1", 2, TaskState.running),
         ("run-1", 3, TaskState.success),
@@ -725,7 +725,7 @@ async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: Queue
     await store.add_run(queued_run("run-1"))
 
     events = await asyncio.wait_for(waiter, PROMPTLY)
-    assert [event.run.id for event in events] == ["run-1"]
+    assert [event.run().id for event in events] == ["run-1"]
     assert await store.outbox_size() == 1
     await store.ack_outbox(events)
     assert await store.outbox_size() == 0

@@ -13,11 +13,10 @@ import logging
 import grpc
 
 from fluid.scheduler import wire
-from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
 from fluid.service.channel import open_channel
 
-from .store.base import QueueStore
+from .store.base import OutboxEvent, QueueStore
 
 logger = logging.getLogger("fluid.dispatcher.history")
 
@@ -45,14 +44,14 @@ class HistoryForwarder:
                 events = await self.store.read_outbox(self.batch_size, wait=1.0)
                 if not events:
                     continue
-                # Only the newest snapshot of each run matters to history.
-                newest: dict[str, Run] = {}
+                # Only the newest snapshot of each run matters to history: decode just those.
+                newest: dict[str, OutboxEvent] = {}
                 for event in events:
-                    known = newest.get(event.run.id)
-                    if known is None or event.run.version > known.version:
-                        newest[event.run.id] = event.run
+                    known = newest.get(event.run_id)
+                    if known is None or event.version > known.version:
+                        newest[event.run_id] = event
                 request = history_pb2.RecordRunsRequest(
-                    runs=[wire.run_to_pb(run) for run in newest.values()]
+                    runs=[wire.run_to_pb(event.run()) for event in newest.values()]
                 )
                 try:
                     await stub.RecordRuns(request, timeout=30)

@@ -15,7 +15,7 @@ for ``finished_run_ttl`` so clients can still read and watch it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -35,10 +35,16 @@ BlockedRun = Callable[[Run, TaskRecord], Run]
 
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
-    """A run snapshot waiting to be delivered to history."""
+    """A run snapshot waiting to be delivered to history.
+
+    ``run_id`` and ``version`` are enough to keep only the newest snapshot of each run
+    in a batch; ``run()`` decodes the snapshot, which is the costly part.
+    """
 
     event_id: str
-    run: Run
+    run_id: str
+    version: int
+    run: Callable[[], Run] = field(compare=False)
 
 
 class QueueStore(Protocol):

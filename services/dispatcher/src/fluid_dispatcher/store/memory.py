@@ -8,6 +8,7 @@ invalidated lazily: an entry is skipped when its run left the state it was queue
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import time
@@ -152,7 +153,11 @@ class MemoryQueueStore:
         elif run.is_done:
             self._finished.append((run.end or run.queued or datetime.min, run.id))
         if self._outbox_enabled:
-            self._outbox.append(OutboxEvent(str(next(self._seq)), run))
+            self._outbox.append(
+                OutboxEvent(
+                    str(next(self._seq)), run.id, run.version, functools.partial(_same, run)
+                )
+            )
             self._outbox_signal.fire()
         for queue in self._watchers.get(run.id, ()):
             queue.put_nowait(run)
@@ -326,6 +331,10 @@ class MemoryQueueStore:
         acked = {event.event_id for event in events}
         while self._outbox and self._outbox[0].event_id in acked:
             self._outbox.popleft()
+
+
+def _same(run: Run) -> Run:
+    return run
 
 
 def _now_ts() -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -132,6 +133,14 @@ def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
         attempt=int(fields["lease_attempt"]),
         deadline=deadline,
         abort_reason=fields.get("abort"),
+    )
+
+
+def _outbox_event(entry_id: str, entry: Mapping[str, str]) -> OutboxEvent:
+    snapshot = entry["snapshot"]
+    fields = json.loads(snapshot)
+    return OutboxEvent(
+        entry_id, fields["id"], int(fields["v"]), functools.partial(run_from_fields, fields)
     )
 
 
@@ -589,10 +598,7 @@ class RedisQueueStore:
                 OUTBOX_GROUP, self._consumer, {stream: ">"}, count=limit, **block
             )
             entries = found[0][1] if found else []
-        return [
-            OutboxEvent(entry_id, run_from_fields(json.loads(fields["snapshot"])))
-            for entry_id, fields in entries
-        ]
+        return [_outbox_event(entry_id, fields) for entry_id, fields in entries]
 
     async def outbox_size(self) -> int:
         # Acknowledged entries are deleted, so the stream holds only undelivered ones.
