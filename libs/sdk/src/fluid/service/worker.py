@@ -145,6 +145,8 @@ class LeasingWorker:
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def _release(self, run_ids: list[str]) -> None:
+        if not run_ids:
+            return
         try:
             await self.dispatcher.ReleaseRuns(
                 dispatcher_pb2.ReleaseRunsRequest(worker_id=self.worker_id, run_ids=run_ids),
