@@ -11,16 +11,15 @@ import logging
 from dataclasses import replace
 
 import grpc
-from opentelemetry import trace
 
 from fluid.scheduler.loader import load_tasks
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunOutcome
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
-from fluid.service.telemetry import context_from, current_trace_context, tracer
+from fluid.service.telemetry import current_trace_context, run_span
 from fluid.service.worker import LeasingWorker
 
 from .backend import Backend
@@ -75,27 +74,18 @@ class CpuRunnerService:
         return []  # the runner serves only health and reflection
 
     async def _execute(self, task: Task, run: Run) -> RunOutcome:
-        with tracer("fluid.cpu_runner").start_as_current_span(
+        with run_span(
+            "fluid.cpu_runner",
             f"cpu-run {task.name}",
-            context=context_from(run.trace_context),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "fluid.task": task.name,
-                "fluid.run_id": run.id,
-                "fluid.attempt": run.attempt,
-                "fluid.cpu_backend": self.backend.name,
-            },
+            run,
+            **{"fluid.cpu_backend": self.backend.name},
         ) as span:
-            try:
-                # The process's own span ("run <task>") hangs under this one.
-                outcome = await self.backend.execute(
-                    task, replace(run, trace_context=current_trace_context())
-                )
-            except Exception as exc:
-                # The worker reports only what the executor returns: a runner-side error
-                # (no fork server, API refused the Job) must still end the attempt.
-                logger.exception("run %s of %s could not be executed", run.id, task.name)
-                outcome = RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+            # The process's own span ("run <task>") hangs under this one. A runner-side
+            # error (no fork server, the API refused the Job) ends the attempt as a failure
+            # in the worker runtime.
+            outcome = await self.backend.execute(
+                task, replace(run, trace_context=current_trace_context())
+            )
             span.set_attribute("fluid.state", str(outcome.state))
             return outcome
 

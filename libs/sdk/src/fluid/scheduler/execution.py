@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from fluid.service.telemetry import context_from, tracer
+from fluid.service.telemetry import run_span
 
 from .models import RunError, RunOutcome, TaskState
 from .run import Run, current_run
@@ -34,16 +34,8 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
     The span joins the trace the run was queued in (stored on the run), so an attempt
     executed minutes later still hangs under the call that queued it.
     """
-    with tracer("fluid.worker").start_as_current_span(
-        f"run {task.name}",
-        context=context_from(run.trace_context),
-        kind=trace.SpanKind.CONSUMER,
-        attributes={
-            "fluid.task": task.name,
-            "fluid.run_id": run.id,
-            "fluid.attempt": run.attempt,
-            "messaging.operation.type": "process",
-        },
+    with run_span(
+        "fluid.worker", f"run {task.name}", run, **{"messaging.operation.type": "process"}
     ) as span:
         # Log lines of the task and of fluid name the run (see fluid.service.logs).
         token = current_run.set(run)

@@ -21,8 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from fluid.scheduler.errors import FluidError
 
-from .settings import ClientSettings, ServerSettings
 from .metrics import configure_metrics
+from .settings import ClientSettings, ServerSettings
 from .telemetry import configure_tracing, flush_tracing, server_interceptors
 
 ENTRY_POINT_GROUP = "fluid.services"

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -123,3 +124,20 @@ def context_from(carrier: Mapping[str, str]) -> otel_context.Context:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+def run_span(
+    tracer_name: str, name: str, run: Any, **attributes: str | int
+) -> AbstractContextManager[trace.Span]:
+    """A span of one attempt of ``run``, inside the trace the run was queued in."""
+    return tracer(tracer_name).start_as_current_span(
+        name,
+        context=context_from(run.trace_context),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "fluid.task": run.task,
+            "fluid.run_id": run.id,
+            "fluid.attempt": run.attempt,
+            **attributes,
+        },
+    )
