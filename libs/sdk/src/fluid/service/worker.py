@@ -66,6 +66,8 @@ class LeasingWorker:
     concurrency: int = 100
     lease_wait: float = 1.0
     report_batch_size: int = 256
+    # Seconds a busy worker waits for more free slots before leasing (batching).
+    lease_linger: float = 0.002
     worker_id: str = ""
     lease_ttl: float = 15.0
     # Handlers of the plugins found in the task modules (see fluid.scheduler.lifecycle).
@@ -165,6 +167,11 @@ class LeasingWorker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if free < self.concurrency // 2 and self.lease_linger:
+                # Busy: let a few more runs finish so one lease call brings many runs
+                # rather than many calls one run each (an idle worker leases at once).
+                await asyncio.sleep(self.lease_linger)
+                free = self.concurrency - len(self._in_flight)
             try:
                 response = await self.dispatcher.LeaseRuns(
                     dispatcher_pb2.LeaseRunsRequest(
