@@ -311,9 +311,10 @@ class Dispatcher:
     async def heartbeat(
         self, worker_id: str, run_ids: Sequence[str]
     ) -> tuple[dict[str, str], list[str]]:
-        await self._worker(worker_id)
-        names = {run.task for run_id in run_ids if (run := await self.store.get_run(run_id))}
-        tasks = {name: await self._task(name) for name in names}
+        worker = await self._worker(worker_id)
+        # The worker runs only tasks it registered: their (cached) definitions suffice,
+        # with no read of each run.
+        tasks = {name: await self._task(name) for name in worker.task_names}
         now = self.clock()
         outcome = await self.store.extend_leases(
             worker_id, run_ids, self._lease_deadline(tasks, now), now
