@@ -13,12 +13,14 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fluid.scheduler import Client, TaskState, wire
-from fluid.scheduler.errors import InvalidArgumentError, NotFoundError
+from fluid.scheduler.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
+from fluid_history.service import HistoryService
 from fluid_history.store.migrate import SchemaNotCurrentError
+from fluid_history.store.sql import SqlRunStore
 
 from .support import T0, MakeRun
 
@@ -276,3 +278,29 @@ async def test_retention_deletes_expired_runs_in_the_background(
             assert [run.id for run in (await client.list_runs()).runs] == ["kept"]
     finally:
         await host.stop()
+
+
+async def test_a_starting_history_waits_for_its_database(tmp_path: Path) -> None:
+    class LateDatabase(SqlRunStore):
+        """Refuses to open twice, as a database still starting would."""
+
+        refusals = 2
+
+        async def open(self) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise UnavailableError("database starting")
+            await super().open()
+
+    store = LateDatabase(f"sqlite+aiosqlite:///{tmp_path / 'late.db'}")
+    service = HistoryService(store, database_wait_seconds=30)
+    await service.start()
+    try:
+        assert store.refusals == 0
+    finally:
+        await service.stop(1)
+
+    gone = LateDatabase(f"sqlite+aiosqlite:///{tmp_path / 'gone.db'}")
+    gone.refusals = 100
+    with pytest.raises(UnavailableError):
+        await HistoryService(gone, database_wait_seconds=0.1).start()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 
 import grpc
 
+from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.v1 import history_pb2_grpc
 from fluid.service.host import Service, ServiceContext
 
@@ -16,8 +19,11 @@ from .domain.retention import Retention
 from .metrics import IngestLag
 from .settings import HistorySettings
 from .store.base import RunStore
+from .store.engine import database_errors
 from .store.sql import SqlRunStore
 from .tracing import RecordSpans
+
+logger = logging.getLogger("fluid.history")
 
 
 class HistoryService:
@@ -25,8 +31,14 @@ class HistoryService:
 
     name = "history"
 
-    def __init__(self, store: RunStore, retention: Retention | None = None) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        retention: Retention | None = None,
+        database_wait_seconds: float = 60.0,
+    ) -> None:
         self._store = store
+        self._database_wait = database_wait_seconds
         self._history = RunHistory(store, on_recorded=[RecordSpans(), IngestLag()])
         self._retention = retention
         self._retention_task: asyncio.Task[None] | None = None
@@ -39,7 +51,22 @@ class HistoryService:
 
     async def start(self) -> None:
         # Until this returns the host reports NOT_SERVING and the store answers UNAVAILABLE.
-        await self._store.open()
+        # A database that is not up yet (both starting together) is waited for, not fatal.
+        deadline = time.monotonic() + self._database_wait
+        delay = 0.5
+        while True:
+            try:
+                async with database_errors():
+                    await self._store.open()
+                break
+            except UnavailableError as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "history database not reachable (%s); retrying in %.1fs", error, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         if self._retention is not None:
             self._retention_task = asyncio.create_task(
                 self._retention.run(), name="history-retention"
@@ -69,4 +96,4 @@ def create_service(context: ServiceContext) -> Service:
         if settings.history_retention_days > 0
         else None
     )
-    return HistoryService(store, retention)
+    return HistoryService(store, retention, settings.history_database_wait_seconds)

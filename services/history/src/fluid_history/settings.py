@@ -18,6 +18,8 @@ class HistorySettings(FluidBaseSettings):
     # in development; production turns it off and runs `fluid history migrate` once per
     # release (a Job), so replicas never need DDL rights.
     history_migrate_on_start: bool = True
+    # How long a starting history waits for its database before it gives up (and exits).
+    history_database_wait_seconds: float = Field(default=60, ge=0)
     # FLUID_HISTORY_RETENTION_DAYS: delete runs queued longer ago than this; 0 keeps all.
     history_retention_days: float = Field(default=0, ge=0)
     history_retention_interval_seconds: float = Field(default=3600, gt=0)
