@@ -38,7 +38,8 @@ def configure_tracing(service_name: str, *, console: bool = False) -> None:
     """Install a tracer provider for this process unless one is already installed.
 
     Spans are exported with OTLP over gRPC when the standard ``OTEL_EXPORTER_OTLP_*``
-    variables say where (the exporter reads them itself), and printed with ``console``.
+    variables say where (the exporter reads them itself), and printed with ``console``;
+    with neither, no provider is installed.
     """
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -49,6 +50,11 @@ def configure_tracing(service_name: str, *, console: bool = False) -> None:
     )
 
     if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    if not (otlp_configured() or console):
+        # Nothing would receive the spans: the API's no-op tracer still propagates the
+        # caller's trace context, and costs nothing per run (it did: about a tenth of
+        # history's CPU under load went to recording spans nobody exported).
         return
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     if otlp_configured():
