@@ -125,3 +125,10 @@ async def parent_of_cpu(ctx: TaskRun) -> str:
 async def tick(ctx: TaskRun) -> str:
     """Fires every second wherever a scheduler runs (the metrics test reads its lateness)."""
     return "tick"
+
+
+@task
+async def chatty(ctx: TaskRun) -> None:
+    """Logs a little: its lines become the run's output tail (`fluid logs`)."""
+    ctx.logger.info("starting %s", ctx.id)
+    ctx.logger.warning("almost done")

@@ -77,3 +77,9 @@ async def test_mistakes_are_one_clear_line(system: Host) -> None:
     assert code == 1 and "params.name" in err and "Traceback" not in err
     code, _, err = await fluid("--address", f"127.0.0.1:{free_port()}", "tasks")
     assert code == 1 and "cannot reach fluid" in err and "Traceback" not in err
+
+
+async def test_logs_prints_what_a_run_logged(system: Host) -> None:
+    run = await fluid_json(system.address, "queue", "chatty", "--wait")
+    code, out, _ = await fluid("--address", system.address, "logs", run["id"])
+    assert code == 0 and "almost done" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
@@ -188,3 +189,15 @@ async def test_plugins_in_task_modules_receive_lifecycle_events(client: Client) 
     # "success.billing" fires only for the task tagged billing.
     assert ("success.billing", tagged.id) in events
     assert ("success.billing", untagged.id) not in events
+
+
+async def test_what_a_run_logs_is_kept_as_its_output(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # as `fluid serve` logs (pytest's root logger warns only)
+    run = await client.queue_and_wait("chatty", timeout=10)
+    assert run.state is TaskState.success
+    assert run.output_tail[-2:] == (
+        f"INFO fluid.task.chatty: starting {run.id}",
+        "WARNING fluid.task.chatty: almost done",
+    )

@@ -5,6 +5,9 @@ Runs execute on this process's event loop, concurrently, each under its timeout.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import grpc
 
 from fluid.scheduler.client import Client
@@ -16,6 +19,7 @@ from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
+from fluid.service.logs import RunLogCapture
 from fluid.service.worker import LeasingWorker
 
 from .settings import WorkerSettings
@@ -34,15 +38,20 @@ class IoWorkerService:
         self.worker: LeasingWorker | None = None
         self._channel: grpc.aio.Channel | None = None
         self._client: Client | None = None
+        self._logs = RunLogCapture(self.settings.output_tail_lines)
 
     def attach(self, server: grpc.aio.Server) -> list[str]:
         return []  # the worker serves only health and reflection
 
     async def _execute(self, task: Task, run: Run) -> RunOutcome:
         assert self._client is not None, "started"
-        return await execute_run(task, run, self._client)
+        with self._logs.capturing(run.id) as tail:
+            outcome = await execute_run(task, run, self._client)
+        # `fluid logs RUN_ID` shows what the run logged (ctx.logger and any logger).
+        return replace(outcome, output_tail=tuple(tail))
 
     async def start(self) -> None:
+        logging.getLogger().addHandler(self._logs)
         self._channel = open_channel(self.context.clients.dispatcher)
         self._client = Client(settings=self.context.clients)
         self.worker = LeasingWorker(
@@ -58,6 +67,7 @@ class IoWorkerService:
     async def stop(self, grace: float) -> None:
         if self.worker is not None:
             await self.worker.stop(grace)
+        logging.getLogger().removeHandler(self._logs)
         if self._client is not None:
             await self._client.close()
         if self._channel is not None:

@@ -14,3 +14,5 @@ class WorkerSettings(TaskModuleSettings):
     # Long-poll length: also bounds how long a stopping worker waits for its last poll.
     lease_wait_seconds: float = Field(default=1.0, gt=0)
     report_batch_size: int = Field(default=256, gt=0)
+    # Log lines of each run kept as its output tail (`fluid logs RUN_ID`).
+    output_tail_lines: int = Field(default=50, ge=0)

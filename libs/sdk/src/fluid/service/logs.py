@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -72,3 +75,33 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "pretty") -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class RunLogCapture(logging.Handler):
+    """Keeps the last log lines of each run executing in this process (its output tail).
+
+    Runs on an event loop share stdout, so their output cannot be told apart; their log
+    records can: each carries the run it was emitted under (``current_run``).
+    """
+
+    def __init__(self, lines: int = 50) -> None:
+        super().__init__(level=logging.INFO)
+        self.lines = lines
+        self._tails: dict[str, deque[str]] = {}
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        run = current_run.get()
+        tail = self._tails.get(run.id) if run is not None else None
+        if tail is not None:
+            tail.append(self.format(record))
+
+    @contextmanager
+    def capturing(self, run_id: str) -> Iterator[deque[str]]:
+        """Collect the run's lines while the block runs; the deque holds the tail."""
+        tail: deque[str] = deque(maxlen=self.lines)
+        self._tails[run_id] = tail
+        try:
+            yield tail
+        finally:
+            self._tails.pop(run_id, None)
