@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,20 @@ def current_trace_context() -> dict[str, str]:
     """The active span's W3C context (traceparent, tracestate) to store on a run."""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def run_trace_context() -> dict[str, str]:
+    """The trace context to store on a new run: the caller's, or a trace of its own.
+
+    A run always carries a trace id, even when no tracer provider records spans (no
+    exporter configured): its log lines and the processes it runs in still share it.
+    """
+    carrier = current_trace_context()
+    if not carrier:
+        trace_id = secrets.randbits(128) or 1
+        span_id = secrets.randbits(64) or 1
+        carrier = {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
     return carrier
 
 

@@ -11,7 +11,7 @@ import grpc
 from fluid.scheduler import wire
 from fluid.scheduler.errors import InvalidArgumentError
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
-from fluid.service.telemetry import current_trace_context
+from fluid.service.telemetry import run_trace_context
 
 from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
 from ..domain.records import WorkerKind
@@ -59,7 +59,7 @@ def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
             from_run_id=request.from_run_id,
             # The server span is a child of the caller's span: storing it makes the run's
             # later execution join the caller's trace.
-            trace_context=current_trace_context(),
+            trace_context=run_trace_context(),
         )
 
 
