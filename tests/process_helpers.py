@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -62,3 +63,21 @@ def serve(service: str, port: int, env: Mapping[str, str], log: Path) -> subproc
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def system_env(workdir: Path, ports: Mapping[str, int], **extra: str) -> dict[str, str]:
+    """Environment of `fluid serve` processes forming one system with sample_tasks.
+
+    History on a SQLite file in ``workdir``; the services find each other on ``ports``.
+    """
+    return {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent),
+        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'history.db'}",
+        "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
+        "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
+        "FLUID_TASK_MODULES": "sample_tasks",
+        # A stopping worker waits for its current long poll: keep polls short in tests.
+        "FLUID_LEASE_WAIT_SECONDS": "0.2",
+        **extra,
+    }

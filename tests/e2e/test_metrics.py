@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import urllib.request
 from pathlib import Path
 
 import pytest
-from process_helpers import free_port, serve, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 from fluid.scheduler import Client, TaskState
 
@@ -39,16 +38,7 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     names = ("history", "dispatcher", "io-worker", "scheduler")
     ports = {name: free_port() for name in names}
     metrics_ports = {name: free_port() for name in names}
-    base = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
-        "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
-        "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
-        "FLUID_TASK_MODULES": "sample_tasks",
-        "FLUID_LEASE_WAIT_SECONDS": "0.2",
-        "FLUID_HOUSEKEEPING_INTERVAL_SECONDS": "0.2",
-    }
+    base = system_env(tmp_path, ports, FLUID_HOUSEKEEPING_INTERVAL_SECONDS="0.2")
     processes = [
         serve(
             name,

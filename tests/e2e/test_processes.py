@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from process_helpers import free_port, serve, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 from fluid.scheduler import Client, TaskState
 
@@ -21,15 +20,7 @@ TESTS = Path(__file__).parent.parent
 def processes(tmp_path: Path) -> Iterator[dict[str, str]]:
     ports = {name: free_port() for name in ("history", "dispatcher", "io-worker")}
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
-        "FLUID_DISPATCHER_ADDRESS": addresses["dispatcher"],
-        "FLUID_HISTORY_ADDRESS": addresses["history"],
-        "FLUID_TASK_MODULES": "sample_tasks",
-        "FLUID_LEASE_WAIT_SECONDS": "0.2",
-    }
+    env = system_env(tmp_path, ports)
     started = [serve(name, port, env, tmp_path / f"{name}.log") for name, port in ports.items()]
     try:
         yield addresses

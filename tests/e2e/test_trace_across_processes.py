@@ -8,7 +8,6 @@ execution (in the runner and in its own process) must hang under the IO run's tr
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from process_helpers import free_port, serve, serving, stop_processes
+from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 from fluid.scheduler import Client, TaskState
 
@@ -83,18 +82,13 @@ async def test_a_cpu_child_of_an_io_run_is_one_trace_across_processes(
 ) -> None:
     collected, otlp_port = receiver
     ports = {name: free_port() for name in SERVICES}
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
-        "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
-        "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
-        "FLUID_TASK_MODULES": "sample_tasks",
-        "FLUID_LEASE_WAIT_SECONDS": "0.2",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
+    env = system_env(
+        tmp_path,
+        ports,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    )
     processes = [serve(name, port, env, tmp_path / f"{name}.log") for name, port in ports.items()]
     try:
         for port in ports.values():
