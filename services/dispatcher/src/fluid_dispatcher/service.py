@@ -11,6 +11,7 @@ import grpc
 
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from fluid.service.host import ServiceContext
+from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import DispatcherServicer
 from .domain.dispatcher import Dispatcher, DispatcherConfig
@@ -84,9 +85,7 @@ class DispatcherService:
                     # Acks happen in the forwarder's task; nothing signals "empty".
                     while await self.store.outbox_size():  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(self._background)
         await self.store.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -12,6 +11,7 @@ import grpc
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.v1 import history_pb2_grpc
 from fluid.service.host import Service, ServiceContext
+from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory
@@ -75,9 +75,7 @@ class HistoryService:
     async def stop(self, grace: float) -> None:
         task, self._retention_task = self._retention_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         # Requests already holding a connection finish on it; new ones get UNAVAILABLE.
         await self._store.close()
 

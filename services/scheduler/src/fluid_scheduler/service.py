@@ -14,6 +14,7 @@ from fluid.scheduler.client import Client
 from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from fluid.service.host import ServiceContext
+from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import SchedulerServicer
 from .dispatcher import DispatcherTasks
@@ -91,9 +92,7 @@ class SchedulerService:
         ]
 
     async def stop(self, grace: float) -> None:
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
         # A standby takes the released lease at its next pass instead of waiting a TTL out.
         await self.scheduler.leadership.resign()
         await self.client.close()

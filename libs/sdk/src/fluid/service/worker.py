@@ -30,6 +30,8 @@ from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from .tasks import cancel_and_wait
+
 logger = logging.getLogger("fluid.worker")
 
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -142,9 +144,7 @@ class LeasingWorker:
         if leftover:
             await self._release([flight.run.id for flight in leftover])
         await self._flush_reports()
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
 
     async def _release(self, run_ids: list[str]) -> None:
         if not run_ids:
