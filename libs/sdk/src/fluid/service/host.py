@@ -169,6 +169,10 @@ class Host:
         self._services = [_load(factories[name])(context) for name in self.service_names]
         served = [name for service in self._services for name in service.attach(server)]
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        # The servicer says SERVING for "" from the start; the services are not started
+        # yet (history may be migrating), so probes and waiting clients must hear NOT_SERVING.
+        for name in ["", *served]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             [
