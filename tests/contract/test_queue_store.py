@@ -465,6 +465,22 @@ async def test_a_run_of_a_disabled_task_becomes_blocked(store: QueueStore) -> No
     assert (await store.running_counts()).get("add", 0) == 0
 
 
+async def test_lease_honours_a_disable_its_caller_has_not_seen(store: QueueStore) -> None:
+    """A dispatcher replica leases with its cached registration; the store's flag wins."""
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    cached = await task_records(store)
+    await store.set_task_enabled("add", False)
+    blocked_tasks: list[TaskRecord] = []
+
+    def blocked(run: Run, task: TaskRecord) -> Run:
+        blocked_tasks.append(task)
+        return replace(run, state=TaskState.aborted, end=at(1), reason="disabled")
+
+    assert await store.lease_runs(worker, cached, 10, at(1), TTL, blocked) == []
+    assert [task.enabled for task in blocked_tasks] == [False]
+
+
 async def test_running_counts_follow_leases(store: QueueStore) -> None:
     worker = await register(store, TaskDefinition(name="add"), TaskDefinition(name="scan"))
     for run_id in ("add-1", "add-2", "add-3"):

@@ -16,7 +16,7 @@ from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskPriori
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig, QueueRequest
 from fluid_dispatcher.domain.outcomes import INTERRUPTION_RETRY
-from fluid_dispatcher.domain.records import Lease, WorkerKind
+from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind
 from fluid_dispatcher.store.memory import MemoryQueueStore
 from fluid_dispatcher.store.signals import WorkTicket
 
@@ -571,6 +571,36 @@ async def test_a_run_of_a_disabled_task_is_aborted(dispatcher: Dispatcher) -> No
     run = await dispatcher.get_run(run_id)
     assert run.state is TaskState.aborted
     assert "disabled" in run.reason
+
+
+class SlowTaskReadStore(MemoryQueueStore):
+    """A memory store whose task reads return a snapshot taken before they are released,
+    as a Redis round trip can when an operator toggles the task meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def get_task(self, name: str) -> TaskRecord | None:
+        snapshot = await super().get_task(name)
+        self.reading.set()
+        await self.release.wait()
+        return snapshot
+
+
+async def test_a_task_read_overlapping_a_disable_is_not_cached() -> None:
+    store = SlowTaskReadStore()
+    dispatcher = Dispatcher(store, DispatcherConfig(task_cache_ttl=timedelta(hours=1)))
+    await register(dispatcher, ADD)
+    stale_read = asyncio.create_task(queue(dispatcher))
+    await asyncio.wait_for(store.reading.wait(), PROMPTLY)
+    store.release.set()  # the disable below does not wait on reads
+    await dispatcher.set_task_enabled("add", False)
+    await stale_read
+
+    assert await lease_ids(dispatcher) == []
+    await store.close()
 
 
 async def test_set_task_enabled_of_an_unknown_task_is_not_found(dispatcher: Dispatcher) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +82,9 @@ class Dispatcher:
         self.clock = clock
         self.metrics = DispatcherMetrics()
         self._tasks: dict[str, tuple[TaskRecord, float]] = {}
+        # Bumped by every change this replica makes to a task: a read that overlapped
+        # a change may hold the old record and must not be cached.
+        self._task_changes = 0
 
     async def _task(self, name: str) -> TaskRecord | None:
         """The task's registration, cached for ``task_cache_ttl``: every queue, lease and
@@ -92,12 +95,18 @@ class Dispatcher:
             and time.monotonic() - cached[1] < self.config.task_cache_ttl.total_seconds()
         ):
             return cached[0]
+        changes_before = self._task_changes
         record = await self.store.get_task(name)
-        if record is None:
+        if record is None or changes_before != self._task_changes:
             self._tasks.pop(name, None)
         else:
             self._tasks[name] = (record, time.monotonic())
         return record
+
+    def _forget_tasks(self, names: Iterable[str]) -> None:
+        self._task_changes += 1
+        for name in names:
+            self._tasks.pop(name, None)
 
     # -- workers and tasks -------------------------------------------------------
     async def register_worker(
@@ -114,8 +123,7 @@ class Dispatcher:
         await self.store.register_worker(
             worker_id, kind, definitions, max(concurrency, 1), self.clock()
         )
-        for definition in definitions:
-            self._tasks.pop(definition.name, None)
+        self._forget_tasks(definition.name for definition in definitions)
         logger.info(
             "worker %s (%s) registered tasks: %s",
             worker_id,
@@ -158,8 +166,9 @@ class Dispatcher:
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
         if not name:
             raise InvalidArgumentError("name: required")
-        self._tasks.pop(name, None)
-        if await self.store.set_task_enabled(name, enabled) is None:
+        record = await self.store.set_task_enabled(name, enabled)
+        self._forget_tasks([name])
+        if record is None:
             raise NotFoundError(f"task {name} not found")
         logger.info("task %s %s", name, "enabled" if enabled else "disabled")
         return next(status for status in await self.list_tasks() if status.record.name == name)

@@ -219,6 +219,9 @@ class MemoryQueueStore:
             (_, _, run_id, _), name = min(heads)
             heapq.heappop(self._ready[name])
             run, task = self._runs[run_id], by_name[name]
+            # The stored flag, not the caller's copy: an operator may have just disabled it.
+            live = self._tasks.get(name)
+            task = replace(task, enabled=live.enabled if live else task.enabled)
             limit = task.definition.max_concurrency
             if not task.enabled or (limit and self._running[name] >= limit):
                 # Only the run that met the limit is blocked; the task's others stay queued.

@@ -446,15 +446,9 @@ class RedisQueueStore:
         blocked: BlockedRun,
     ) -> list[tuple[Run, Lease]]:
         per_task = [
-            value
-            for task in tasks
-            for value in (
-                task.name,
-                str(task.definition.max_concurrency),
-                "1" if task.enabled else "0",
-            )
+            value for task in tasks for value in (task.name, str(task.definition.max_concurrency))
         ]
-        leased_replies, blocked_ids, next_due = await self._lease(
+        leased_replies, blocked_pairs, next_due = await self._lease(
             args=self._args(
                 worker.worker_id,
                 _ts(now),
@@ -466,13 +460,8 @@ class RedisQueueStore:
             )
         )
         by_name = {task.name: task for task in tasks}
-        for run_id in blocked_ids:
-
-            def decide(run: Run, lease: Lease | None) -> Run | None:
-                task = by_name.get(run.task)
-                return blocked(run, task) if task and run.state is TaskState.queued else None
-
-            await self.update_run(run_id, decide)
+        for run_id, enabled in zip(blocked_pairs[::2], blocked_pairs[1::2], strict=True):
+            await self.update_run(run_id, _blocked_decision(by_name, enabled == "1", blocked))
         # Remembered so a long poll wakes up for the next delayed run without asking Redis.
         self._next_due = float(next_due) if next_due else None
         leased = []
@@ -618,3 +607,17 @@ class RedisQueueStore:
         """Remove every key of this namespace (tests and resets)."""
         async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
             await self.redis.delete(key)
+
+
+def _blocked_decision(
+    tasks: Mapping[str, TaskRecord], enabled: bool, blocked: BlockedRun
+) -> Callable[[Run, Lease | None], Run | None]:
+    """The change of a run the lease script parked, with the enabled flag it read."""
+
+    def decide(run: Run, lease: Lease | None) -> Run | None:
+        task = tasks.get(run.task)
+        if task is None or run.state is not TaskState.queued:
+            return None
+        return blocked(run, replace(task, enabled=enabled))
+
+    return decide

@@ -113,8 +113,10 @@ return 1
 
 # Promote due runs, then lease the best ready runs of the given tasks. ARGV: prefix,
 # outbox, worker id, now, lease deadline, max runs, blocked-retry cutoff, task count, then
-# (name, max_concurrency, enabled) per task. Returns {the leased runs' HGETALL replies,
-# blocked ids, the next delayed run's due time or ""}.
+# (name, max_concurrency) per task. Returns {the leased runs' HGETALL replies, (blocked id,
+# '1' when its task is enabled else '0') pairs, the next delayed run's due time or ""}.
+# The enabled flag is read here, not passed in: a replica's cached registration may not
+# have seen an operator disable the task on another replica a moment ago.
 LEASE = (
     _REINDEX
     + """
@@ -137,8 +139,9 @@ for _, id in ipairs(stale) do
 end
 
 local tasks = {}
-for i = 9, 8 + 3 * tonumber(ARGV[8]), 3 do
-  tasks[#tasks + 1] = {name = ARGV[i], limit = tonumber(ARGV[i + 1]), enabled = ARGV[i + 2] == '1'}
+for i = 9, 8 + 2 * tonumber(ARGV[8]), 2 do
+  tasks[#tasks + 1] = {name = ARGV[i], limit = tonumber(ARGV[i + 1]),
+    enabled = redis.call('HGET', p .. 'enabled', ARGV[i]) ~= '0'}
 end
 
 local leased, blocked = {}, {}
@@ -161,6 +164,7 @@ while #leased < max_runs do
     -- the run that met the limit is blocked: its task is skipped for the rest of the call.
     redis.call('ZADD', p .. 'blocked', now, best)
     blocked[#blocked + 1] = best
+    blocked[#blocked + 1] = best_task.enabled and '1' or '0'
     best_task.saturated = true
   else
     local key = p .. 'run:' .. best
