@@ -34,6 +34,7 @@ async def whoami(ctx: TaskRun[Probe]) -> dict[str, object]:
         "flavour": os.environ.get("CPU_TASK_FLAVOUR"),
         "traceparent": os.environ.get("TRACEPARENT"),
         "grpc_loaded": "grpc" in sys.modules,
+        "runner_main_loaded": "pytest" in sys.modules,
     }
 
 

@@ -6,48 +6,17 @@ forkserver per run (the ``cpu_mode`` fixture).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from fluid.scheduler import Client, TaskState
 
+from run_processes import gone, ready_pids
 from runner_output import OutputLines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting for init to reap it does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def _gone(*pids: int, timeout: float = 10) -> bool:
-    """Bounded polling: a killed process disappears soon, not at an event we can await."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while any(_alive(pid) for pid in pids):
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-def _ready_pids(line: str) -> tuple[int, int]:
-    match = re.search(r"ready pid=(\d+) grandchild=(\d+)", line)
-    assert match is not None, line
-    return int(match[1]), int(match[2])
 
 
 def _trace_id(traceparent: str) -> str:
@@ -86,12 +55,12 @@ async def test_a_timeout_kills_the_process_group_and_fails(
     client: Client, output: OutputLines
 ) -> None:
     queued = await client.queue("hang")
-    pid, grandchild = _ready_pids(await output.wait_for(queued.id, "ready"))
+    pid, grandchild = ready_pids(await output.wait_for(queued.id, "ready"))
     run = await client.wait(queued.id, timeout=30)
     assert run.state is TaskState.failure
     assert run.error is not None and run.error.type == "TimeoutError"
     assert "ready pid=" in run.error.traceback  # the last output lines tell what it did
-    assert await _gone(pid, grandchild)
+    assert await gone(pid, grandchild)
 
 
 async def test_ctx_abort_ends_aborted_and_is_not_retried(client: Client) -> None:
@@ -105,12 +74,12 @@ async def test_an_external_abort_kills_the_process_and_ends_aborted(
     client: Client, output: OutputLines
 ) -> None:
     queued = await client.queue("linger")
-    pid, grandchild = _ready_pids(await output.wait_for(queued.id, "ready"))
+    pid, grandchild = ready_pids(await output.wait_for(queued.id, "ready"))
     await client.abort(queued.id, "operator said stop")
     run = await client.wait(queued.id, timeout=30)
     assert run.state is TaskState.aborted
     assert run.reason == "operator said stop"
-    assert await _gone(pid, grandchild)
+    assert await gone(pid, grandchild)
 
 
 async def test_a_failing_run_is_retried_under_its_retry_policy(

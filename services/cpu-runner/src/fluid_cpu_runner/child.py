@@ -4,8 +4,8 @@
 on the inherited socket N and the outcome leaves on it, one JSON line each way, so
 stdout and stderr stay the task's own. Without ``--control-fd`` (a Kubernetes Job) the
 request is in ``FLUID_RUN_JSON`` and the outcome is printed as the last line of stdout
-after ``OUTCOME_MARKER``. ``fluid_cpu_runner.forked`` calls ``serve_control`` in a
-process forked from the warm forkserver.
+after ``OUTCOME_MARKER``. ``fluid_cpu_runner.forkserver`` calls ``serve_control`` in a
+process forked from the warm fork server.
 
 The exit status says how the run ended (0 success or aborted, 1 failure) so that a Job's
 own status agrees with the run's. Imports stay light: their cost is every run's start-up.
@@ -167,7 +167,7 @@ def configure_child_tracing() -> None:
         configure_tracing("fluid-cpu-task")
 
 
-def _exit_now(code: int) -> NoReturn:
+def exit_now(code: int) -> NoReturn:
     """End the process without the interpreter's teardown, after the atexit handlers.
 
     Tearing down every imported module costs a fresh process ~25 ms, longer than a small
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_child_tracing()
     try:
         if args[:1] == ["--control-fd"] and len(args) == 2:
-            _exit_now(serve_control(int(args[1])))
+            exit_now(serve_control(int(args[1])))
         if not args:
             return serve_environment(os.environ)
     except HandoffError as exc:

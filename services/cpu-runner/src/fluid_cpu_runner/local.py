@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
+from fluid.service.tasks import cancel_and_wait
 
-from .forked import InheritedFd, run_forked, warm_up
+from . import forkserver
 from .handoff import (
     HandoffError,
     RunRequest,
@@ -41,6 +42,8 @@ logger = logging.getLogger("fluid.cpu_runner")
 _DRAIN_SECONDS = 2.0
 # Outcome lines carry results up to the size gRPC accepts.
 _MAX_OUTCOME_BYTES = 64 * 1024 * 1024
+# The exit status of a fork whose fork server died: no one can wait for it any more.
+_LOST_WITH_FORK_SERVER = 255
 
 
 class RunProcess(Protocol):
@@ -71,6 +74,8 @@ class Launcher(Protocol):
 
     async def launch(self, environment: dict[str, str], pipes: ProcessPipes) -> RunProcess: ...
 
+    async def stop(self) -> None: ...
+
 
 class _Subprocess:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
@@ -92,6 +97,9 @@ class FreshLauncher:
     async def start(self) -> None:
         return None
 
+    async def stop(self) -> None:
+        return None
+
     async def launch(self, environment: dict[str, str], pipes: ProcessPipes) -> RunProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -111,86 +119,153 @@ class FreshLauncher:
 
 
 class _Forked:
-    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
-        self._process = process
-        assert process.pid is not None, "started"
-        # Kept: the process object is closed once reaped, the group may outlive it.
-        self._pid = process.pid
+    def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
+        self._pid = pid
+        self._exited = exited
 
     @property
     def pid(self) -> int:
         return self._pid
 
     async def wait(self) -> int:
-        # The forkserver writes the exit status to the sentinel; wait for it off-loop.
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        sentinel = self._process.sentinel
+        # Shielded: the fork server's report settles it, whoever stops waiting.
+        return await asyncio.shield(self._exited)
 
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
 
-        loop.add_reader(sentinel, readable)
-        try:
-            await exited
-        finally:
-            loop.remove_reader(sentinel)
-        self._process.join()
-        code = self._process.exitcode
-        self._process.close()
-        return 255 if code is None else code
+class ForkServerError(RuntimeError):
+    """The warm fork server could not start or fork."""
 
 
 class ForkLauncher:
-    """A fork of the warm forkserver per run: the task modules are already imported.
+    """A fork of the warm fork server per run: the task modules are already imported.
 
     Same isolation as a fresh interpreter (one process per run, killed with its group),
     without paying the imports per run. The environment a forked run gets is applied
     after the fork: variables read at interpreter start-up (``PYTHONPATH`` and the like)
-    keep the runner's values.
+    keep the runner's values. A fork server that dies is started again by the next run;
+    the runs it had forked are then reported as lost with it.
     """
 
     mode = "fork"
 
     def __init__(self, task_modules: Sequence[str]) -> None:
-        self._context = multiprocessing.get_context("forkserver")
-        # "__main__" first: multiprocessing otherwise re-imports the runner's main
-        # script in every fork; the client too, so ctx.queue does not import grpc per run.
-        self._preload = [
-            "__main__",
-            "fluid_cpu_runner.forked",
-            "fluid.scheduler.client",
-            *task_modules,
-        ]
+        # The client too, so ctx.queue does not import grpc per run.
+        self._preload = ["fluid.scheduler.client", *task_modules]
+        self._channel: socket.socket | None = None
+        self._server: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def server_pid(self) -> int | None:
+        """The fork server's pid while one runs."""
+        return self._server.pid if self._server is not None and self._channel else None
 
     async def start(self) -> None:
-        self._context.set_forkserver_preload(self._preload)
-        # The forkserver imports the modules before it forks anything: one throwaway
-        # process waits for that (seconds) off the event loop, not in the first run.
-        await asyncio.to_thread(self._warm_up)
+        async with self._lock:
+            await self._ensure_server()
 
-    def _warm_up(self) -> None:
-        process = self._context.Process(target=warm_up, name="fluid-cpu-warm-up")
-        process.start()
-        process.join()
-        process.close()
+    async def _ensure_server(self) -> socket.socket:
+        if self._channel is not None:
+            return self._channel
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._server = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "fluid_cpu_runner.forkserver",
+                "--channel-fd",
+                str(theirs.fileno()),
+                *self._preload,
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel = ours
+        self._replies = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(ours), name="fork-server-replies")
+        # The imports take seconds: the first run should not be the one waiting for them.
+        ready = await self._replies.get()
+        if "ready" not in ready:
+            await self._close()
+            raise ForkServerError(ready.get("error", "the fork server ended before it was ready"))
+        logger.info("fork server %d ready with %s", self._server.pid, ", ".join(self._preload))
+        return ours
+
+    async def _read(self, channel: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await loop.sock_recv(channel, forkserver.MAX_MESSAGE):
+                reply = json.loads(data)
+                if "status" in reply:
+                    exited = self._exits.pop(reply["pid"], None)
+                    if exited is not None and not exited.done():
+                        exited.set_result(int(reply["status"]))
+                else:
+                    if "pid" in reply:
+                        self._exits[reply["pid"]] = loop.create_future()
+                    self._replies.put_nowait(reply)
+        except ConnectionError:
+            pass
+        self._server_gone(channel)
+
+    def _server_gone(self, channel: socket.socket) -> None:
+        channel.close()
+        if self._channel is not channel:
+            return
+        self._channel = None
+        self._replies.put_nowait({"error": "the fork server ended"})
+        self._forget_forks()
+        logger.error("the fork server ended; the next run starts a new one")
+
+    def _forget_forks(self) -> None:
+        # Their exit can no longer be waited for: the backend kills their groups.
+        for exited in self._exits.values():
+            if not exited.done():
+                exited.set_result(_LOST_WITH_FORK_SERVER)
+        self._exits.clear()
 
     async def launch(self, environment: dict[str, str], pipes: ProcessPipes) -> RunProcess:
-        process = self._context.Process(
-            target=run_forked,
-            args=(
-                InheritedFd(pipes.control),
-                InheritedFd(pipes.stdout),
-                InheritedFd(pipes.stderr),
-                environment,
-            ),
-            name="fluid-cpu-run",
-        )
-        # A few milliseconds with the forkserver running: cheaper inline than in a thread,
-        # and multiprocessing's process bookkeeping is not thread-safe.
-        process.start()
-        return _Forked(process)
+        # One request at a time: the server answers in order, and the lock says whose.
+        fds = [pipes.control, pipes.stdout, pipes.stderr]
+        async with self._lock:
+            channel = await self._ensure_server()
+            try:
+                forkserver.send_message(channel, {"env": environment}, fds)
+            except OSError:
+                # It died since its last reply: its reader is about to read the end.
+                if self._reader is not None:
+                    await asyncio.wait([self._reader])
+                channel = await self._ensure_server()
+                forkserver.send_message(channel, {"env": environment}, fds)
+            reply = await self._replies.get()
+        if "pid" not in reply:
+            raise ForkServerError(reply.get("error", "the fork server did not fork"))
+        pid = int(reply["pid"])
+        return _Forked(pid, self._exits[pid])
+
+    async def stop(self) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._reader is not None:
+            await cancel_and_wait([self._reader])
+            self._reader = None
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            channel.close()  # the server ends when it reads the end of the channel
+        self._forget_forks()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait(), _DRAIN_SECONDS)
+            except TimeoutError:
+                self._server.kill()
+                await self._server.wait()
+            self._server = None
 
 
 def launcher_for(mode: str, task_modules: Sequence[str]) -> Launcher:
@@ -262,7 +337,7 @@ class LocalBackend:
         await self.launcher.start()
 
     async def stop(self) -> None:
-        return None
+        await self.launcher.stop()
 
     async def execute(self, task: Task, run: Run) -> RunOutcome:
         """Run one attempt in a new process; cancelling this kills the process group."""
