@@ -250,7 +250,8 @@ def test_services_find_each_other_through_their_services(rendered: Rendered) -> 
         ("FLUID_HISTORY_ADDRESS", "history"),
     ]:
         assert config[variable] == f"fluid-{service}:{port}"
-        rendered.get("Service", f"fluid-{service}")
+        # Headless, so that the channels' round robin sees every replica.
+        assert rendered.get("Service", f"fluid-{service}").spec.cluster_ip == "None", service
     (config_map,) = [
         item for item in rendered.all("ConfigMap") if item.metadata.name.startswith("fluid-config")
     ]

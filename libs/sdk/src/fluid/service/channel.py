@@ -1,6 +1,8 @@
-"""gRPC channels between fluid processes, with tracing and keepalive set once."""
+"""gRPC channels between fluid processes, with tracing, keepalive and balancing set once."""
 
 from __future__ import annotations
+
+import json
 
 import grpc
 
@@ -13,6 +15,10 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    # Calls go round the addresses the name resolves to, not all to the first: behind a
+    # headless Service (deploy/k8s) that spreads clients and workers over every dispatcher
+    # replica. A name with one address (a ClusterIP, localhost) behaves as before.
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 ]
 
 
