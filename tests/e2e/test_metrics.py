@@ -38,7 +38,13 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     names = ("history", "dispatcher", "io-worker", "scheduler")
     ports = {name: free_port() for name in names}
     metrics_ports = {name: free_port() for name in names}
-    base = system_env(tmp_path, ports, FLUID_HOUSEKEEPING_INTERVAL_SECONDS="0.2")
+    # A short lease, so that the run of the worker killed below expires within the test.
+    base = system_env(
+        tmp_path,
+        ports,
+        FLUID_HOUSEKEEPING_INTERVAL_SECONDS="0.2",
+        FLUID_LEASE_TTL_SECONDS="1",
+    )
     processes = [
         serve(
             name,
@@ -70,10 +76,21 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
                 if (await client.list_runs(task="tick")).runs:
                     break
                 await asyncio.sleep(0.1)
+            worker = await asyncio.to_thread(scrape, metrics_ports["io-worker"])
+            # A worker dies holding a run: its lease expires and the run is queued again.
+            stranded = await client.queue("sleeper", seconds=60)
+            for _ in range(100):
+                if (await client.get_run(stranded.id)).state is TaskState.running:
+                    break
+                await asyncio.sleep(0.05)
+            processes[names.index("io-worker")].kill()
+            for _ in range(100):
+                if (await client.get_run(stranded.id)).state is not TaskState.running:
+                    break
+                await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)  # one housekeeping pass refreshes the queue depth
             dispatcher = await asyncio.to_thread(scrape, metrics_ports["dispatcher"])
             history = await asyncio.to_thread(scrape, metrics_ports["history"])
-            worker = await asyncio.to_thread(scrape, metrics_ports["io-worker"])
             scheduler = await asyncio.to_thread(scrape, metrics_ports["scheduler"])
     finally:
         await asyncio.to_thread(stop_processes, processes)
@@ -87,6 +104,7 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     assert has_series(dispatcher, "fluid_run_duration_seconds_bucket", fluid_task="say_hi")
     assert has_series(dispatcher, "fluid_run_queue_wait_seconds_bucket", fluid_task="say_hi")
     assert has_series(dispatcher, "fluid_runs_rate_limited_total", fluid_task="exclusive")
+    assert has_series(dispatcher, "fluid_leases_expired_total", fluid_task="sleeper")
     assert has_series(history, "fluid_history_ingest_lag_seconds_bucket")
     assert has_series(scheduler, "fluid_schedule_lateness_seconds_bucket", fluid_task="tick")
     assert has_series(worker, "python_gc_objects_collected_total")  # workers serve it too
