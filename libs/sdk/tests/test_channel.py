@@ -4,37 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest_asyncio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fluid.service.channel import open_channel
 
-if TYPE_CHECKING:
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor
+PING = "/test.Replica/Ping"
 
 
-class CountingInterceptor(_ServerInterceptor):
-    """Counts the calls one replica received."""
+def replica_service(name: str, answered: Counter[str]) -> grpc.GenericRpcHandler[bytes, bytes]:
+    """A one-method service (raw bytes both ways) that counts the calls it answered."""
 
-    def __init__(self, name: str, answered: Counter[str]) -> None:
-        self.name = name
-        self.answered = answered
+    async def ping(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        answered[name] += 1
+        return request
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        self.answered[self.name] += 1
-        return await continuation(handler_call_details)
+    return grpc.method_handlers_generic_handler(
+        "test.Replica", {"Ping": grpc.unary_unary_rpc_method_handler(ping)}
+    )
 
 
 @pytest_asyncio.fixture
@@ -42,11 +31,8 @@ async def replicas() -> AsyncIterator[tuple[list[int], Counter[str]]]:
     answered: Counter[str] = Counter()
     servers, ports = [], []
     for name in ("a", "b"):
-        server = grpc.aio.server(interceptors=[CountingInterceptor(name, answered)])
-        health_pb2_grpc.add_HealthServicer_to_server(
-            health.aio.HealthServicer(),  # type: ignore[attr-defined]
-            server,
-        )
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([replica_service(name, answered)])
         ports.append(server.add_insecure_port("127.0.0.1:0"))
         await server.start()
         servers.append(server)
@@ -64,11 +50,11 @@ async def test_calls_go_round_every_address_of_the_name(
     # What a headless Service's name resolves to: one address per replica.
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
     async with open_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        ping = channel.unary_unary(PING, request_serializer=None, response_deserializer=None)
         # Bounded: round robin uses a replica once its connection is up, which on
         # loopback is at once; a channel pinned to one address never reaches the other.
         for _ in range(200):
-            await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            await ping(b"", timeout=5)
             if len(answered) == 2:
                 break
             await asyncio.sleep(0.005)
