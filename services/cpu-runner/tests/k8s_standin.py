@@ -2,14 +2,16 @@
 
 It serves one Deployment, and "runs" each Job it is given: the Job's container command
 and environment become a local process, whose exit status sets the Job's status and
-whose output is the pod's log. ``activeDeadlineSeconds`` is enforced like the Job
-controller does (the pod is killed, the Job fails with ``DeadlineExceeded``), and
-deleting a Job kills its process. Everything the runner sent is recorded for asserts.
+whose output is the pod's log (followed as it is printed, with ``follow=true``).
+``activeDeadlineSeconds`` is enforced like the Job controller does (the pod is killed,
+the Job fails with ``DeadlineExceeded``), and deleting a Job kills its process.
+Everything the runner sent is recorded for asserts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -29,7 +31,7 @@ NAMESPACE = "fluid-test"
 
 Query = dict[str, list[str]]
 Json = dict[str, Any]
-Reply = tuple[int, Json | str]
+Reply = tuple[int, Json | str | Iterator[str]]
 
 
 @dataclass
@@ -40,6 +42,7 @@ class FakeJob:
     outcome: str = "running"  # running, succeeded, failed, deadline
     deleted_with: dict[str, str] | None = None
     lines: list[str] = field(default_factory=list)
+    ended: bool = False  # the container exited: a followed log ends
 
     @property
     def name(self) -> str:
@@ -78,6 +81,9 @@ class KubernetesStandIn:
         self.deployment = deployment
         self.jobs: dict[str, FakeJob] = {}
         self.changed = threading.Condition()
+        # Followed-log requests answered "container is waiting to start", as the API
+        # does before a pod runs.
+        self.logs_not_ready_for = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
 
@@ -175,6 +181,7 @@ class KubernetesStandIn:
             timer.cancel()
         with self.changed:
             job.log = "\n".join(job.lines) + "\n"
+            job.ended = True
             if job.outcome == "running":
                 job.outcome = "succeeded" if code == 0 else "failed"
             self.changed.notify_all()
@@ -237,10 +244,29 @@ class KubernetesStandIn:
         job = self.jobs.get(pod.removesuffix("-pod"))
         if job is None:
             return _not_found()
+        if query.get("follow") == ["true"]:
+            with self.changed:
+                if self.logs_not_ready_for > 0:
+                    self.logs_not_ready_for -= 1
+                    message = f"container in pod {pod} is waiting to start: ContainerCreating"
+                    return 400, {**_status("Failure", "BadRequest", 400), "message": message}
+            return 200, self._followed_log(job)
         with self.changed:
             lines = job.log.splitlines()
         tail = int(query.get("tailLines", ["0"])[0]) or len(lines)
         return 200, "".join(f"{line}\n" for line in lines[-tail:])
+
+    def _followed_log(self, job: FakeJob) -> Iterator[str]:
+        """The lines as the container prints them, until it exits."""
+        sent = 0
+        while True:
+            with self.changed:
+                self.changed.wait_for(functools.partial(_news, job, sent))
+                new, ended = job.lines[sent:], job.ended
+            sent += len(new)
+            yield "".join(f"{line}\n" for line in new)
+            if ended:
+                return
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         prefix = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
@@ -268,6 +294,9 @@ class KubernetesStandIn:
                         break
                 else:
                     code, reply = _not_found()
+                if isinstance(reply, Iterator):
+                    self._stream(reply)
+                    return
                 text = isinstance(reply, str)
                 data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
                 self.send_response(code)
@@ -276,9 +305,24 @@ class KubernetesStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, chunks: Iterator[str]) -> None:
+                # No length: the body ends when the connection closes (HTTP/1.0).
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    for chunk in chunks:
+                        self.wfile.write(chunk.encode())
+                        self.wfile.flush()
+
             do_GET = do_POST = do_DELETE = _serve
 
         return Handler
+
+
+def _news(job: FakeJob, sent: int) -> bool:
+    """Whether a log follower that has ``sent`` lines has more to send, or the end."""
+    return len(job.lines) > sent or job.ended
 
 
 def _status(status: str, reason: str = "", code: int = 200) -> Json:

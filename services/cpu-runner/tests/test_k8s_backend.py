@@ -194,11 +194,29 @@ async def test_every_attempt_of_a_retried_run_is_a_job_of_its_own(
     assert [name[-2:] for name in names] == ["-0", "-1", "-2"]
 
 
-async def test_the_jobs_log_reaches_the_runners_log(
+async def test_the_jobs_log_reaches_the_runners_log_once(
     k8s_client: Client, output: OutputLines
 ) -> None:
     run = await k8s_client.queue_and_wait("chatty", count=2, timeout=30)
     assert run.state is TaskState.success
     lines = output.of(run.id)
-    assert any("line 1" in line for line in lines), lines
+    assert [line for line in lines if "line " in line] == [
+        f"[run {run.id} log] line 0",
+        f"[run {run.id} log] line 1",
+    ]
     assert not any("FLUID_OUTCOME" in line for line in lines)
+    assert run.output_tail[:2] == ("line 0", "line 1")
+
+
+async def test_the_log_streams_while_the_job_runs(
+    k8s_client: Client, standin: KubernetesStandIn, output: OutputLines
+) -> None:
+    # The API refuses to follow a log until the pod's container runs: the runner retries.
+    standin.logs_not_ready_for = 2
+    queued = await k8s_client.queue("linger")
+    line = await output.wait_for(queued.id, "ready")
+    assert (await k8s_client.get_run(queued.id)).state is TaskState.running, line
+    assert standin.logs_not_ready_for == 0
+    await k8s_client.abort(queued.id, "seen enough")
+    run = await k8s_client.wait(queued.id, timeout=30)
+    assert run.state is TaskState.aborted

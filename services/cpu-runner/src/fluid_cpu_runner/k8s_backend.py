@@ -2,9 +2,9 @@
 
 Owns the Job's life for one attempt: create it from the operator's pod template (read
 from a Deployment on every run, so a rollout changes the Jobs too), poll its status,
-read the outcome from the last line of its pod's log, and delete it when the run is
-aborted from outside. The official ``kubernetes`` client is synchronous: every call
-runs in a thread.
+follow its pod's log into the runner's log while it runs (the last line is the outcome),
+and delete it when the run is aborted from outside. The official ``kubernetes`` client is
+synchronous: every call runs in a thread.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kubernetes import client, config
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
+from fluid.service.tasks import cancel_and_wait
 
 from .handoff import (
     OUTCOME_MARKER,
@@ -37,6 +38,7 @@ from .k8s_job import (
     job_phase,
     label_selector,
 )
+from .k8s_logs import PodLogFollower
 from .output import RunOutput, with_output
 from .settings import KubernetesSettings
 
@@ -130,20 +132,52 @@ class KubernetesBackend:
     async def execute(self, task: Task, run: Run) -> RunOutcome:
         """Run the attempt as a Job; cancelling this deletes the Job."""
         name = job_name(task, run)
+        output = RunOutput(run.id, task.name, self.output_lines)
+        follower = PodLogFollower(
+            self.api,
+            namespace=self.namespace,
+            container=self.settings.container,
+            selector=label_selector(task, run),
+            output=output,
+            poll_interval=self.settings.poll_interval_seconds,
+        )
+        following: asyncio.Task[None] | None = None
+        ended = False
         try:
             await self._create(task, run, name)
+            following = asyncio.create_task(follower.follow(), name=f"log-{name}")
             phase, status = await self._watch(task, name)
+            ended = True
         except asyncio.CancelledError:
             # Shielded: the Job must go even if the runner is cancelled again meanwhile.
             await asyncio.shield(self._delete(name, "the run was stopped"))
             raise
+        finally:
+            if following is not None:
+                await self._stop_following(follower, following, drain=ended)
         if not phase.is_done:
             await self._delete(name, "Kubernetes did not enforce the deadline")
             phase = JobPhase.deadline_exceeded
-        output = RunOutput(run.id, task.name, self.output_lines)
-        line = await self._read_outcome(task, run, output)
+        line = follower.outcome_line
+        if line is None:
+            # The log could not be followed (or lost its end): read what the pod kept.
+            line = await self._read_outcome(task, run, output, log_lines=not follower.streamed)
         outcome = self._outcome(task, phase, status, line)
         return with_output(outcome, output.tail)
+
+    async def _stop_following(
+        self, follower: PodLogFollower, following: asyncio.Task[None], *, drain: bool
+    ) -> None:
+        if drain:
+            # The log ends with the container, about when the Job says it ended: a moment
+            # for its last lines before the connection is closed.
+            await asyncio.wait([following], timeout=self.settings.log_drain_seconds)
+        follower.close()
+        await cancel_and_wait([following])
+        if not following.cancelled() and following.exception() is not None:
+            logger.warning(
+                "following the log of %s failed: %r", follower.selector, following.exception()
+            )
 
     async def _create(self, task: Task, run: Run, name: str) -> None:
         batch = client.BatchV1Api(self.api)
@@ -195,8 +229,10 @@ class KubernetesBackend:
                 return phase, job.status
             await asyncio.sleep(self.settings.poll_interval_seconds)
 
-    async def _read_outcome(self, task: Task, run: Run, output: RunOutput) -> str | None:
-        """Log the pod's last lines under the run id; return the outcome line, if any."""
+    async def _read_outcome(
+        self, task: Task, run: Run, output: RunOutput, *, log_lines: bool
+    ) -> str | None:
+        """The outcome line from the pod's last lines, which are logged when ``log_lines``."""
         core = client.CoreV1Api(self.api)
         try:
             pods = await asyncio.to_thread(
@@ -215,7 +251,8 @@ class KubernetesBackend:
             logger.warning("no log for run %s: %s %s", run.id, error.status, error.reason)
             return None
         line, other = _outcome_line(log)
-        output.lines("log", "\n".join(other))
+        if log_lines:
+            output.lines("log", "\n".join(other))
         return line
 
     def _outcome(

@@ -55,3 +55,5 @@ class KubernetesSettings(FluidBaseSettings):
     # After the Job's own deadline (activeDeadlineSeconds), how long the runner waits for
     # Kubernetes to say so before it deletes the Job itself.
     deadline_slack_seconds: float = Field(default=30.0, ge=0)
+    # Once the Job ended, how long its pod's log may take to deliver its last lines.
+    log_drain_seconds: float = Field(default=5.0, ge=0)
