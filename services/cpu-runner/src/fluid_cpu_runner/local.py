@@ -42,8 +42,8 @@ logger = logging.getLogger("fluid.cpu_runner")
 _DRAIN_SECONDS = 2.0
 # Outcome lines carry results up to the size gRPC accepts.
 _MAX_OUTCOME_BYTES = 64 * 1024 * 1024
-# The exit status of a fork whose fork server died: no one can wait for it any more.
-_LOST_WITH_FORK_SERVER = 255
+# How long the fork server may take to answer a fork request before it counts as broken.
+_FORK_REPLY_SECONDS = 10.0
 
 
 class RunProcess(Protocol):
@@ -53,7 +53,10 @@ class RunProcess(Protocol):
     def pid(self) -> int: ...
 
     async def wait(self) -> int:
-        """The exit status once it exited (negative: killed by that signal)."""
+        """The exit status once it exited (negative: killed by that signal).
+
+        Raises ``ForkServerError`` when no one can tell any more (its fork server died).
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +229,7 @@ class ForkLauncher:
         # Their exit can no longer be waited for: the backend kills their groups.
         for exited in self._exits.values():
             if not exited.done():
-                exited.set_result(_LOST_WITH_FORK_SERVER)
+                exited.set_exception(ForkServerError("the fork server ended while the run ran"))
         self._exits.clear()
 
     async def launch(self, environment: dict[str, str], pipes: ProcessPipes) -> RunProcess:
@@ -242,7 +245,12 @@ class ForkLauncher:
                     await asyncio.wait([self._reader])
                 channel = await self._ensure_server()
                 forkserver.send_message(channel, {"env": environment}, fds)
-            reply = await self._replies.get()
+            try:
+                reply = await asyncio.wait_for(self._replies.get(), _FORK_REPLY_SECONDS)
+            except TimeoutError:
+                # Stuck: the next run starts a new server.
+                await self._close()
+                raise ForkServerError("the fork server did not answer") from None
         if "pid" not in reply:
             raise ForkServerError(reply.get("error", "the fork server did not fork"))
         pid = int(reply["pid"])
@@ -445,11 +453,12 @@ class LocalBackend:
         if not exited.done():
             logger.warning("process %d ignored SIGTERM: killing it", process.pid)
             signal_group(process.pid, signal.SIGKILL)
-            await exited
+            await asyncio.wait([exited])
         # Whatever the task started and left behind goes with the run.
         signal_group(process.pid, signal.SIGKILL)
         await asyncio.wait(followers, timeout=_DRAIN_SECONDS)
         for task in (*followers, answer):
             task.cancel()
-        await asyncio.gather(*followers, answer, return_exceptions=True)
+        # exited too: a fork whose server died ends in an error already reported.
+        await asyncio.gather(*followers, answer, exited, return_exceptions=True)
         control.close()
