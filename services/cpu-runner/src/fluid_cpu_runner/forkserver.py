@@ -31,6 +31,7 @@ import selectors
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,13 +115,25 @@ class ForkServer:
             return True
         pid = os.fork()
         if pid == 0:
-            self._in_fork()
-            exit_now(become_run_process(control, stdout, stderr, environment))
+            exit_now(self._run_in_fork(control, stdout, stderr, environment))
         for fd in fds:
             os.close(fd)
         self.children.add(pid)
         send_message(self.channel, {"pid": pid})
         return True
+
+    def _run_in_fork(
+        self, control: int, stdout: int, stderr: int, environment: Mapping[str, str]
+    ) -> int:
+        """The fork's exit status; whatever happens, it never returns into the server loop."""
+        try:
+            self._in_fork()
+            return become_run_process(control, stdout, stderr, environment)
+        except SystemExit as stop:  # SIGTERM (timeout, abort) unwinds the task this way
+            return stop.code if isinstance(stop.code, int) else 1
+        except BaseException:  # what the run's stderr says is all the runner will see
+            traceback.print_exc()
+            return 1
 
     def _in_fork(self) -> None:
         signal.set_wakeup_fd(-1)
