@@ -353,12 +353,17 @@ class LocalBackend:
         control, child_control = socket.socketpair()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
+        # Sent before the process exists: the socket holds the request, so the process
+        # reads it as soon as it starts instead of waiting for this loop to get round to it.
+        request = encode_request(RunRequest(module=task.module, run=run))
+        answer = asyncio.create_task(_exchange(control, request))
         try:
             process = await self.launcher.launch(
                 child_environment(task, run, self.dispatcher_address),
                 ProcessPipes(child_control.fileno(), out_write, err_write),
             )
         except BaseException:
+            await cancel_and_wait([answer])
             control.close()
             os.close(out_read)
             os.close(err_read)
@@ -373,8 +378,6 @@ class LocalBackend:
             asyncio.create_task(output.follow(out_read, "stdout")),
             asyncio.create_task(output.follow(err_read, "stderr")),
         ]
-        request = encode_request(RunRequest(module=task.module, run=run))
-        answer = asyncio.create_task(_exchange(control, request))
         exited = asyncio.create_task(process.wait())
         try:
             outcome = await self._supervise(task, run, process, answer, exited)
