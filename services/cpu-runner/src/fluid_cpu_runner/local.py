@@ -146,7 +146,7 @@ class ForkLauncher:
     without paying the imports per run. The environment a forked run gets is applied
     after the fork: variables read at interpreter start-up (``PYTHONPATH`` and the like)
     keep the runner's values. A fork server that dies is started again by the next run;
-    the runs it had forked are then reported as lost with it.
+    waiting for the forks it had started raises ``ForkServerError``.
     """
 
     mode = "fork"
@@ -157,7 +157,11 @@ class ForkLauncher:
         self._channel: socket.socket | None = None
         self._server: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Answers to fork requests, in order; a fork's answer comes with its exit future,
+        # which the exit report may settle before the launch reads the answer.
+        self._replies: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[int] | None]] = (
+            asyncio.Queue()
+        )
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._lock = asyncio.Lock()
 
@@ -192,7 +196,7 @@ class ForkLauncher:
         self._replies = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(ours), name="fork-server-replies")
         # The imports take seconds: the first run should not be the one waiting for them.
-        ready = await self._replies.get()
+        ready, _ = await self._replies.get()
         if "ready" not in ready:
             await self._close()
             raise ForkServerError(ready.get("error", "the fork server ended before it was ready"))
@@ -208,10 +212,11 @@ class ForkLauncher:
                     exited = self._exits.pop(reply["pid"], None)
                     if exited is not None and not exited.done():
                         exited.set_result(int(reply["status"]))
+                elif "pid" in reply:
+                    exits = self._exits[reply["pid"]] = loop.create_future()
+                    self._replies.put_nowait((reply, exits))
                 else:
-                    if "pid" in reply:
-                        self._exits[reply["pid"]] = loop.create_future()
-                    self._replies.put_nowait(reply)
+                    self._replies.put_nowait((reply, None))
         except ConnectionError:
             pass
         self._server_gone(channel)
@@ -221,7 +226,7 @@ class ForkLauncher:
         if self._channel is not channel:
             return
         self._channel = None
-        self._replies.put_nowait({"error": "the fork server ended"})
+        self._replies.put_nowait(({"error": "the fork server ended"}, None))
         self._forget_forks()
         logger.error("the fork server ended; the next run starts a new one")
 
@@ -246,15 +251,14 @@ class ForkLauncher:
                 channel = await self._ensure_server()
                 forkserver.send_message(channel, {"env": environment}, fds)
             try:
-                reply = await asyncio.wait_for(self._replies.get(), _FORK_REPLY_SECONDS)
+                reply, exits = await asyncio.wait_for(self._replies.get(), _FORK_REPLY_SECONDS)
             except TimeoutError:
                 # Stuck: the next run starts a new server.
                 await self._close()
                 raise ForkServerError("the fork server did not answer") from None
-        if "pid" not in reply:
+        if exits is None:
             raise ForkServerError(reply.get("error", "the fork server did not fork"))
-        pid = int(reply["pid"])
-        return _Forked(pid, self._exits[pid])
+        return _Forked(int(reply["pid"]), exits)
 
     async def stop(self) -> None:
         await self._close()
