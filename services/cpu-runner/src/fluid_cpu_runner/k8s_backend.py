@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
@@ -89,6 +90,20 @@ def _outcome_line(log: str) -> tuple[str | None, list[str]]:
     return None, lines
 
 
+@dataclass(frozen=True, slots=True)
+class _Apis:
+    """The API groups the backend calls, made once: the client imports each group's module
+    (thousands of lines) on first use, which would stall the event loop for a second."""
+
+    batch: client.BatchV1Api
+    apps: client.AppsV1Api
+    core: client.CoreV1Api
+
+    @classmethod
+    def of(cls, api: client.ApiClient) -> _Apis:
+        return cls(client.BatchV1Api(api), client.AppsV1Api(api), client.CoreV1Api(api))
+
+
 class KubernetesBackend:
     """Executes each attempt as a Job and relays how it ended."""
 
@@ -106,16 +121,18 @@ class KubernetesBackend:
         self.dispatcher_address = dispatcher_address
         self.output_lines = output_lines
         self._api_client = api_client
+        self._apis: _Apis | None = None
         self.namespace = settings.namespace
 
     @property
-    def api(self) -> client.ApiClient:
-        assert self._api_client is not None, "started"
-        return self._api_client
+    def apis(self) -> _Apis:
+        assert self._apis is not None, "started"
+        return self._apis
 
     async def start(self) -> None:
         if self._api_client is None:
             self._api_client = await asyncio.to_thread(_api_client)
+        self._apis = await asyncio.to_thread(_Apis.of, self._api_client)
         if not self.namespace:
             self.namespace = await asyncio.to_thread(_default_namespace)
         logger.info(
@@ -134,7 +151,7 @@ class KubernetesBackend:
         name = job_name(task, run)
         output = RunOutput(run.id, task.name, self.output_lines)
         follower = PodLogFollower(
-            self.api,
+            self.apis.core,
             namespace=self.namespace,
             container=self.settings.container,
             selector=label_selector(task, run),
@@ -180,10 +197,8 @@ class KubernetesBackend:
             )
 
     async def _create(self, task: Task, run: Run, name: str) -> None:
-        batch = client.BatchV1Api(self.api)
-        apps = client.AppsV1Api(self.api)
         deployment = await asyncio.to_thread(
-            apps.read_namespaced_deployment, self.settings.deployment, self.namespace
+            self.apis.apps.read_namespaced_deployment, self.settings.deployment, self.namespace
         )
         if deployment.spec is None:
             raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
@@ -201,7 +216,7 @@ class KubernetesBackend:
             ttl_seconds=self.settings.job_ttl_seconds,
         )
         try:
-            await asyncio.to_thread(batch.create_namespaced_job, self.namespace, job)
+            await asyncio.to_thread(self.apis.batch.create_namespaced_job, self.namespace, job)
         except client.ApiException as error:
             if error.status != _CONFLICT:
                 raise
@@ -212,13 +227,12 @@ class KubernetesBackend:
 
     async def _watch(self, task: Task, name: str) -> tuple[JobPhase, client.V1JobStatus | None]:
         """Poll the Job until it ended or outlived its deadline by the allowed slack."""
-        batch = client.BatchV1Api(self.api)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + task.timeout_seconds + self.settings.deadline_slack_seconds
         while True:
             try:
                 job = await asyncio.to_thread(
-                    batch.read_namespaced_job_status, name, self.namespace
+                    self.apis.batch.read_namespaced_job_status, name, self.namespace
                 )
             except client.ApiException as error:
                 if error.status == _NOT_FOUND:
@@ -233,15 +247,16 @@ class KubernetesBackend:
         self, task: Task, run: Run, output: RunOutput, *, log_lines: bool
     ) -> str | None:
         """The outcome line from the pod's last lines, which are logged when ``log_lines``."""
-        core = client.CoreV1Api(self.api)
         try:
             pods = await asyncio.to_thread(
-                core.list_namespaced_pod, self.namespace, label_selector=label_selector(task, run)
+                self.apis.core.list_namespaced_pod,
+                self.namespace,
+                label_selector=label_selector(task, run),
             )
             if not pods.items or pods.items[-1].metadata is None:
                 return None
             log = await asyncio.to_thread(
-                core.read_namespaced_pod_log,
+                self.apis.core.read_namespaced_pod_log,
                 pods.items[-1].metadata.name or "",
                 self.namespace,
                 container=self.settings.container,
@@ -281,12 +296,11 @@ class KubernetesBackend:
         )
 
     async def _delete(self, name: str, why: str) -> None:
-        batch = client.BatchV1Api(self.api)
         try:
             # Background: the API returns at once and the garbage collector removes the
             # pods, which kills the task's process.
             await asyncio.to_thread(
-                batch.delete_namespaced_job,
+                self.apis.batch.delete_namespaced_job,
                 name,
                 self.namespace,
                 propagation_policy="Background",

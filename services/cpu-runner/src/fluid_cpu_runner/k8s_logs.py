@@ -30,7 +30,7 @@ class PodLogFollower:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        core: client.CoreV1Api,
         *,
         namespace: str,
         container: str,
@@ -38,7 +38,7 @@ class PodLogFollower:
         output: RunOutput,
         poll_interval: float,
     ) -> None:
-        self.core = client.CoreV1Api(api)
+        self.core = core
         self.namespace = namespace
         self.container = container
         self.selector = selector
