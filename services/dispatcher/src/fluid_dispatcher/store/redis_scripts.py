@@ -13,6 +13,8 @@ from __future__ import annotations
 _REINDEX = """
 local p = ARGV[1]
 local outbox = ARGV[2] == '1'
+-- Set when a run became ready or delayed: waiting lease calls hear it once per script.
+local work = false
 local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
 
 -- Each run has its own channel carrying its new snapshot: only dispatchers with a
@@ -68,31 +70,41 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
     else
       redis.call('ZADD', p .. 'ready:' .. task, score, id)
     end
-    redis.call('PUBLISH', p .. 'signals', 'work')
+    work = true
   elseif DONE[new_state] then
     redis.call('ZADD', p .. 'finished', end_ts, id)
   end
   to_outbox(id, snapshot)
   signal(id, snapshot)
 end
+
+local function announce_work()
+  if work then redis.call('PUBLISH', p .. 'signals', 'work') end
+end
 """
 
-# ARGV: prefix, outbox, id, idempotency key, snapshot (the run's fields as a JSON object),
-# state, task, execute_after, score, end_ts. Returns "" when created, else the existing id.
-ADD_RUN = (
+# ARGV: prefix, outbox, then per run: id, idempotency key, snapshot (the run's fields as
+# a JSON object), state, task, execute_after, score, end_ts. Returns, per run, "" when
+# created, else the id of the run already there (same id, or same idempotency key).
+ADD_RUNS = (
     _REINDEX
     + """
-local id, idem = ARGV[3], ARGV[4]
-if idem ~= '' then
-  local existing = redis.call('GET', p .. 'idem:' .. idem)
-  if existing then return existing end
+local existing = {}
+for i = 3, #ARGV, 8 do
+  local id, idem, snapshot = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local found = ''
+  if idem ~= '' then found = redis.call('GET', p .. 'idem:' .. idem) or '' end
+  local key = p .. 'run:' .. id
+  if found == '' and redis.call('EXISTS', key) == 1 then found = id end
+  if found == '' then
+    if idem ~= '' then redis.call('SET', p .. 'idem:' .. idem, id) end
+    redis.call('HSET', key, 'idem', idem, unpack(fields_of(snapshot)))
+    reindex(id, ARGV[i + 4], '', ARGV[i + 3], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], snapshot)
+  end
+  existing[#existing + 1] = found
 end
-local key = p .. 'run:' .. id
-if redis.call('EXISTS', key) == 1 then return id end
-if idem ~= '' then redis.call('SET', p .. 'idem:' .. idem, id) end
-redis.call('HSET', key, 'idem', idem, unpack(fields_of(ARGV[5])))
-reindex(id, ARGV[7], '', ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
-return ''
+announce_work()
+return existing
 """
 )
 
@@ -107,6 +119,7 @@ local current = redis.call('HMGET', key, 'v', 'state')
 if not current[1] or current[1] ~= ARGV[4] then return 0 end
 redis.call('HSET', key, unpack(fields_of(ARGV[5])))
 reindex(id, ARGV[7], current[2], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[5])
+announce_work()
 return 1
 """
 )
