@@ -29,15 +29,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fluid/scheduler/v1/dispatcher.proto\x12\x12\x66luid.scheduler.v1\x1a\x1c\x66luid/scheduler/v1/run.proto\x1a\x1d\x66luid/scheduler/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n\x0fQueueRunRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x08priority\x18\x03 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x31\n\rexecute_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66rom_run_id\x18\x07 \x01(\t\"I\n\x10QueueRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"E\n\x10QueueRunsRequest\x12\x31\n\x04runs\x18\x01 \x03(\x0b\x32#.fluid.scheduler.v1.QueueRunRequest\"G\n\x11QueueRunsResponse\x12\x32\n\x04runs\x18\x01 \x03(\x0b\x32$.fluid.scheduler.v1.QueueRunResponse\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"6\n\x0eGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"1\n\x0f\x41\x62ortRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x10\x41\x62ortRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x10WatchRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"\x12\n\x10ListTasksRequest\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.fluid.scheduler.v1.TaskInfo\"6\n\x15SetTaskEnabledRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"D\n\x16SetTaskEnabledResponse\x12*\n\x04task\x18\x01 \x01(\x0b\x32\x1c.fluid.scheduler.v1.TaskInfo\"\x17\n\x15GetQueueStatusRequest\"N\n\nQueueDepth\x12\x32\n\x08priority\x18\x01 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12\x0c\n\x04runs\x18\x02 \x01(\x03\"\xb3\x01\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.fluid.scheduler.v1.WorkerKind\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\x12\x0f\n\x07running\x18\x05 \x01(\x05\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x16GetQueueStatusResponse\x12.\n\x06\x64\x65pths\x18\x01 \x03(\x0b\x32\x1e.fluid.scheduler.v1.QueueDepth\x12\x31\n\x07workers\x18\x02 \x03(\x0b\x32 .fluid.scheduler.v1.WorkerStatus\"\xa0\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.fluid.scheduler.v1.WorkerKind\x12\x31\n\x05tasks\x18\x03 \x03(\x0b\x32\".fluid.scheduler.v1.TaskDefinition\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\"F\n\x16RegisterWorkerResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"`\n\x10LeaseRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08max_runs\x18\x02 \x01(\x05\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x05Lease\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x11LeaseRunsResponse\x12)\n\x06leases\x18\x01 \x03(\x0b\x32\x19.fluid.scheduler.v1.Lease\"6\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\"*\n\x08RunAbort\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\x11HeartbeatResponse\x12,\n\x06\x61\x62orts\x18\x01 \x03(\x0b\x32\x1c.fluid.scheduler.v1.RunAbort\x12\x14\n\x0clost_run_ids\x18\x02 \x03(\t\"\xd9\x01\n\x0eRunStateReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.fluid.scheduler.v1.RunError\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x13\n\x0boutput_tail\x18\x07 \x03(\t\"`\n\x16ReportRunStatesRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x33\n\x07reports\x18\x02 \x03(\x0b\x32\".fluid.scheduler.v1.RunStateReport\"2\n\x17ReportRunStatesResponse\x12\x17\n\x0fignored_run_ids\x18\x01 \x03(\t\"8\n\x12ReleaseRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\"/\n\x13ReleaseRunsResponse\x12\x18\n\x10released_run_ids\x18\x01 \x03(\t*R\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eWORKER_KIND_IO\x10\x01\x12\x13\n\x0fWORKER_KIND_CPU\x10\x02\x32\xda\t\n\x11\x44ispatcherService\x12U\n\x08QueueRun\x12#.fluid.scheduler.v1.QueueRunRequest\x1a$.fluid.scheduler.v1.QueueRunResponse\x12X\n\tQueueRuns\x12$.fluid.scheduler.v1.QueueRunsRequest\x1a%.fluid.scheduler.v1.QueueRunsResponse\x12O\n\x06GetRun\x12!.fluid.scheduler.v1.GetRunRequest\x1a\".fluid.scheduler.v1.GetRunResponse\x12U\n\x08\x41\x62ortRun\x12#.fluid.scheduler.v1.AbortRunRequest\x1a$.fluid.scheduler.v1.AbortRunResponse\x12W\n\x08WatchRun\x12#.fluid.scheduler.v1.WatchRunRequest\x1a$.fluid.scheduler.v1.WatchRunResponse0\x01\x12X\n\tListTasks\x12$.fluid.scheduler.v1.ListTasksRequest\x1a%.fluid.scheduler.v1.ListTasksResponse\x12g\n\x0eSetTaskEnabled\x12).fluid.scheduler.v1.SetTaskEnabledRequest\x1a*.fluid.scheduler.v1.SetTaskEnabledResponse\x12g\n\x0eGetQueueStatus\x12).fluid.scheduler.v1.GetQueueStatusRequest\x1a*.fluid.scheduler.v1.GetQueueStatusResponse\x12g\n\x0eRegisterWorker\x12).fluid.scheduler.v1.RegisterWorkerRequest\x1a*.fluid.scheduler.v1.RegisterWorkerResponse\x12X\n\tLeaseRuns\x12$.fluid.scheduler.v1.LeaseRunsRequest\x1a%.fluid.scheduler.v1.LeaseRunsResponse\x12X\n\tHeartbeat\x12$.fluid.scheduler.v1.HeartbeatRequest\x1a%.fluid.scheduler.v1.HeartbeatResponse\x12j\n\x0fReportRunStates\x12*.fluid.scheduler.v1.ReportRunStatesRequest\x1a+.fluid.scheduler.v1.ReportRunStatesResponse\x12^\n\x0bReleaseRuns\x12&.fluid.scheduler.v1.ReleaseRunsRequest\x1a\'.fluid.scheduler.v1.ReleaseRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fluid/scheduler/v1/dispatcher.proto\x12\x12\x66luid.scheduler.v1\x1a\x1c\x66luid/scheduler/v1/run.proto\x1a\x1d\x66luid/scheduler/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n\x0fQueueRunRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x08priority\x18\x03 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x31\n\rexecute_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66rom_run_id\x18\x07 \x01(\t\"I\n\x10QueueRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"E\n\x10QueueRunsRequest\x12\x31\n\x04runs\x18\x01 \x03(\x0b\x32#.fluid.scheduler.v1.QueueRunRequest\"G\n\x11QueueRunsResponse\x12\x32\n\x04runs\x18\x01 \x03(\x0b\x32$.fluid.scheduler.v1.QueueRunResponse\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"6\n\x0eGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"1\n\x0f\x41\x62ortRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x10\x41\x62ortRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x10WatchRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\"\x12\n\x10ListTasksRequest\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.fluid.scheduler.v1.TaskInfo\"6\n\x15SetTaskEnabledRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"D\n\x16SetTaskEnabledResponse\x12*\n\x04task\x18\x01 \x01(\x0b\x32\x1c.fluid.scheduler.v1.TaskInfo\"\x17\n\x15GetQueueStatusRequest\"N\n\nQueueDepth\x12\x32\n\x08priority\x18\x01 \x01(\x0e\x32 .fluid.scheduler.v1.TaskPriority\x12\x0c\n\x04runs\x18\x02 \x01(\x03\"\xb3\x01\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.fluid.scheduler.v1.WorkerKind\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\x12\x0f\n\x07running\x18\x05 \x01(\x05\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x02\n\x16GetQueueStatusResponse\x12.\n\x06\x64\x65pths\x18\x01 \x03(\x0b\x32\x1e.fluid.scheduler.v1.QueueDepth\x12\x31\n\x07workers\x18\x02 \x03(\x0b\x32 .fluid.scheduler.v1.WorkerStatus\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x03 \x01(\x03\x12\x36\n\x12oldest_dead_letter\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eoutbox_pending\x18\x05 \x01(\x03\x12\x38\n\x0e\x64\x65graded_loops\x18\x06 \x03(\x0b\x32 .fluid.scheduler.v1.DegradedLoop\"V\n\x0c\x44\x65gradedLoop\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.fluid.scheduler.v1.WorkerKind\x12\x31\n\x05tasks\x18\x03 \x03(\x0b\x32\".fluid.scheduler.v1.TaskDefinition\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\"F\n\x16RegisterWorkerResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"`\n\x10LeaseRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08max_runs\x18\x02 \x01(\x05\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x05Lease\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x11LeaseRunsResponse\x12)\n\x06leases\x18\x01 \x03(\x0b\x32\x19.fluid.scheduler.v1.Lease\"6\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\"*\n\x08RunAbort\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\x11HeartbeatResponse\x12,\n\x06\x61\x62orts\x18\x01 \x03(\x0b\x32\x1c.fluid.scheduler.v1.RunAbort\x12\x14\n\x0clost_run_ids\x18\x02 \x03(\t\"\xd9\x01\n\x0eRunStateReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.fluid.scheduler.v1.RunError\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x13\n\x0boutput_tail\x18\x07 \x03(\t\"`\n\x16ReportRunStatesRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x33\n\x07reports\x18\x02 \x03(\x0b\x32\".fluid.scheduler.v1.RunStateReport\"h\n\x17ReportRunStatesResponse\x12\x17\n\x0fignored_run_ids\x18\x01 \x03(\t\x12\x34\n\x08rejected\x18\x02 \x03(\x0b\x32\".fluid.scheduler.v1.RejectedReport\"0\n\x0eRejectedReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x12ReleaseRunsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\"/\n\x13ReleaseRunsResponse\x12\x18\n\x10released_run_ids\x18\x01 \x03(\t\"\xc3\x01\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\"7\n\x16ListDeadLettersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"d\n\x17ListDeadLettersResponse\x12\x34\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1e.fluid.scheduler.v1.DeadLetter\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"3\n\x17RetryDeadLettersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"+\n\x18RetryDeadLettersResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x03\"2\n\x16\x44ropDeadLettersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"*\n\x17\x44ropDeadLettersResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x03*R\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eWORKER_KIND_IO\x10\x01\x12\x13\n\x0fWORKER_KIND_CPU\x10\x02\x32\xa1\x0c\n\x11\x44ispatcherService\x12U\n\x08QueueRun\x12#.fluid.scheduler.v1.QueueRunRequest\x1a$.fluid.scheduler.v1.QueueRunResponse\x12X\n\tQueueRuns\x12$.fluid.scheduler.v1.QueueRunsRequest\x1a%.fluid.scheduler.v1.QueueRunsResponse\x12O\n\x06GetRun\x12!.fluid.scheduler.v1.GetRunRequest\x1a\".fluid.scheduler.v1.GetRunResponse\x12U\n\x08\x41\x62ortRun\x12#.fluid.scheduler.v1.AbortRunRequest\x1a$.fluid.scheduler.v1.AbortRunResponse\x12W\n\x08WatchRun\x12#.fluid.scheduler.v1.WatchRunRequest\x1a$.fluid.scheduler.v1.WatchRunResponse0\x01\x12X\n\tListTasks\x12$.fluid.scheduler.v1.ListTasksRequest\x1a%.fluid.scheduler.v1.ListTasksResponse\x12g\n\x0eSetTaskEnabled\x12).fluid.scheduler.v1.SetTaskEnabledRequest\x1a*.fluid.scheduler.v1.SetTaskEnabledResponse\x12g\n\x0eGetQueueStatus\x12).fluid.scheduler.v1.GetQueueStatusRequest\x1a*.fluid.scheduler.v1.GetQueueStatusResponse\x12g\n\x0eRegisterWorker\x12).fluid.scheduler.v1.RegisterWorkerRequest\x1a*.fluid.scheduler.v1.RegisterWorkerResponse\x12X\n\tLeaseRuns\x12$.fluid.scheduler.v1.LeaseRunsRequest\x1a%.fluid.scheduler.v1.LeaseRunsResponse\x12X\n\tHeartbeat\x12$.fluid.scheduler.v1.HeartbeatRequest\x1a%.fluid.scheduler.v1.HeartbeatResponse\x12j\n\x0fReportRunStates\x12*.fluid.scheduler.v1.ReportRunStatesRequest\x1a+.fluid.scheduler.v1.ReportRunStatesResponse\x12^\n\x0bReleaseRuns\x12&.fluid.scheduler.v1.ReleaseRunsRequest\x1a\'.fluid.scheduler.v1.ReleaseRunsResponse\x12j\n\x0fListDeadLetters\x12*.fluid.scheduler.v1.ListDeadLettersRequest\x1a+.fluid.scheduler.v1.ListDeadLettersResponse\x12m\n\x10RetryDeadLetters\x12+.fluid.scheduler.v1.RetryDeadLettersRequest\x1a,.fluid.scheduler.v1.RetryDeadLettersResponse\x12j\n\x0f\x44ropDeadLetters\x12*.fluid.scheduler.v1.DropDeadLettersRequest\x1a+.fluid.scheduler.v1.DropDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fluid.scheduler.v1.dispatcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKERKIND']._serialized_start=2745
-  _globals['_WORKERKIND']._serialized_end=2827
+  _globals['_WORKERKIND']._serialized_start=3649
+  _globals['_WORKERKIND']._serialized_end=3731
   _globals['_QUEUERUNREQUEST']._serialized_start=216
   _globals['_QUEUERUNREQUEST']._serialized_end=453
   _globals['_QUEUERUNRESPONSE']._serialized_start=455
@@ -72,34 +72,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUEDEPTH']._serialized_end=1280
   _globals['_WORKERSTATUS']._serialized_start=1283
   _globals['_WORKERSTATUS']._serialized_end=1462
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=1464
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1587
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=1590
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=1750
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=1752
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=1822
-  _globals['_LEASERUNSREQUEST']._serialized_start=1824
-  _globals['_LEASERUNSREQUEST']._serialized_end=1920
-  _globals['_LEASE']._serialized_start=1922
-  _globals['_LEASE']._serialized_end=2013
-  _globals['_LEASERUNSRESPONSE']._serialized_start=2015
-  _globals['_LEASERUNSRESPONSE']._serialized_end=2077
-  _globals['_HEARTBEATREQUEST']._serialized_start=2079
-  _globals['_HEARTBEATREQUEST']._serialized_end=2133
-  _globals['_RUNABORT']._serialized_start=2135
-  _globals['_RUNABORT']._serialized_end=2177
-  _globals['_HEARTBEATRESPONSE']._serialized_start=2179
-  _globals['_HEARTBEATRESPONSE']._serialized_end=2266
-  _globals['_RUNSTATEREPORT']._serialized_start=2269
-  _globals['_RUNSTATEREPORT']._serialized_end=2486
-  _globals['_REPORTRUNSTATESREQUEST']._serialized_start=2488
-  _globals['_REPORTRUNSTATESREQUEST']._serialized_end=2584
-  _globals['_REPORTRUNSTATESRESPONSE']._serialized_start=2586
-  _globals['_REPORTRUNSTATESRESPONSE']._serialized_end=2636
-  _globals['_RELEASERUNSREQUEST']._serialized_start=2638
-  _globals['_RELEASERUNSREQUEST']._serialized_end=2694
-  _globals['_RELEASERUNSRESPONSE']._serialized_start=2696
-  _globals['_RELEASERUNSRESPONSE']._serialized_end=2743
-  _globals['_DISPATCHERSERVICE']._serialized_start=2830
-  _globals['_DISPATCHERSERVICE']._serialized_end=4072
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=1465
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1748
+  _globals['_DEGRADEDLOOP']._serialized_start=1750
+  _globals['_DEGRADEDLOOP']._serialized_end=1836
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=1839
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=1999
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=2001
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=2071
+  _globals['_LEASERUNSREQUEST']._serialized_start=2073
+  _globals['_LEASERUNSREQUEST']._serialized_end=2169
+  _globals['_LEASE']._serialized_start=2171
+  _globals['_LEASE']._serialized_end=2262
+  _globals['_LEASERUNSRESPONSE']._serialized_start=2264
+  _globals['_LEASERUNSRESPONSE']._serialized_end=2326
+  _globals['_HEARTBEATREQUEST']._serialized_start=2328
+  _globals['_HEARTBEATREQUEST']._serialized_end=2382
+  _globals['_RUNABORT']._serialized_start=2384
+  _globals['_RUNABORT']._serialized_end=2426
+  _globals['_HEARTBEATRESPONSE']._serialized_start=2428
+  _globals['_HEARTBEATRESPONSE']._serialized_end=2515
+  _globals['_RUNSTATEREPORT']._serialized_start=2518
+  _globals['_RUNSTATEREPORT']._serialized_end=2735
+  _globals['_REPORTRUNSTATESREQUEST']._serialized_start=2737
+  _globals['_REPORTRUNSTATESREQUEST']._serialized_end=2833
+  _globals['_REPORTRUNSTATESRESPONSE']._serialized_start=2835
+  _globals['_REPORTRUNSTATESRESPONSE']._serialized_end=2939
+  _globals['_REJECTEDREPORT']._serialized_start=2941
+  _globals['_REJECTEDREPORT']._serialized_end=2989
+  _globals['_RELEASERUNSREQUEST']._serialized_start=2991
+  _globals['_RELEASERUNSREQUEST']._serialized_end=3047
+  _globals['_RELEASERUNSRESPONSE']._serialized_start=3049
+  _globals['_RELEASERUNSRESPONSE']._serialized_end=3096
+  _globals['_DEADLETTER']._serialized_start=3099
+  _globals['_DEADLETTER']._serialized_end=3294
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=3296
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=3351
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=3353
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=3453
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_start=3455
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_end=3506
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_start=3508
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_end=3551
+  _globals['_DROPDEADLETTERSREQUEST']._serialized_start=3553
+  _globals['_DROPDEADLETTERSREQUEST']._serialized_end=3603
+  _globals['_DROPDEADLETTERSRESPONSE']._serialized_start=3605
+  _globals['_DROPDEADLETTERSRESPONSE']._serialized_end=3647
+  _globals['_DISPATCHERSERVICE']._serialized_start=3734
+  _globals['_DISPATCHERSERVICE']._serialized_end=5303
 # @@protoc_insertion_point(module_scope)

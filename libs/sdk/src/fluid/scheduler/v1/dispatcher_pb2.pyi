@@ -504,6 +504,14 @@ class GetQueueStatusResponse(_message.Message):
 
     DEPTHS_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    OLDEST_DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    OUTBOX_PENDING_FIELD_NUMBER: _builtins.int
+    DEGRADED_LOOPS_FIELD_NUMBER: _builtins.int
+    dead_letters: _builtins.int
+    """Run snapshots history refused, waiting in the dead-letter store."""
+    outbox_pending: _builtins.int
+    """Run snapshots waiting to be delivered to history (forwarder lag)."""
     @_builtins.property
     def depths(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueDepth]:
         """Waiting runs per priority, high first."""
@@ -512,19 +520,63 @@ class GetQueueStatusResponse(_message.Message):
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerStatus]:
         """Workers seen within three lease lengths."""
 
+    @_builtins.property
+    def oldest_dead_letter(self) -> _timestamp_pb2.Timestamp:
+        """When the oldest dead letter was stored (unset when there is none)."""
+
+    @_builtins.property
+    def degraded_loops(self) -> _containers.RepeatedCompositeFieldContainer[Global___DegradedLoop]:
+        """Background loops of the answering replica that are failing now."""
+
     def __init__(
         self,
         *,
         depths: _abc.Iterable[Global___QueueDepth] | None = ...,
         workers: _abc.Iterable[Global___WorkerStatus] | None = ...,
+        dead_letters: _builtins.int = ...,
+        oldest_dead_letter: _timestamp_pb2.Timestamp | None = ...,
+        outbox_pending: _builtins.int = ...,
+        degraded_loops: _abc.Iterable[Global___DegradedLoop] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_dead_letter", b"oldest_dead_letter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["depths", b"depths", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters", "degraded_loops", b"degraded_loops", "depths", b"depths", "oldest_dead_letter", b"oldest_dead_letter", "outbox_pending", b"outbox_pending", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetQueueStatusResponse: _TypeAlias = GetQueueStatusResponse  # noqa: Y015
+
+@_typing.final
+class DegradedLoop(_message.Message):
+    """DegradedLoop is a background loop whose last round failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the loop (e.g. "history-forwarder")."""
+    error: _builtins.str
+    """The error of its last round."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """When it started failing."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        error: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "name", b"name", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DegradedLoop: _TypeAlias = DegradedLoop  # noqa: Y015
 
 @_typing.final
 class RegisterWorkerRequest(_message.Message):
@@ -840,27 +892,59 @@ Global___ReportRunStatesRequest: _TypeAlias = ReportRunStatesRequest  # noqa: Y0
 
 @_typing.final
 class ReportRunStatesResponse(_message.Message):
-    """ReportRunStatesResponse says which reports were not applied."""
+    """ReportRunStatesResponse says which reports were not applied as sent."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     IGNORED_RUN_IDS_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ignored_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Runs whose report was ignored because the worker did not hold their lease."""
+
+    @_builtins.property
+    def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedReport]:
+        """Reports refused as malformed: their runs ended failed with the reason."""
 
     def __init__(
         self,
         *,
         ignored_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        rejected: _abc.Iterable[Global___RejectedReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ignored_run_ids", b"ignored_run_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ignored_run_ids", b"ignored_run_ids", "rejected", b"rejected"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportRunStatesResponse: _TypeAlias = ReportRunStatesResponse  # noqa: Y015
+
+@_typing.final
+class RejectedReport(_message.Message):
+    """RejectedReport is a report the dispatcher refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Id of the run (empty when the report had none)."""
+    reason: _builtins.str
+    """Why it was refused."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedReport: _TypeAlias = RejectedReport  # noqa: Y015
 
 @_typing.final
 class ReleaseRunsRequest(_message.Message):
@@ -913,3 +997,209 @@ class ReleaseRunsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseRunsResponse: _TypeAlias = ReleaseRunsResponse  # noqa: Y015
+
+@_typing.final
+class DeadLetter(_message.Message):
+    """DeadLetter is a run snapshot history refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the dead letter."""
+    run_id: _builtins.str
+    """Id of the run."""
+    task: _builtins.str
+    """Task of the run."""
+    state: _run_pb2.TaskState.ValueType
+    """State of the refused snapshot."""
+    version: _builtins.int
+    """Version of the refused snapshot."""
+    reason: _builtins.str
+    """Why history (or the forwarder) refused it."""
+    size_bytes: _builtins.int
+    """Size of the encoded snapshot, in bytes."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        task: _builtins.str = ...,
+        state: _run_pb2.TaskState.ValueType = ...,
+        version: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason", "run_id", b"run_id", "size_bytes", b"size_bytes", "state", b"state", "task", b"task", "time", b"time", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersRequest(_message.Message):
+    """ListDeadLettersRequest pages the dead letters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Page size: default 50, at most 500."""
+    cursor: _builtins.str
+    """Opaque cursor from a previous response's next_cursor."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersRequest: _TypeAlias = ListDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersResponse(_message.Message):
+    """ListDeadLettersResponse is one page of dead letters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Cursor of the next page; empty on the last page."""
+    @_builtins.property
+    def dead_letters(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetter]:
+        """The dead letters, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        dead_letters: _abc.Iterable[Global___DeadLetter] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class RetryDeadLettersRequest(_message.Message):
+    """RetryDeadLettersRequest names the dead letters to send again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    all: _builtins.bool
+    """Every dead letter instead."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of dead letters (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryDeadLettersRequest: _TypeAlias = RetryDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class RetryDeadLettersResponse(_message.Message):
+    """RetryDeadLettersResponse counts the dead letters sent again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRIED_FIELD_NUMBER: _builtins.int
+    retried: _builtins.int
+    """How many returned to the outbox."""
+    def __init__(
+        self,
+        *,
+        retried: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried", b"retried"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryDeadLettersResponse: _TypeAlias = RetryDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class DropDeadLettersRequest(_message.Message):
+    """DropDeadLettersRequest names the dead letters to forget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    all: _builtins.bool
+    """Every dead letter instead."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of dead letters (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropDeadLettersRequest: _TypeAlias = DropDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class DropDeadLettersResponse(_message.Message):
+    """DropDeadLettersResponse counts the dead letters forgotten."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    """How many were forgotten."""
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropDeadLettersResponse: _TypeAlias = DropDeadLettersResponse  # noqa: Y015

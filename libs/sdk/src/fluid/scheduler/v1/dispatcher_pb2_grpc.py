@@ -101,6 +101,21 @@ class DispatcherServiceStub:
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsRequest.SerializeToString,
                 response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/ListDeadLetters',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetters = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/RetryDeadLetters',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.DropDeadLetters = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/DropDeadLetters',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -111,8 +126,11 @@ class DispatcherServiceServicer:
     def QueueRun(self, request, context):
         """Queue a run of a registered task.
         Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
-        the params fail the task's params schema (the message names each field) or
-        a field of the request is malformed.
+        the params fail the task's params schema (the message names each field), a
+        field of the request is malformed or over its limit (README, "Limits");
+        ALREADY_EXISTS when the run id or idempotency key belongs to a run of another
+        task; RESOURCE_EXHAUSTED when the queue store is full; UNAVAILABLE when the
+        queue store cannot be reached (safe to retry with a caller-made run id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,7 +190,7 @@ class DispatcherServiceServicer:
 
     def GetQueueStatus(self, request, context):
         """Describe the queue: runs waiting per priority and the live workers with their load.
-        Errors: none beyond transport errors.
+        Errors: UNAVAILABLE when the queue store cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,8 +198,9 @@ class DispatcherServiceServicer:
 
     def RegisterWorker(self, request, context):
         """Register a worker and the tasks it executes; called again to refresh.
-        Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
-        invalid params schema.
+        Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
+        invalid params schema, or a number that is not finite or out of its range
+        (timeout, concurrency, retry policy).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,7 +208,9 @@ class DispatcherServiceServicer:
 
     def LeaseRuns(self, request, context):
         """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
-        Leased runs are running; their lease must be renewed with Heartbeat.
+        Leased runs are running; their lease must be renewed with Heartbeat. A run
+        that cannot be handed over (its message cannot be built) ends failed with a
+        ParamsRejectedError instead of taking the other runs of the reply with it.
         Errors: FAILED_PRECONDITION when the worker is not registered;
         INVALID_ARGUMENT when max_runs is not positive.
         """
@@ -209,8 +230,10 @@ class DispatcherServiceServicer:
     def ReportRunStates(self, request, context):
         """Report the outcome of leased runs, in batches. A report for a run the
         worker no longer holds (lease expired, aborted) is ignored and listed in
-        the response.
-        Errors: INVALID_ARGUMENT when a report has no run_id or a non-final state.
+        the response. Each report is decided on its own: a malformed one (non-final
+        state, a result over the size limit) ends its run failed with an error that
+        says why, and is listed in rejected; the other reports are applied.
+        Errors: FAILED_PRECONDITION when the worker is not registered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,6 +243,30 @@ class DispatcherServiceServicer:
         """Give back leased runs the worker will not execute (graceful shutdown);
         they are queued again at once, keeping their attempt number.
         Errors: none beyond transport errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """List the run snapshots history refused (dead letters), oldest first.
+        Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetters(self, request, context):
+        """Send dead letters to history again (they return to the outbox).
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropDeadLetters(self, request, context):
+        """Forget dead letters.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -292,6 +339,21 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.ReleaseRuns,
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsRequest.FromString,
                     response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetters,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersResponse.SerializeToString,
+            ),
+            'DropDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropDeadLetters,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -647,6 +709,87 @@ class DispatcherService:
             '/fluid.scheduler.v1.DispatcherService/ReleaseRuns',
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsRequest.SerializeToString,
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReleaseRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/ListDeadLetters',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/RetryDeadLetters',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.RetryDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/DropDeadLetters',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.DropDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,8 +38,11 @@ class DispatcherServiceStub:
     QueueRun: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunRequest, _dispatcher_pb2.QueueRunResponse]
     """Queue a run of a registered task.
     Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
-    the params fail the task's params schema (the message names each field) or
-    a field of the request is malformed.
+    the params fail the task's params schema (the message names each field), a
+    field of the request is malformed or over its limit (README, "Limits");
+    ALREADY_EXISTS when the run id or idempotency key belongs to a run of another
+    task; RESOURCE_EXHAUSTED when the queue store is full; UNAVAILABLE when the
+    queue store cannot be reached (safe to retry with a caller-made run id).
     """
     QueueRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunsRequest, _dispatcher_pb2.QueueRunsResponse]
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
@@ -71,16 +74,19 @@ class DispatcherServiceStub:
     """
     GetQueueStatus: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetQueueStatusRequest, _dispatcher_pb2.GetQueueStatusResponse]
     """Describe the queue: runs waiting per priority and the live workers with their load.
-    Errors: none beyond transport errors.
+    Errors: UNAVAILABLE when the queue store cannot be reached.
     """
     RegisterWorker: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]
     """Register a worker and the tasks it executes; called again to refresh.
-    Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
-    invalid params schema.
+    Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
+    invalid params schema, or a number that is not finite or out of its range
+    (timeout, concurrency, retry policy).
     """
     LeaseRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.LeaseRunsRequest, _dispatcher_pb2.LeaseRunsResponse]
     """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
-    Leased runs are running; their lease must be renewed with Heartbeat.
+    Leased runs are running; their lease must be renewed with Heartbeat. A run
+    that cannot be handed over (its message cannot be built) ends failed with a
+    ParamsRejectedError instead of taking the other runs of the reply with it.
     Errors: FAILED_PRECONDITION when the worker is not registered;
     INVALID_ARGUMENT when max_runs is not positive.
     """
@@ -92,13 +98,27 @@ class DispatcherServiceStub:
     ReportRunStates: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunStatesRequest, _dispatcher_pb2.ReportRunStatesResponse]
     """Report the outcome of leased runs, in batches. A report for a run the
     worker no longer holds (lease expired, aborted) is ignored and listed in
-    the response.
-    Errors: INVALID_ARGUMENT when a report has no run_id or a non-final state.
+    the response. Each report is decided on its own: a malformed one (non-final
+    state, a result over the size limit) ends its run failed with an error that
+    says why, and is listed in rejected; the other reports are applied.
+    Errors: FAILED_PRECONDITION when the worker is not registered.
     """
     ReleaseRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReleaseRunsRequest, _dispatcher_pb2.ReleaseRunsResponse]
     """Give back leased runs the worker will not execute (graceful shutdown);
     they are queued again at once, keeping their attempt number.
     Errors: none beyond transport errors.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]
+    """List the run snapshots history refused (dead letters), oldest first.
+    Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+    """
+    RetryDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RetryDeadLettersRequest, _dispatcher_pb2.RetryDeadLettersResponse]
+    """Send dead letters to history again (they return to the outbox).
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    """
+    DropDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.DropDeadLettersRequest, _dispatcher_pb2.DropDeadLettersResponse]
+    """Forget dead letters.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
     """
 
 @_typing.type_check_only
@@ -111,8 +131,11 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     QueueRun: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunRequest, _dispatcher_pb2.QueueRunResponse]  # type: ignore[assignment]
     """Queue a run of a registered task.
     Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
-    the params fail the task's params schema (the message names each field) or
-    a field of the request is malformed.
+    the params fail the task's params schema (the message names each field), a
+    field of the request is malformed or over its limit (README, "Limits");
+    ALREADY_EXISTS when the run id or idempotency key belongs to a run of another
+    task; RESOURCE_EXHAUSTED when the queue store is full; UNAVAILABLE when the
+    queue store cannot be reached (safe to retry with a caller-made run id).
     """
     QueueRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.QueueRunsRequest, _dispatcher_pb2.QueueRunsResponse]  # type: ignore[assignment]
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
@@ -144,16 +167,19 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """
     GetQueueStatus: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetQueueStatusRequest, _dispatcher_pb2.GetQueueStatusResponse]  # type: ignore[assignment]
     """Describe the queue: runs waiting per priority and the live workers with their load.
-    Errors: none beyond transport errors.
+    Errors: UNAVAILABLE when the queue store cannot be reached.
     """
     RegisterWorker: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]  # type: ignore[assignment]
     """Register a worker and the tasks it executes; called again to refresh.
-    Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
-    invalid params schema.
+    Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
+    invalid params schema, or a number that is not finite or out of its range
+    (timeout, concurrency, retry policy).
     """
     LeaseRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.LeaseRunsRequest, _dispatcher_pb2.LeaseRunsResponse]  # type: ignore[assignment]
     """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
-    Leased runs are running; their lease must be renewed with Heartbeat.
+    Leased runs are running; their lease must be renewed with Heartbeat. A run
+    that cannot be handed over (its message cannot be built) ends failed with a
+    ParamsRejectedError instead of taking the other runs of the reply with it.
     Errors: FAILED_PRECONDITION when the worker is not registered;
     INVALID_ARGUMENT when max_runs is not positive.
     """
@@ -165,13 +191,27 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     ReportRunStates: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunStatesRequest, _dispatcher_pb2.ReportRunStatesResponse]  # type: ignore[assignment]
     """Report the outcome of leased runs, in batches. A report for a run the
     worker no longer holds (lease expired, aborted) is ignored and listed in
-    the response.
-    Errors: INVALID_ARGUMENT when a report has no run_id or a non-final state.
+    the response. Each report is decided on its own: a malformed one (non-final
+    state, a result over the size limit) ends its run failed with an error that
+    says why, and is listed in rejected; the other reports are applied.
+    Errors: FAILED_PRECONDITION when the worker is not registered.
     """
     ReleaseRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReleaseRunsRequest, _dispatcher_pb2.ReleaseRunsResponse]  # type: ignore[assignment]
     """Give back leased runs the worker will not execute (graceful shutdown);
     they are queued again at once, keeping their attempt number.
     Errors: none beyond transport errors.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """List the run snapshots history refused (dead letters), oldest first.
+    Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+    """
+    RetryDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RetryDeadLettersRequest, _dispatcher_pb2.RetryDeadLettersResponse]  # type: ignore[assignment]
+    """Send dead letters to history again (they return to the outbox).
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    """
+    DropDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.DropDeadLettersRequest, _dispatcher_pb2.DropDeadLettersResponse]  # type: ignore[assignment]
+    """Forget dead letters.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
     """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -187,8 +227,11 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_dispatcher_pb2.QueueRunResponse, _abc.Awaitable[_dispatcher_pb2.QueueRunResponse]]:
         """Queue a run of a registered task.
         Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
-        the params fail the task's params schema (the message names each field) or
-        a field of the request is malformed.
+        the params fail the task's params schema (the message names each field), a
+        field of the request is malformed or over its limit (README, "Limits");
+        ALREADY_EXISTS when the run id or idempotency key belongs to a run of another
+        task; RESOURCE_EXHAUSTED when the queue store is full; UNAVAILABLE when the
+        queue store cannot be reached (safe to retry with a caller-made run id).
         """
 
     @_abc_1.abstractmethod
@@ -262,7 +305,7 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.GetQueueStatusResponse, _abc.Awaitable[_dispatcher_pb2.GetQueueStatusResponse]]:
         """Describe the queue: runs waiting per priority and the live workers with their load.
-        Errors: none beyond transport errors.
+        Errors: UNAVAILABLE when the queue store cannot be reached.
         """
 
     @_abc_1.abstractmethod
@@ -272,8 +315,9 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RegisterWorkerResponse, _abc.Awaitable[_dispatcher_pb2.RegisterWorkerResponse]]:
         """Register a worker and the tasks it executes; called again to refresh.
-        Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
-        invalid params schema.
+        Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
+        invalid params schema, or a number that is not finite or out of its range
+        (timeout, concurrency, retry policy).
         """
 
     @_abc_1.abstractmethod
@@ -283,7 +327,9 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.LeaseRunsResponse, _abc.Awaitable[_dispatcher_pb2.LeaseRunsResponse]]:
         """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
-        Leased runs are running; their lease must be renewed with Heartbeat.
+        Leased runs are running; their lease must be renewed with Heartbeat. A run
+        that cannot be handed over (its message cannot be built) ends failed with a
+        ParamsRejectedError instead of taking the other runs of the reply with it.
         Errors: FAILED_PRECONDITION when the worker is not registered;
         INVALID_ARGUMENT when max_runs is not positive.
         """
@@ -307,8 +353,10 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_dispatcher_pb2.ReportRunStatesResponse, _abc.Awaitable[_dispatcher_pb2.ReportRunStatesResponse]]:
         """Report the outcome of leased runs, in batches. A report for a run the
         worker no longer holds (lease expired, aborted) is ignored and listed in
-        the response.
-        Errors: INVALID_ARGUMENT when a report has no run_id or a non-final state.
+        the response. Each report is decided on its own: a malformed one (non-final
+        state, a result over the size limit) ends its run failed with an error that
+        says why, and is listed in rejected; the other reports are applied.
+        Errors: FAILED_PRECONDITION when the worker is not registered.
         """
 
     @_abc_1.abstractmethod
@@ -320,6 +368,36 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """Give back leased runs the worker will not execute (graceful shutdown);
         they are queued again at once, keeping their attempt number.
         Errors: none beyond transport errors.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _dispatcher_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.ListDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.ListDeadLettersResponse]]:
+        """List the run snapshots history refused (dead letters), oldest first.
+        Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryDeadLetters(
+        self,
+        request: _dispatcher_pb2.RetryDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.RetryDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.RetryDeadLettersResponse]]:
+        """Send dead letters to history again (they return to the outbox).
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        """
+
+    @_abc_1.abstractmethod
+    def DropDeadLetters(
+        self,
+        request: _dispatcher_pb2.DropDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.DropDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.DropDeadLettersResponse]]:
+        """Forget dead letters.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
         """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fluid/scheduler/v1/history.proto\x12\x12\x66luid.scheduler.v1\x1a\x1c\x66luid/scheduler/v1/run.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x11RecordRunsRequest\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.fluid.scheduler.v1.Run\"%\n\x12RecordRunsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\"\x91\x02\n\x0fListRunsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12-\n\x06states\x18\x02 \x03(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12\x30\n\x0cqueued_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rqueued_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0eparams_contain\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\t\"N\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.fluid.scheduler.v1.Run\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"-\n\x1bHistoryServiceGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"D\n\x1cHistoryServiceGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run2\xb1\x02\n\x0eHistoryService\x12[\n\nRecordRuns\x12%.fluid.scheduler.v1.RecordRunsRequest\x1a&.fluid.scheduler.v1.RecordRunsResponse\x12U\n\x08ListRuns\x12#.fluid.scheduler.v1.ListRunsRequest\x1a$.fluid.scheduler.v1.ListRunsResponse\x12k\n\x06GetRun\x12/.fluid.scheduler.v1.HistoryServiceGetRunRequest\x1a\x30.fluid.scheduler.v1.HistoryServiceGetRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fluid/scheduler/v1/history.proto\x12\x12\x66luid.scheduler.v1\x1a\x1c\x66luid/scheduler/v1/run.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x11RecordRunsRequest\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.fluid.scheduler.v1.Run\"V\n\x12RecordRunsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12/\n\x07refused\x18\x02 \x03(\x0b\x32\x1e.fluid.scheduler.v1.RefusedRun\"=\n\nRefusedRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x91\x02\n\x0fListRunsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12-\n\x06states\x18\x02 \x03(\x0e\x32\x1d.fluid.scheduler.v1.TaskState\x12\x30\n\x0cqueued_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rqueued_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0eparams_contain\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\t\"N\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.fluid.scheduler.v1.Run\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"-\n\x1bHistoryServiceGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"D\n\x1cHistoryServiceGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.fluid.scheduler.v1.Run2\xb1\x02\n\x0eHistoryService\x12[\n\nRecordRuns\x12%.fluid.scheduler.v1.RecordRunsRequest\x1a&.fluid.scheduler.v1.RecordRunsResponse\x12U\n\x08ListRuns\x12#.fluid.scheduler.v1.ListRunsRequest\x1a$.fluid.scheduler.v1.ListRunsResponse\x12k\n\x06GetRun\x12/.fluid.scheduler.v1.HistoryServiceGetRunRequest\x1a\x30.fluid.scheduler.v1.HistoryServiceGetRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDRUNSREQUEST']._serialized_start=149
   _globals['_RECORDRUNSREQUEST']._serialized_end=207
   _globals['_RECORDRUNSRESPONSE']._serialized_start=209
-  _globals['_RECORDRUNSRESPONSE']._serialized_end=246
-  _globals['_LISTRUNSREQUEST']._serialized_start=249
-  _globals['_LISTRUNSREQUEST']._serialized_end=522
-  _globals['_LISTRUNSRESPONSE']._serialized_start=524
-  _globals['_LISTRUNSRESPONSE']._serialized_end=602
-  _globals['_HISTORYSERVICEGETRUNREQUEST']._serialized_start=604
-  _globals['_HISTORYSERVICEGETRUNREQUEST']._serialized_end=649
-  _globals['_HISTORYSERVICEGETRUNRESPONSE']._serialized_start=651
-  _globals['_HISTORYSERVICEGETRUNRESPONSE']._serialized_end=719
-  _globals['_HISTORYSERVICE']._serialized_start=722
-  _globals['_HISTORYSERVICE']._serialized_end=1027
+  _globals['_RECORDRUNSRESPONSE']._serialized_end=295
+  _globals['_REFUSEDRUN']._serialized_start=297
+  _globals['_REFUSEDRUN']._serialized_end=358
+  _globals['_LISTRUNSREQUEST']._serialized_start=361
+  _globals['_LISTRUNSREQUEST']._serialized_end=634
+  _globals['_LISTRUNSRESPONSE']._serialized_start=636
+  _globals['_LISTRUNSRESPONSE']._serialized_end=714
+  _globals['_HISTORYSERVICEGETRUNREQUEST']._serialized_start=716
+  _globals['_HISTORYSERVICEGETRUNREQUEST']._serialized_end=761
+  _globals['_HISTORYSERVICEGETRUNRESPONSE']._serialized_start=763
+  _globals['_HISTORYSERVICEGETRUNRESPONSE']._serialized_end=831
+  _globals['_HISTORYSERVICE']._serialized_start=834
+  _globals['_HISTORYSERVICE']._serialized_end=1139
 # @@protoc_insertion_point(module_scope)

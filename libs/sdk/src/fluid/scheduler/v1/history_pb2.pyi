@@ -52,20 +52,56 @@ class RecordRunsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     APPLIED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     applied: _builtins.int
-    """Snapshots that changed a stored run (the others were stale)."""
+    """Snapshots that changed a stored run (the others were stale or refused)."""
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefusedRun]:
+        """Snapshots that were not stored, each with the reason."""
+
     def __init__(
         self,
         *,
         applied: _builtins.int = ...,
+        refused: _abc.Iterable[Global___RefusedRun] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "refused", b"refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordRunsResponse: _TypeAlias = RecordRunsResponse  # noqa: Y015
+
+@_typing.final
+class RefusedRun(_message.Message):
+    """RefusedRun is a snapshot history did not store."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Id of the run (empty when the snapshot had none)."""
+    version: _builtins.int
+    """Version of the refused snapshot."""
+    reason: _builtins.str
+    """Why it was refused."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefusedRun: _TypeAlias = RefusedRun  # noqa: Y015
 
 @_typing.final
 class ListRunsRequest(_message.Message):

@@ -59,9 +59,11 @@ class HistoryServiceServicer:
     def RecordRuns(self, request, context):
         """Store run snapshots. Idempotent: a snapshot older than (or equal to) the
         stored version of its run is ignored, so replays and reordering never move
-        a run backwards. Returns only after the batch is committed.
-        Errors: INVALID_ARGUMENT when a snapshot has no id or task; UNAVAILABLE
-        when the database cannot be reached (the caller retries).
+        a run backwards. Returns only after every snapshot it takes is committed. A
+        snapshot history cannot store (malformed, or refused by the database) is
+        listed in refused with the reason; the others are stored all the same.
+        Errors: UNAVAILABLE when the database cannot be reached (the caller retries);
+        RESOURCE_EXHAUSTED when the request is larger than the server takes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

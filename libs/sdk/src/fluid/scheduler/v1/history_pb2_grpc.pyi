@@ -36,9 +36,11 @@ class HistoryServiceStub:
     RecordRuns: _grpc.UnaryUnaryMultiCallable[_history_pb2.RecordRunsRequest, _history_pb2.RecordRunsResponse]
     """Store run snapshots. Idempotent: a snapshot older than (or equal to) the
     stored version of its run is ignored, so replays and reordering never move
-    a run backwards. Returns only after the batch is committed.
-    Errors: INVALID_ARGUMENT when a snapshot has no id or task; UNAVAILABLE
-    when the database cannot be reached (the caller retries).
+    a run backwards. Returns only after every snapshot it takes is committed. A
+    snapshot history cannot store (malformed, or refused by the database) is
+    listed in refused with the reason; the others are stored all the same.
+    Errors: UNAVAILABLE when the database cannot be reached (the caller retries);
+    RESOURCE_EXHAUSTED when the request is larger than the server takes.
     """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListRunsRequest, _history_pb2.ListRunsResponse]
     """List runs, newest queued first, filtered and paginated with a cursor.
@@ -58,9 +60,11 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     RecordRuns: _aio.UnaryUnaryMultiCallable[_history_pb2.RecordRunsRequest, _history_pb2.RecordRunsResponse]  # type: ignore[assignment]
     """Store run snapshots. Idempotent: a snapshot older than (or equal to) the
     stored version of its run is ignored, so replays and reordering never move
-    a run backwards. Returns only after the batch is committed.
-    Errors: INVALID_ARGUMENT when a snapshot has no id or task; UNAVAILABLE
-    when the database cannot be reached (the caller retries).
+    a run backwards. Returns only after every snapshot it takes is committed. A
+    snapshot history cannot store (malformed, or refused by the database) is
+    listed in refused with the reason; the others are stored all the same.
+    Errors: UNAVAILABLE when the database cannot be reached (the caller retries);
+    RESOURCE_EXHAUSTED when the request is larger than the server takes.
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_history_pb2.ListRunsRequest, _history_pb2.ListRunsResponse]  # type: ignore[assignment]
     """List runs, newest queued first, filtered and paginated with a cursor.
@@ -83,9 +87,11 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_history_pb2.RecordRunsResponse, _abc.Awaitable[_history_pb2.RecordRunsResponse]]:
         """Store run snapshots. Idempotent: a snapshot older than (or equal to) the
         stored version of its run is ignored, so replays and reordering never move
-        a run backwards. Returns only after the batch is committed.
-        Errors: INVALID_ARGUMENT when a snapshot has no id or task; UNAVAILABLE
-        when the database cannot be reached (the caller retries).
+        a run backwards. Returns only after every snapshot it takes is committed. A
+        snapshot history cannot store (malformed, or refused by the database) is
+        listed in refused with the reason; the others are stored all the same.
+        Errors: UNAVAILABLE when the database cannot be reached (the caller retries);
+        RESOURCE_EXHAUSTED when the request is larger than the server takes.
         """
 
     @_abc_1.abstractmethod

@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file fluid/scheduler/v1/dispatcher.proto.
  */
 export const file_fluid_scheduler_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("CiNmbHVpZC9zY2hlZHVsZXIvdjEvZGlzcGF0Y2hlci5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIu0BCg9RdWV1ZVJ1blJlcXVlc3QSDAoEdGFzaxgBIAEoCRInCgZwYXJhbXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCHByaW9yaXR5GAMgASgOMiAuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tQcmlvcml0eRIOCgZydW5faWQYBCABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEjEKDWV4ZWN1dGVfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Zyb21fcnVuX2lkGAcgASgJIkkKEFF1ZXVlUnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bhIPCgdjcmVhdGVkGAIgASgIIkUKEFF1ZXVlUnVuc1JlcXVlc3QSMQoEcnVucxgBIAMoCzIjLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlcXVlc3QiRwoRUXVldWVSdW5zUmVzcG9uc2USMgoEcnVucxgBIAMoCzIkLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlc3BvbnNlIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjYKDkdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4iMQoPQWJvcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoQQWJvcnRSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiEKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOAoQV2F0Y2hSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIhIKEExpc3RUYXNrc1JlcXVlc3QiQAoRTGlzdFRhc2tzUmVzcG9uc2USKwoFdGFza3MYASADKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iNgoVU2V0VGFza0VuYWJsZWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHZW5hYmxlZBgCIAEoCCJEChZTZXRUYXNrRW5hYmxlZFJlc3BvbnNlEioKBHRhc2sYASABKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iFwoVR2V0UXVldWVTdGF0dXNSZXF1ZXN0Ik4KClF1ZXVlRGVwdGgSMgoIcHJpb3JpdHkYASABKA4yIC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1ByaW9yaXR5EgwKBHJ1bnMYAiABKAMiswEKDFdvcmtlclN0YXR1cxIRCgl3b3JrZXJfaWQYASABKAkSLAoEa2luZBgCIAEoDjIeLmZsdWlkLnNjaGVkdWxlci52MS5Xb3JrZXJLaW5kEg0KBXRhc2tzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgFEg8KB3J1bm5pbmcYBSABKAUSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ7ChZHZXRRdWV1ZVN0YXR1c1Jlc3BvbnNlEi4KBmRlcHRocxgBIAMoCzIeLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZURlcHRoEjEKB3dvcmtlcnMYAiADKAsyIC5mbHVpZC5zY2hlZHVsZXIudjEuV29ya2VyU3RhdHVzIqABChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5mbHVpZC5zY2hlZHVsZXIudjEuV29ya2VyS2luZBIxCgV0YXNrcxgDIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5UYXNrRGVmaW5pdGlvbhITCgtjb25jdXJyZW5jeRgEIAEoBSJGChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEiwKCWxlYXNlX3R0bBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJgChBMZWFzZVJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIQCghtYXhfcnVucxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlsKBUxlYXNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4SLAoIZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KEUxlYXNlUnVuc1Jlc3BvbnNlEikKBmxlYXNlcxgBIAMoCzIZLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZSI2ChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdydW5faWRzGAIgAygJIioKCFJ1bkFib3J0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiVwoRSGVhcnRiZWF0UmVzcG9uc2USLAoGYWJvcnRzGAEgAygLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bkFib3J0EhQKDGxvc3RfcnVuX2lkcxgCIAMoCSLZAQoOUnVuU3RhdGVSZXBvcnQSDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSLAoFc3RhdGUYAyABKA4yHS5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1N0YXRlEiYKBnJlc3VsdBgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgVlcnJvchgFIAEoCzIcLmZsdWlkLnNjaGVkdWxlci52MS5SdW5FcnJvchIOCgZyZWFzb24YBiABKAkSEwoLb3V0cHV0X3RhaWwYByADKAkiYAoWUmVwb3J0UnVuU3RhdGVzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSMwoHcmVwb3J0cxgCIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5SdW5TdGF0ZVJlcG9ydCIyChdSZXBvcnRSdW5TdGF0ZXNSZXNwb25zZRIXCg9pZ25vcmVkX3J1bl9pZHMYASADKAkiOAoSUmVsZWFzZVJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdydW5faWRzGAIgAygJIi8KE1JlbGVhc2VSdW5zUmVzcG9uc2USGAoQcmVsZWFzZWRfcnVuX2lkcxgBIAMoCSpSCgpXb3JrZXJLaW5kEhsKF1dPUktFUl9LSU5EX1VOU1BFQ0lGSUVEEAASEgoOV09SS0VSX0tJTkRfSU8QARITCg9XT1JLRVJfS0lORF9DUFUQAjLaCQoRRGlzcGF0Y2hlclNlcnZpY2USVQoIUXVldWVSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuUmVzcG9uc2USWAoJUXVldWVSdW5zEiQuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuc1JlcXVlc3QaJS5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5zUmVzcG9uc2USTwoGR2V0UnVuEiEuZmx1aWQuc2NoZWR1bGVyLnYxLkdldFJ1blJlcXVlc3QaIi5mbHVpZC5zY2hlZHVsZXIudjEuR2V0UnVuUmVzcG9uc2USVQoIQWJvcnRSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuQWJvcnRSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLkFib3J0UnVuUmVzcG9uc2USVwoIV2F0Y2hSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuV2F0Y2hSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLldhdGNoUnVuUmVzcG9uc2UwARJYCglMaXN0VGFza3MSJC5mbHVpZC5zY2hlZHVsZXIudjEuTGlzdFRhc2tzUmVxdWVzdBolLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0VGFza3NSZXNwb25zZRJnCg5TZXRUYXNrRW5hYmxlZBIpLmZsdWlkLnNjaGVkdWxlci52MS5TZXRUYXNrRW5hYmxlZFJlcXVlc3QaKi5mbHVpZC5zY2hlZHVsZXIudjEuU2V0VGFza0VuYWJsZWRSZXNwb25zZRJnCg5HZXRRdWV1ZVN0YXR1cxIpLmZsdWlkLnNjaGVkdWxlci52MS5HZXRRdWV1ZVN0YXR1c1JlcXVlc3QaKi5mbHVpZC5zY2hlZHVsZXIudjEuR2V0UXVldWVTdGF0dXNSZXNwb25zZRJnCg5SZWdpc3RlcldvcmtlchIpLmZsdWlkLnNjaGVkdWxlci52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaKi5mbHVpZC5zY2hlZHVsZXIudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJYCglMZWFzZVJ1bnMSJC5mbHVpZC5zY2hlZHVsZXIudjEuTGVhc2VSdW5zUmVxdWVzdBolLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZVJ1bnNSZXNwb25zZRJYCglIZWFydGJlYXQSJC5mbHVpZC5zY2hlZHVsZXIudjEuSGVhcnRiZWF0UmVxdWVzdBolLmZsdWlkLnNjaGVkdWxlci52MS5IZWFydGJlYXRSZXNwb25zZRJqCg9SZXBvcnRSdW5TdGF0ZXMSKi5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuU3RhdGVzUmVxdWVzdBorLmZsdWlkLnNjaGVkdWxlci52MS5SZXBvcnRSdW5TdGF0ZXNSZXNwb25zZRJeCgtSZWxlYXNlUnVucxImLmZsdWlkLnNjaGVkdWxlci52MS5SZWxlYXNlUnVuc1JlcXVlc3QaJy5mbHVpZC5zY2hlZHVsZXIudjEuUmVsZWFzZVJ1bnNSZXNwb25zZWIGcHJvdG8z", [file_fluid_scheduler_v1_run, file_fluid_scheduler_v1_task, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiNmbHVpZC9zY2hlZHVsZXIvdjEvZGlzcGF0Y2hlci5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIu0BCg9RdWV1ZVJ1blJlcXVlc3QSDAoEdGFzaxgBIAEoCRInCgZwYXJhbXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCHByaW9yaXR5GAMgASgOMiAuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tQcmlvcml0eRIOCgZydW5faWQYBCABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEjEKDWV4ZWN1dGVfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Zyb21fcnVuX2lkGAcgASgJIkkKEFF1ZXVlUnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bhIPCgdjcmVhdGVkGAIgASgIIkUKEFF1ZXVlUnVuc1JlcXVlc3QSMQoEcnVucxgBIAMoCzIjLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlcXVlc3QiRwoRUXVldWVSdW5zUmVzcG9uc2USMgoEcnVucxgBIAMoCzIkLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlc3BvbnNlIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjYKDkdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4iMQoPQWJvcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoQQWJvcnRSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiEKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOAoQV2F0Y2hSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIhIKEExpc3RUYXNrc1JlcXVlc3QiQAoRTGlzdFRhc2tzUmVzcG9uc2USKwoFdGFza3MYASADKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iNgoVU2V0VGFza0VuYWJsZWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHZW5hYmxlZBgCIAEoCCJEChZTZXRUYXNrRW5hYmxlZFJlc3BvbnNlEioKBHRhc2sYASABKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iFwoVR2V0UXVldWVTdGF0dXNSZXF1ZXN0Ik4KClF1ZXVlRGVwdGgSMgoIcHJpb3JpdHkYASABKA4yIC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1ByaW9yaXR5EgwKBHJ1bnMYAiABKAMiswEKDFdvcmtlclN0YXR1cxIRCgl3b3JrZXJfaWQYASABKAkSLAoEa2luZBgCIAEoDjIeLmZsdWlkLnNjaGVkdWxlci52MS5Xb3JrZXJLaW5kEg0KBXRhc2tzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgFEg8KB3J1bm5pbmcYBSABKAUSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKbAgoWR2V0UXVldWVTdGF0dXNSZXNwb25zZRIuCgZkZXB0aHMYASADKAsyHi5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVEZXB0aBIxCgd3b3JrZXJzGAIgAygLMiAuZmx1aWQuc2NoZWR1bGVyLnYxLldvcmtlclN0YXR1cxIUCgxkZWFkX2xldHRlcnMYAyABKAMSNgoSb2xkZXN0X2RlYWRfbGV0dGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5vdXRib3hfcGVuZGluZxgFIAEoAxI4Cg5kZWdyYWRlZF9sb29wcxgGIAMoCzIgLmZsdWlkLnNjaGVkdWxlci52MS5EZWdyYWRlZExvb3AiVgoMRGVncmFkZWRMb29wEgwKBG5hbWUYASABKAkSDQoFZXJyb3IYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqABChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5mbHVpZC5zY2hlZHVsZXIudjEuV29ya2VyS2luZBIxCgV0YXNrcxgDIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5UYXNrRGVmaW5pdGlvbhITCgtjb25jdXJyZW5jeRgEIAEoBSJGChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEiwKCWxlYXNlX3R0bBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJgChBMZWFzZVJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIQCghtYXhfcnVucxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlsKBUxlYXNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4SLAoIZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KEUxlYXNlUnVuc1Jlc3BvbnNlEikKBmxlYXNlcxgBIAMoCzIZLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZSI2ChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdydW5faWRzGAIgAygJIioKCFJ1bkFib3J0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiVwoRSGVhcnRiZWF0UmVzcG9uc2USLAoGYWJvcnRzGAEgAygLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bkFib3J0EhQKDGxvc3RfcnVuX2lkcxgCIAMoCSLZAQoOUnVuU3RhdGVSZXBvcnQSDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSLAoFc3RhdGUYAyABKA4yHS5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1N0YXRlEiYKBnJlc3VsdBgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgVlcnJvchgFIAEoCzIcLmZsdWlkLnNjaGVkdWxlci52MS5SdW5FcnJvchIOCgZyZWFzb24YBiABKAkSEwoLb3V0cHV0X3RhaWwYByADKAkiYAoWUmVwb3J0UnVuU3RhdGVzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSMwoHcmVwb3J0cxgCIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5SdW5TdGF0ZVJlcG9ydCJoChdSZXBvcnRSdW5TdGF0ZXNSZXNwb25zZRIXCg9pZ25vcmVkX3J1bl9pZHMYASADKAkSNAoIcmVqZWN0ZWQYAiADKAsyIi5mbHVpZC5zY2hlZHVsZXIudjEuUmVqZWN0ZWRSZXBvcnQiMAoOUmVqZWN0ZWRSZXBvcnQSDgoGcnVuX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI4ChJSZWxlYXNlUnVuc1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg8KB3J1bl9pZHMYAiADKAkiLwoTUmVsZWFzZVJ1bnNSZXNwb25zZRIYChByZWxlYXNlZF9ydW5faWRzGAEgAygJIsMBCgpEZWFkTGV0dGVyEgoKAmlkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRIMCgR0YXNrGAMgASgJEiwKBXN0YXRlGAQgASgOMh0uZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tTdGF0ZRIPCgd2ZXJzaW9uGAUgASgDEg4KBnJlYXNvbhgGIAEoCRIoCgR0aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzaXplX2J5dGVzGAggASgDIjcKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSDQoFbGltaXQYASABKAUSDgoGY3Vyc29yGAIgASgJImQKF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEjQKDGRlYWRfbGV0dGVycxgBIAMoCzIeLmZsdWlkLnNjaGVkdWxlci52MS5EZWFkTGV0dGVyEhMKC25leHRfY3Vyc29yGAIgASgJIjMKF1JldHJ5RGVhZExldHRlcnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRILCgNhbGwYAiABKAgiKwoYUmV0cnlEZWFkTGV0dGVyc1Jlc3BvbnNlEg8KB3JldHJpZWQYASABKAMiMgoWRHJvcERlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIIioKF0Ryb3BEZWFkTGV0dGVyc1Jlc3BvbnNlEg8KB2Ryb3BwZWQYASABKAMqUgoKV29ya2VyS2luZBIbChdXT1JLRVJfS0lORF9VTlNQRUNJRklFRBAAEhIKDldPUktFUl9LSU5EX0lPEAESEwoPV09SS0VSX0tJTkRfQ1BVEAIyoQwKEURpc3BhdGNoZXJTZXJ2aWNlElUKCFF1ZXVlUnVuEiMuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuUmVxdWVzdBokLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlc3BvbnNlElgKCVF1ZXVlUnVucxIkLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1bnNSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuc1Jlc3BvbnNlEk8KBkdldFJ1bhIhLmZsdWlkLnNjaGVkdWxlci52MS5HZXRSdW5SZXF1ZXN0GiIuZmx1aWQuc2NoZWR1bGVyLnYxLkdldFJ1blJlc3BvbnNlElUKCEFib3J0UnVuEiMuZmx1aWQuc2NoZWR1bGVyLnYxLkFib3J0UnVuUmVxdWVzdBokLmZsdWlkLnNjaGVkdWxlci52MS5BYm9ydFJ1blJlc3BvbnNlElcKCFdhdGNoUnVuEiMuZmx1aWQuc2NoZWR1bGVyLnYxLldhdGNoUnVuUmVxdWVzdBokLmZsdWlkLnNjaGVkdWxlci52MS5XYXRjaFJ1blJlc3BvbnNlMAESWAoJTGlzdFRhc2tzEiQuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3RUYXNrc1JlcXVlc3QaJS5mbHVpZC5zY2hlZHVsZXIudjEuTGlzdFRhc2tzUmVzcG9uc2USZwoOU2V0VGFza0VuYWJsZWQSKS5mbHVpZC5zY2hlZHVsZXIudjEuU2V0VGFza0VuYWJsZWRSZXF1ZXN0GiouZmx1aWQuc2NoZWR1bGVyLnYxLlNldFRhc2tFbmFibGVkUmVzcG9uc2USZwoOR2V0UXVldWVTdGF0dXMSKS5mbHVpZC5zY2hlZHVsZXIudjEuR2V0UXVldWVTdGF0dXNSZXF1ZXN0GiouZmx1aWQuc2NoZWR1bGVyLnYxLkdldFF1ZXVlU3RhdHVzUmVzcG9uc2USZwoOUmVnaXN0ZXJXb3JrZXISKS5mbHVpZC5zY2hlZHVsZXIudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0GiouZmx1aWQuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USWAoJTGVhc2VSdW5zEiQuZmx1aWQuc2NoZWR1bGVyLnYxLkxlYXNlUnVuc1JlcXVlc3QaJS5mbHVpZC5zY2hlZHVsZXIudjEuTGVhc2VSdW5zUmVzcG9uc2USWAoJSGVhcnRiZWF0EiQuZmx1aWQuc2NoZWR1bGVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaJS5mbHVpZC5zY2hlZHVsZXIudjEuSGVhcnRiZWF0UmVzcG9uc2USagoPUmVwb3J0UnVuU3RhdGVzEiouZmx1aWQuc2NoZWR1bGVyLnYxLlJlcG9ydFJ1blN0YXRlc1JlcXVlc3QaKy5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuU3RhdGVzUmVzcG9uc2USXgoLUmVsZWFzZVJ1bnMSJi5mbHVpZC5zY2hlZHVsZXIudjEuUmVsZWFzZVJ1bnNSZXF1ZXN0GicuZmx1aWQuc2NoZWR1bGVyLnYxLlJlbGVhc2VSdW5zUmVzcG9uc2USagoPTGlzdERlYWRMZXR0ZXJzEiouZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3REZWFkTGV0dGVyc1JlcXVlc3QaKy5mbHVpZC5zY2hlZHVsZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USbQoQUmV0cnlEZWFkTGV0dGVycxIrLmZsdWlkLnNjaGVkdWxlci52MS5SZXRyeURlYWRMZXR0ZXJzUmVxdWVzdBosLmZsdWlkLnNjaGVkdWxlci52MS5SZXRyeURlYWRMZXR0ZXJzUmVzcG9uc2USagoPRHJvcERlYWRMZXR0ZXJzEiouZmx1aWQuc2NoZWR1bGVyLnYxLkRyb3BEZWFkTGV0dGVyc1JlcXVlc3QaKy5mbHVpZC5zY2hlZHVsZXIudjEuRHJvcERlYWRMZXR0ZXJzUmVzcG9uc2ViBnByb3RvMw", [file_fluid_scheduler_v1_run, file_fluid_scheduler_v1_task, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * QueueRunRequest asks for one run of a task.
@@ -487,6 +487,34 @@ export type GetQueueStatusResponse = Message<"fluid.scheduler.v1.GetQueueStatusR
    * @generated from field: repeated fluid.scheduler.v1.WorkerStatus workers = 2;
    */
   workers: WorkerStatus[];
+
+  /**
+   * Run snapshots history refused, waiting in the dead-letter store.
+   *
+   * @generated from field: int64 dead_letters = 3;
+   */
+  deadLetters: bigint;
+
+  /**
+   * When the oldest dead letter was stored (unset when there is none).
+   *
+   * @generated from field: google.protobuf.Timestamp oldest_dead_letter = 4;
+   */
+  oldestDeadLetter?: Timestamp | undefined;
+
+  /**
+   * Run snapshots waiting to be delivered to history (forwarder lag).
+   *
+   * @generated from field: int64 outbox_pending = 5;
+   */
+  outboxPending: bigint;
+
+  /**
+   * Background loops of the answering replica that are failing now.
+   *
+   * @generated from field: repeated fluid.scheduler.v1.DegradedLoop degraded_loops = 6;
+   */
+  degradedLoops: DegradedLoop[];
 };
 
 /**
@@ -495,6 +523,41 @@ export type GetQueueStatusResponse = Message<"fluid.scheduler.v1.GetQueueStatusR
  */
 export const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse> = /*@__PURE__*/
   messageDesc(file_fluid_scheduler_v1_dispatcher, 17);
+
+/**
+ * DegradedLoop is a background loop whose last round failed.
+ *
+ * @generated from message fluid.scheduler.v1.DegradedLoop
+ */
+export type DegradedLoop = Message<"fluid.scheduler.v1.DegradedLoop"> & {
+  /**
+   * Name of the loop (e.g. "history-forwarder").
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The error of its last round.
+   *
+   * @generated from field: string error = 2;
+   */
+  error: string;
+
+  /**
+   * When it started failing.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.DegradedLoop.
+ * Use `create(DegradedLoopSchema)` to create a new message.
+ */
+export const DegradedLoopSchema: GenMessage<DegradedLoop> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 18);
 
 /**
  * RegisterWorkerRequest describes a worker.
@@ -536,7 +599,7 @@ export type RegisterWorkerRequest = Message<"fluid.scheduler.v1.RegisterWorkerRe
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 18);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 19);
 
 /**
  * RegisterWorkerResponse tells the worker how to keep its leases.
@@ -557,7 +620,7 @@ export type RegisterWorkerResponse = Message<"fluid.scheduler.v1.RegisterWorkerR
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 19);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 20);
 
 /**
  * LeaseRunsRequest asks for work.
@@ -592,7 +655,7 @@ export type LeaseRunsRequest = Message<"fluid.scheduler.v1.LeaseRunsRequest"> & 
  * Use `create(LeaseRunsRequestSchema)` to create a new message.
  */
 export const LeaseRunsRequestSchema: GenMessage<LeaseRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 20);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 21);
 
 /**
  * Lease is a run handed to a worker until deadline.
@@ -620,7 +683,7 @@ export type Lease = Message<"fluid.scheduler.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 21);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 22);
 
 /**
  * LeaseRunsResponse returns the leased runs (possibly none).
@@ -641,7 +704,7 @@ export type LeaseRunsResponse = Message<"fluid.scheduler.v1.LeaseRunsResponse"> 
  * Use `create(LeaseRunsResponseSchema)` to create a new message.
  */
 export const LeaseRunsResponseSchema: GenMessage<LeaseRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 22);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 23);
 
 /**
  * HeartbeatRequest renews a worker's leases.
@@ -669,7 +732,7 @@ export type HeartbeatRequest = Message<"fluid.scheduler.v1.HeartbeatRequest"> & 
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 23);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 24);
 
 /**
  * RunAbort tells a worker to stop a run.
@@ -697,7 +760,7 @@ export type RunAbort = Message<"fluid.scheduler.v1.RunAbort"> & {
  * Use `create(RunAbortSchema)` to create a new message.
  */
 export const RunAbortSchema: GenMessage<RunAbort> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 24);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 25);
 
 /**
  * HeartbeatResponse lists runs to stop.
@@ -725,7 +788,7 @@ export type HeartbeatResponse = Message<"fluid.scheduler.v1.HeartbeatResponse"> 
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 25);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 26);
 
 /**
  * RunStateReport is the outcome of one leased run.
@@ -789,7 +852,7 @@ export type RunStateReport = Message<"fluid.scheduler.v1.RunStateReport"> & {
  * Use `create(RunStateReportSchema)` to create a new message.
  */
 export const RunStateReportSchema: GenMessage<RunStateReport> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 26);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 27);
 
 /**
  * ReportRunStatesRequest reports outcomes.
@@ -817,10 +880,10 @@ export type ReportRunStatesRequest = Message<"fluid.scheduler.v1.ReportRunStates
  * Use `create(ReportRunStatesRequestSchema)` to create a new message.
  */
 export const ReportRunStatesRequestSchema: GenMessage<ReportRunStatesRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 27);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 28);
 
 /**
- * ReportRunStatesResponse says which reports were not applied.
+ * ReportRunStatesResponse says which reports were not applied as sent.
  *
  * @generated from message fluid.scheduler.v1.ReportRunStatesResponse
  */
@@ -831,6 +894,13 @@ export type ReportRunStatesResponse = Message<"fluid.scheduler.v1.ReportRunState
    * @generated from field: repeated string ignored_run_ids = 1;
    */
   ignoredRunIds: string[];
+
+  /**
+   * Reports refused as malformed: their runs ended failed with the reason.
+   *
+   * @generated from field: repeated fluid.scheduler.v1.RejectedReport rejected = 2;
+   */
+  rejected: RejectedReport[];
 };
 
 /**
@@ -838,7 +908,35 @@ export type ReportRunStatesResponse = Message<"fluid.scheduler.v1.ReportRunState
  * Use `create(ReportRunStatesResponseSchema)` to create a new message.
  */
 export const ReportRunStatesResponseSchema: GenMessage<ReportRunStatesResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 28);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 29);
+
+/**
+ * RejectedReport is a report the dispatcher refused.
+ *
+ * @generated from message fluid.scheduler.v1.RejectedReport
+ */
+export type RejectedReport = Message<"fluid.scheduler.v1.RejectedReport"> & {
+  /**
+   * Id of the run (empty when the report had none).
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Why it was refused.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.RejectedReport.
+ * Use `create(RejectedReportSchema)` to create a new message.
+ */
+export const RejectedReportSchema: GenMessage<RejectedReport> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 30);
 
 /**
  * ReleaseRunsRequest gives leased runs back.
@@ -866,7 +964,7 @@ export type ReleaseRunsRequest = Message<"fluid.scheduler.v1.ReleaseRunsRequest"
  * Use `create(ReleaseRunsRequestSchema)` to create a new message.
  */
 export const ReleaseRunsRequestSchema: GenMessage<ReleaseRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 29);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 31);
 
 /**
  * ReleaseRunsResponse confirms the release.
@@ -887,7 +985,231 @@ export type ReleaseRunsResponse = Message<"fluid.scheduler.v1.ReleaseRunsRespons
  * Use `create(ReleaseRunsResponseSchema)` to create a new message.
  */
 export const ReleaseRunsResponseSchema: GenMessage<ReleaseRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 30);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 32);
+
+/**
+ * DeadLetter is a run snapshot history refused.
+ *
+ * @generated from message fluid.scheduler.v1.DeadLetter
+ */
+export type DeadLetter = Message<"fluid.scheduler.v1.DeadLetter"> & {
+  /**
+   * Id of the dead letter.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Id of the run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * Task of the run.
+   *
+   * @generated from field: string task = 3;
+   */
+  task: string;
+
+  /**
+   * State of the refused snapshot.
+   *
+   * @generated from field: fluid.scheduler.v1.TaskState state = 4;
+   */
+  state: TaskState;
+
+  /**
+   * Version of the refused snapshot.
+   *
+   * @generated from field: int64 version = 5;
+   */
+  version: bigint;
+
+  /**
+   * Why history (or the forwarder) refused it.
+   *
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+
+  /**
+   * When it was stored.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 7;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Size of the encoded snapshot, in bytes.
+   *
+   * @generated from field: int64 size_bytes = 8;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.DeadLetter.
+ * Use `create(DeadLetterSchema)` to create a new message.
+ */
+export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 33);
+
+/**
+ * ListDeadLettersRequest pages the dead letters.
+ *
+ * @generated from message fluid.scheduler.v1.ListDeadLettersRequest
+ */
+export type ListDeadLettersRequest = Message<"fluid.scheduler.v1.ListDeadLettersRequest"> & {
+  /**
+   * Page size: default 50, at most 500.
+   *
+   * @generated from field: int32 limit = 1;
+   */
+  limit: number;
+
+  /**
+   * Opaque cursor from a previous response's next_cursor.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.ListDeadLettersRequest.
+ * Use `create(ListDeadLettersRequestSchema)` to create a new message.
+ */
+export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 34);
+
+/**
+ * ListDeadLettersResponse is one page of dead letters.
+ *
+ * @generated from message fluid.scheduler.v1.ListDeadLettersResponse
+ */
+export type ListDeadLettersResponse = Message<"fluid.scheduler.v1.ListDeadLettersResponse"> & {
+  /**
+   * The dead letters, oldest first.
+   *
+   * @generated from field: repeated fluid.scheduler.v1.DeadLetter dead_letters = 1;
+   */
+  deadLetters: DeadLetter[];
+
+  /**
+   * Cursor of the next page; empty on the last page.
+   *
+   * @generated from field: string next_cursor = 2;
+   */
+  nextCursor: string;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.ListDeadLettersResponse.
+ * Use `create(ListDeadLettersResponseSchema)` to create a new message.
+ */
+export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 35);
+
+/**
+ * RetryDeadLettersRequest names the dead letters to send again.
+ *
+ * @generated from message fluid.scheduler.v1.RetryDeadLettersRequest
+ */
+export type RetryDeadLettersRequest = Message<"fluid.scheduler.v1.RetryDeadLettersRequest"> & {
+  /**
+   * Ids of dead letters (at most 1000).
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Every dead letter instead.
+   *
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.RetryDeadLettersRequest.
+ * Use `create(RetryDeadLettersRequestSchema)` to create a new message.
+ */
+export const RetryDeadLettersRequestSchema: GenMessage<RetryDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 36);
+
+/**
+ * RetryDeadLettersResponse counts the dead letters sent again.
+ *
+ * @generated from message fluid.scheduler.v1.RetryDeadLettersResponse
+ */
+export type RetryDeadLettersResponse = Message<"fluid.scheduler.v1.RetryDeadLettersResponse"> & {
+  /**
+   * How many returned to the outbox.
+   *
+   * @generated from field: int64 retried = 1;
+   */
+  retried: bigint;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.RetryDeadLettersResponse.
+ * Use `create(RetryDeadLettersResponseSchema)` to create a new message.
+ */
+export const RetryDeadLettersResponseSchema: GenMessage<RetryDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 37);
+
+/**
+ * DropDeadLettersRequest names the dead letters to forget.
+ *
+ * @generated from message fluid.scheduler.v1.DropDeadLettersRequest
+ */
+export type DropDeadLettersRequest = Message<"fluid.scheduler.v1.DropDeadLettersRequest"> & {
+  /**
+   * Ids of dead letters (at most 1000).
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Every dead letter instead.
+   *
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.DropDeadLettersRequest.
+ * Use `create(DropDeadLettersRequestSchema)` to create a new message.
+ */
+export const DropDeadLettersRequestSchema: GenMessage<DropDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 38);
+
+/**
+ * DropDeadLettersResponse counts the dead letters forgotten.
+ *
+ * @generated from message fluid.scheduler.v1.DropDeadLettersResponse
+ */
+export type DropDeadLettersResponse = Message<"fluid.scheduler.v1.DropDeadLettersResponse"> & {
+  /**
+   * How many were forgotten.
+   *
+   * @generated from field: int64 dropped = 1;
+   */
+  dropped: bigint;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.DropDeadLettersResponse.
+ * Use `create(DropDeadLettersResponseSchema)` to create a new message.
+ */
+export const DropDeadLettersResponseSchema: GenMessage<DropDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 39);
 
 /**
  * WorkerKind says which runs a worker executes.
@@ -933,8 +1255,11 @@ export const DispatcherService: GenService<{
   /**
    * Queue a run of a registered task.
    * Errors: NOT_FOUND when no worker registered the task; INVALID_ARGUMENT when
-   * the params fail the task's params schema (the message names each field) or
-   * a field of the request is malformed.
+   * the params fail the task's params schema (the message names each field), a
+   * field of the request is malformed or over its limit (README, "Limits");
+   * ALREADY_EXISTS when the run id or idempotency key belongs to a run of another
+   * task; RESOURCE_EXHAUSTED when the queue store is full; UNAVAILABLE when the
+   * queue store cannot be reached (safe to retry with a caller-made run id).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.QueueRun
    */
@@ -1015,7 +1340,7 @@ export const DispatcherService: GenService<{
   },
   /**
    * Describe the queue: runs waiting per priority and the live workers with their load.
-   * Errors: none beyond transport errors.
+   * Errors: UNAVAILABLE when the queue store cannot be reached.
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.GetQueueStatus
    */
@@ -1026,8 +1351,9 @@ export const DispatcherService: GenService<{
   },
   /**
    * Register a worker and the tasks it executes; called again to refresh.
-   * Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name or an
-   * invalid params schema.
+   * Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
+   * invalid params schema, or a number that is not finite or out of its range
+   * (timeout, concurrency, retry policy).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.RegisterWorker
    */
@@ -1038,7 +1364,9 @@ export const DispatcherService: GenService<{
   },
   /**
    * Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
-   * Leased runs are running; their lease must be renewed with Heartbeat.
+   * Leased runs are running; their lease must be renewed with Heartbeat. A run
+   * that cannot be handed over (its message cannot be built) ends failed with a
+   * ParamsRejectedError instead of taking the other runs of the reply with it.
    * Errors: FAILED_PRECONDITION when the worker is not registered;
    * INVALID_ARGUMENT when max_runs is not positive.
    *
@@ -1064,8 +1392,10 @@ export const DispatcherService: GenService<{
   /**
    * Report the outcome of leased runs, in batches. A report for a run the
    * worker no longer holds (lease expired, aborted) is ignored and listed in
-   * the response.
-   * Errors: INVALID_ARGUMENT when a report has no run_id or a non-final state.
+   * the response. Each report is decided on its own: a malformed one (non-final
+   * state, a result over the size limit) ends its run failed with an error that
+   * says why, and is listed in rejected; the other reports are applied.
+   * Errors: FAILED_PRECONDITION when the worker is not registered.
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.ReportRunStates
    */
@@ -1085,6 +1415,39 @@ export const DispatcherService: GenService<{
     methodKind: "unary";
     input: typeof ReleaseRunsRequestSchema;
     output: typeof ReleaseRunsResponseSchema;
+  },
+  /**
+   * List the run snapshots history refused (dead letters), oldest first.
+   * Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+   *
+   * @generated from rpc fluid.scheduler.v1.DispatcherService.ListDeadLetters
+   */
+  listDeadLetters: {
+    methodKind: "unary";
+    input: typeof ListDeadLettersRequestSchema;
+    output: typeof ListDeadLettersResponseSchema;
+  },
+  /**
+   * Send dead letters to history again (they return to the outbox).
+   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+   *
+   * @generated from rpc fluid.scheduler.v1.DispatcherService.RetryDeadLetters
+   */
+  retryDeadLetters: {
+    methodKind: "unary";
+    input: typeof RetryDeadLettersRequestSchema;
+    output: typeof RetryDeadLettersResponseSchema;
+  },
+  /**
+   * Forget dead letters.
+   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+   *
+   * @generated from rpc fluid.scheduler.v1.DispatcherService.DropDeadLetters
+   */
+  dropDeadLetters: {
+    methodKind: "unary";
+    input: typeof DropDeadLettersRequestSchema;
+    output: typeof DropDeadLettersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_fluid_scheduler_v1_dispatcher, 0);

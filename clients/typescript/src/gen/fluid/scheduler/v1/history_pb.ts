@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file fluid/scheduler/v1/history.proto.
  */
 export const file_fluid_scheduler_v1_history: GenFile = /*@__PURE__*/
-  fileDesc("CiBmbHVpZC9zY2hlZHVsZXIvdjEvaGlzdG9yeS5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIjoKEVJlY29yZFJ1bnNSZXF1ZXN0EiUKBHJ1bnMYASADKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiUKElJlY29yZFJ1bnNSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgFIpECCg9MaXN0UnVuc1JlcXVlc3QSDAoEdGFzaxgBIAEoCRItCgZzdGF0ZXMYAiADKA4yHS5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1N0YXRlEjAKDHF1ZXVlZF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNcXVldWVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoOcGFyYW1zX2NvbnRhaW4YBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHRhZ3MYBiADKAkSDQoFbGltaXQYByABKAUSDgoGY3Vyc29yGAggASgJIk4KEExpc3RSdW5zUmVzcG9uc2USJQoEcnVucxgBIAMoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4SEwoLbmV4dF9jdXJzb3IYAiABKAkiLQobSGlzdG9yeVNlcnZpY2VHZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJEChxIaXN0b3J5U2VydmljZUdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4ysQIKDkhpc3RvcnlTZXJ2aWNlElsKClJlY29yZFJ1bnMSJS5mbHVpZC5zY2hlZHVsZXIudjEuUmVjb3JkUnVuc1JlcXVlc3QaJi5mbHVpZC5zY2hlZHVsZXIudjEuUmVjb3JkUnVuc1Jlc3BvbnNlElUKCExpc3RSdW5zEiMuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3RSdW5zUmVxdWVzdBokLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0UnVuc1Jlc3BvbnNlEmsKBkdldFJ1bhIvLmZsdWlkLnNjaGVkdWxlci52MS5IaXN0b3J5U2VydmljZUdldFJ1blJlcXVlc3QaMC5mbHVpZC5zY2hlZHVsZXIudjEuSGlzdG9yeVNlcnZpY2VHZXRSdW5SZXNwb25zZWIGcHJvdG8z", [file_fluid_scheduler_v1_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBmbHVpZC9zY2hlZHVsZXIvdjEvaGlzdG9yeS5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIjoKEVJlY29yZFJ1bnNSZXF1ZXN0EiUKBHJ1bnMYASADKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIlYKElJlY29yZFJ1bnNSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgFEi8KB3JlZnVzZWQYAiADKAsyHi5mbHVpZC5zY2hlZHVsZXIudjEuUmVmdXNlZFJ1biI9CgpSZWZ1c2VkUnVuEg4KBnJ1bl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEg4KBnJlYXNvbhgDIAEoCSKRAgoPTGlzdFJ1bnNSZXF1ZXN0EgwKBHRhc2sYASABKAkSLQoGc3RhdGVzGAIgAygOMh0uZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tTdGF0ZRIwCgxxdWV1ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXF1ZXVlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDnBhcmFtc19jb250YWluGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIMCgR0YWdzGAYgAygJEg0KBWxpbWl0GAcgASgFEg4KBmN1cnNvchgIIAEoCSJOChBMaXN0UnVuc1Jlc3BvbnNlEiUKBHJ1bnMYASADKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuEhMKC25leHRfY3Vyc29yGAIgASgJIi0KG0hpc3RvcnlTZXJ2aWNlR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiRAocSGlzdG9yeVNlcnZpY2VHZXRSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuMrECCg5IaXN0b3J5U2VydmljZRJbCgpSZWNvcmRSdW5zEiUuZmx1aWQuc2NoZWR1bGVyLnYxLlJlY29yZFJ1bnNSZXF1ZXN0GiYuZmx1aWQuc2NoZWR1bGVyLnYxLlJlY29yZFJ1bnNSZXNwb25zZRJVCghMaXN0UnVucxIjLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0UnVuc1JlcXVlc3QaJC5mbHVpZC5zY2hlZHVsZXIudjEuTGlzdFJ1bnNSZXNwb25zZRJrCgZHZXRSdW4SLy5mbHVpZC5zY2hlZHVsZXIudjEuSGlzdG9yeVNlcnZpY2VHZXRSdW5SZXF1ZXN0GjAuZmx1aWQuc2NoZWR1bGVyLnYxLkhpc3RvcnlTZXJ2aWNlR2V0UnVuUmVzcG9uc2ViBnByb3RvMw", [file_fluid_scheduler_v1_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * RecordRunsRequest carries run snapshots to store.
@@ -44,11 +44,18 @@ export const RecordRunsRequestSchema: GenMessage<RecordRunsRequest> = /*@__PURE_
  */
 export type RecordRunsResponse = Message<"fluid.scheduler.v1.RecordRunsResponse"> & {
   /**
-   * Snapshots that changed a stored run (the others were stale).
+   * Snapshots that changed a stored run (the others were stale or refused).
    *
    * @generated from field: int32 applied = 1;
    */
   applied: number;
+
+  /**
+   * Snapshots that were not stored, each with the reason.
+   *
+   * @generated from field: repeated fluid.scheduler.v1.RefusedRun refused = 2;
+   */
+  refused: RefusedRun[];
 };
 
 /**
@@ -57,6 +64,41 @@ export type RecordRunsResponse = Message<"fluid.scheduler.v1.RecordRunsResponse"
  */
 export const RecordRunsResponseSchema: GenMessage<RecordRunsResponse> = /*@__PURE__*/
   messageDesc(file_fluid_scheduler_v1_history, 1);
+
+/**
+ * RefusedRun is a snapshot history did not store.
+ *
+ * @generated from message fluid.scheduler.v1.RefusedRun
+ */
+export type RefusedRun = Message<"fluid.scheduler.v1.RefusedRun"> & {
+  /**
+   * Id of the run (empty when the snapshot had none).
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Version of the refused snapshot.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * Why it was refused.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.RefusedRun.
+ * Use `create(RefusedRunSchema)` to create a new message.
+ */
+export const RefusedRunSchema: GenMessage<RefusedRun> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_history, 2);
 
 /**
  * ListRunsRequest filters and pages the history.
@@ -126,7 +168,7 @@ export type ListRunsRequest = Message<"fluid.scheduler.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_history, 2);
+  messageDesc(file_fluid_scheduler_v1_history, 3);
 
 /**
  * ListRunsResponse is one page of runs.
@@ -154,7 +196,7 @@ export type ListRunsResponse = Message<"fluid.scheduler.v1.ListRunsResponse"> & 
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_history, 3);
+  messageDesc(file_fluid_scheduler_v1_history, 4);
 
 /**
  * HistoryServiceGetRunRequest names a stored run.
@@ -175,7 +217,7 @@ export type HistoryServiceGetRunRequest = Message<"fluid.scheduler.v1.HistorySer
  * Use `create(HistoryServiceGetRunRequestSchema)` to create a new message.
  */
 export const HistoryServiceGetRunRequestSchema: GenMessage<HistoryServiceGetRunRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_history, 4);
+  messageDesc(file_fluid_scheduler_v1_history, 5);
 
 /**
  * HistoryServiceGetRunResponse returns a stored run.
@@ -196,7 +238,7 @@ export type HistoryServiceGetRunResponse = Message<"fluid.scheduler.v1.HistorySe
  * Use `create(HistoryServiceGetRunResponseSchema)` to create a new message.
  */
 export const HistoryServiceGetRunResponseSchema: GenMessage<HistoryServiceGetRunResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_history, 5);
+  messageDesc(file_fluid_scheduler_v1_history, 6);
 
 /**
  * HistoryService stores every state of every run and answers queries on them.
@@ -207,9 +249,11 @@ export const HistoryService: GenService<{
   /**
    * Store run snapshots. Idempotent: a snapshot older than (or equal to) the
    * stored version of its run is ignored, so replays and reordering never move
-   * a run backwards. Returns only after the batch is committed.
-   * Errors: INVALID_ARGUMENT when a snapshot has no id or task; UNAVAILABLE
-   * when the database cannot be reached (the caller retries).
+   * a run backwards. Returns only after every snapshot it takes is committed. A
+   * snapshot history cannot store (malformed, or refused by the database) is
+   * listed in refused with the reason; the others are stored all the same.
+   * Errors: UNAVAILABLE when the database cannot be reached (the caller retries);
+   * RESOURCE_EXHAUSTED when the request is larger than the server takes.
    *
    * @generated from rpc fluid.scheduler.v1.HistoryService.RecordRuns
    */
