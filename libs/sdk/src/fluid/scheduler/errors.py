@@ -28,7 +28,21 @@ class FailedPreconditionError(FluidError):
 
 
 class UnavailableError(FluidError):
+    """A store or service the call needs cannot be reached now; the call may be retried."""
+
     code = "UNAVAILABLE"
+
+
+class AlreadyExistsError(FluidError):
+    """A caller-chosen id or key already belongs to something else."""
+
+    code = "ALREADY_EXISTS"
+
+
+class ResourceExhaustedError(FluidError):
+    """A documented limit was reached (a queue's ``max_queued``, a full store)."""
+
+    code = "RESOURCE_EXHAUSTED"
 
 
 class UnimplementedError(FluidError):
@@ -50,6 +64,8 @@ ERRORS_BY_CODE: dict[str, type[FluidError]] = {
         InvalidArgumentError,
         FailedPreconditionError,
         UnavailableError,
+        AlreadyExistsError,
+        ResourceExhaustedError,
         UnimplementedError,
         RunTimeoutError,
     )

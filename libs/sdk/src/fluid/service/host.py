@@ -80,7 +80,8 @@ else:  # generic only in the type stubs
 
 
 class DomainErrorInterceptor(_ServerInterceptor):
-    """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status."""
+    """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status, and any
+    other exception into INTERNAL: a fluid servicer never answers UNKNOWN."""
 
     async def intercept_service(
         self,
@@ -90,12 +91,17 @@ class DomainErrorInterceptor(_ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith("/fluid."):
+        method = handler_call_details.method
+        if handler is None or not method.startswith("/fluid."):
             return handler
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
+            return handler._replace(  # type: ignore[attr-defined,no-any-return]
+                unary_unary=_unary(handler.unary_unary, method)
+            )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_streaming(handler.unary_stream))  # type: ignore[attr-defined,arg-type,no-any-return]
+            return handler._replace(  # type: ignore[attr-defined,no-any-return]
+                unary_stream=_streaming(handler.unary_stream, method)  # type: ignore[arg-type]
+            )
         return handler
 
 
@@ -103,23 +109,43 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: FluidError)
     await context.abort(_STATUS.get(error.code, grpc.StatusCode.UNKNOWN), str(error))
 
 
-def _unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+async def _internal(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: Exception
+) -> None:
+    # A bug, not the caller's mistake: the details stay in our log (they may name
+    # internal addresses), the caller gets INTERNAL rather than UNKNOWN.
+    logger.error("%s failed", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} (logged)")
+
+
+def _unary(method: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(request, context)
         except FluidError as error:
             await _abort(context, error)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            # context.abort ends a call by raising AbortError: let it through.
+            raise
+        except Exception as error:
+            await _internal(context, name, error)
 
     return call
 
 
-def _streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    method: Callable[..., AsyncIterator[Any]], name: str
+) -> Callable[..., AsyncIterator[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             async for item in method(request, context):
                 yield item
         except FluidError as error:
             await _abort(context, error)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as error:
+            await _internal(context, name, error)
 
     return call
 
