@@ -1,10 +1,74 @@
-"""Stopping a service's background loops reliably."""
+"""Background loops: their health, their back-off, and stopping them reliably."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from fluid.scheduler.run import utcnow
+
+logger = logging.getLogger("fluid.loops")
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with jitter between ``first`` and ``cap`` seconds."""
+
+    first: float = 0.1
+    cap: float = 5.0
+    _next: float = 0.0
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    def delay(self) -> float:
+        """The next delay (each failure doubles it, up to ``cap``)."""
+        self._next = min(self.cap, self._next * 2 if self._next else self.first)
+        # Jitter keeps replicas that failed together from retrying together.
+        return self._next * random.uniform(0.8, 1.0)  # noqa: S311 - not cryptographic
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay())
+
+
+@dataclass(frozen=True, slots=True)
+class Degraded:
+    """A loop whose last round failed: since when, and with what."""
+
+    error: str
+    since: datetime
+
+
+@dataclass
+class LoopHealth:
+    """What the background loops of a process report about themselves.
+
+    A loop calls ``failed`` when a round raises and ``ok`` when one succeeds. The
+    first failure of an incident is logged with its traceback and the recovery once;
+    the rounds in between are not, so a store that is down for a minute does not
+    flood the log.
+    """
+
+    _degraded: dict[str, Degraded] = field(default_factory=dict)
+
+    def failed(self, loop: str, error: BaseException) -> None:
+        if loop not in self._degraded:
+            logger.error("%s failed; retrying with back-off", loop, exc_info=error)
+            self._degraded[loop] = Degraded(f"{type(error).__name__}: {error}"[:500], utcnow())
+
+    def ok(self, loop: str) -> None:
+        incident = self._degraded.pop(loop, None)
+        if incident is not None:
+            logger.info("%s recovered (failing since %s)", loop, incident.since.isoformat())
+
+    def degraded(self) -> dict[str, Degraded]:
+        """The loops failing now, by name."""
+        return dict(self._degraded)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_every: float = 1.0) -> None:
