@@ -110,8 +110,16 @@ def struct_from_dict(params: Mapping[str, Any], field: str = "params") -> struct
     return message
 
 
-def dict_from_struct(message: struct_pb2.Struct) -> dict[str, JsonValue]:
-    result: dict[str, JsonValue] = _normalise_numbers(json_format.MessageToDict(message))
+def _message_json(message: struct_pb2.Struct | struct_pb2.Value, field: str) -> Any:
+    try:
+        return _normalise_numbers(json_format.MessageToDict(message))
+    except (ValueError, json_format.Error) as exc:
+        # A Struct carries what JSON cannot (NaN, infinities): the sender's mistake.
+        raise WireError(field, f"not valid JSON: {exc}") from None
+
+
+def dict_from_struct(message: struct_pb2.Struct, field: str = "params") -> dict[str, JsonValue]:
+    result: dict[str, JsonValue] = _message_json(message, field)
     return result
 
 
@@ -119,8 +127,9 @@ def value_from_json(value: JsonValue, field: str = "result") -> struct_pb2.Value
     return json_format.ParseDict(_json_ready(value, field), struct_pb2.Value())
 
 
-def json_from_value(message: struct_pb2.Value) -> JsonValue:
-    return _normalise_numbers(json_format.MessageToDict(message))
+def json_from_value(message: struct_pb2.Value, field: str = "result") -> JsonValue:
+    result: JsonValue = _message_json(message, field)
+    return result
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -131,8 +140,18 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return message
 
 
-def datetime_from(message: timestamp_pb2.Timestamp) -> datetime:
-    return message.ToDatetime(tzinfo=UTC)
+def datetime_from(message: timestamp_pb2.Timestamp, field: str = "timestamp") -> datetime:
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise WireError(field, f"not a valid timestamp: {exc}") from None
+
+
+def timedelta_from(message: duration_pb2.Duration, field: str = "duration") -> timedelta:
+    try:
+        return message.ToTimedelta()
+    except (ValueError, OverflowError) as exc:
+        raise WireError(field, f"not a valid duration: {exc}") from None
 
 
 def duration(seconds: float | timedelta) -> duration_pb2.Duration:
@@ -181,7 +200,7 @@ def run_to_pb(run: Run) -> run_pb2.Run:
 
 def run_from_pb(message: run_pb2.Run) -> Run:
     def when(name: str) -> datetime | None:
-        return datetime_from(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+        return datetime_from(getattr(message, name), name) if message.HasField(name) else None  # type: ignore[arg-type]
 
     return Run(
         id=message.id,
@@ -224,9 +243,9 @@ def retry_from_pb(message: task_pb2.RetryPolicy, field: str) -> RetryPolicy:
     try:
         return RetryPolicy(
             max_attempts=message.max_attempts if message.HasField("max_attempts") else None,
-            wait=message.wait.ToTimedelta().total_seconds(),
+            wait=timedelta_from(message.wait, f"{field}.wait").total_seconds(),
             backoff=message.backoff or 1.0,
-            max_wait=message.max_wait.ToTimedelta().total_seconds(),
+            max_wait=timedelta_from(message.max_wait, f"{field}.max_wait").total_seconds(),
             exceptions=tuple(message.exceptions),
         )
     except ValueError as exc:
@@ -263,9 +282,9 @@ def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None
     try:
         if kind == "every":
             return every(
-                message.every.interval.ToTimedelta(),
-                message.every.delay.ToTimedelta(),
-                message.every.jitter.ToTimedelta(),
+                timedelta_from(message.every.interval, f"{field}.every.interval"),
+                timedelta_from(message.every.delay, f"{field}.every.delay"),
+                timedelta_from(message.every.jitter, f"{field}.every.jitter"),
                 catch_up=message.catch_up,
             )
         if kind == "crontab":
