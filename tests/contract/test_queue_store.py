@@ -747,6 +747,77 @@ async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: Queue
     assert await store.outbox_size() == 0
 
 
+# -- dead letters --------------------------------------------------------------------
+
+
+async def test_a_buried_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
+    store: QueueStore,
+) -> None:
+    await store.add_run(queued_run("run-1"))
+    await store.add_run(queued_run("run-2", task="other"))
+    first, second = await store.read_outbox(10)
+
+    await store.bury([(first, "history refused it: too large")], at(5))
+
+    assert await store.read_outbox(10) == [second]
+    (letter,) = await store.dead_letters(10)
+    assert (letter.run_id, letter.task, letter.state, letter.version) == (
+        "run-1",
+        "add",
+        TaskState.queued,
+        1,
+    )
+    assert (letter.reason, letter.time) == ("history refused it: too large", at(5))
+    assert letter.size_bytes > 0
+    assert await store.dead_letter_summary() == (1, at(5))
+
+
+async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
+    store: QueueStore,
+) -> None:
+    for index in range(5):
+        await store.add_run(queued_run(f"run-{index}"))
+    events = await store.read_outbox(10)
+    for index, event in enumerate(events):
+        await store.bury([(event, f"refused {index}")], at(index))
+    assert await store.outbox_size() == 0
+
+    first_page = await store.dead_letters(2)
+    second_page = await store.dead_letters(2, after=first_page[-1].id)
+    rest = await store.dead_letters(10, after=second_page[-1].id)
+    assert [letter.run_id for letter in [*first_page, *second_page, *rest]] == [
+        f"run-{index}" for index in range(5)
+    ]
+
+    assert await store.retry_dead_letters([first_page[0].id, "0-1"]) == 1
+    (retried,) = await store.read_outbox(10)
+    assert (retried.run_id, retried.run().task) == ("run-0", "add")
+    assert await store.drop_dead_letters([first_page[1].id]) == 1
+    assert [letter.run_id for letter in await store.dead_letters(10)] == [
+        "run-2",
+        "run-3",
+        "run-4",
+    ]
+    assert await store.drop_dead_letters(None) == 3
+    assert await store.dead_letter_summary() == (0, None)
+    assert await store.retry_dead_letters(None) == 0
+
+
+async def test_retrying_every_dead_letter_puts_each_back_in_the_outbox(store: QueueStore) -> None:
+    for index in range(3):
+        await store.add_run(queued_run(f"run-{index}"))
+    await store.bury([(event, "refused") for event in await store.read_outbox(10)], at(1))
+
+    assert await store.retry_dead_letters(None) == 3
+
+    assert sorted(event.run_id for event in await store.read_outbox(10)) == [
+        "run-0",
+        "run-1",
+        "run-2",
+    ]
+    assert await store.dead_letter_summary() == (0, None)
+
+
 # -- waiting for work ----------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig, QueueRequest
@@ -313,13 +314,48 @@ async def test_a_report_from_a_worker_without_the_lease_is_ignored(
     assert (await dispatcher.get_run(run_id)).state is TaskState.success
 
 
-async def test_report_refuses_a_state_that_does_not_end_a_run(dispatcher: Dispatcher) -> None:
+async def test_a_report_in_a_state_that_does_not_end_a_run_fails_only_that_run(
+    dispatcher: Dispatcher,
+) -> None:
     await register(dispatcher, ADD)
-    run_id = (await queue(dispatcher)).id
-    await lease_one(dispatcher)
+    bad, good = (await queue(dispatcher)).id, (await queue(dispatcher)).id
+    await dispatcher.lease_runs(IO_WORKER, 2, timedelta(0))
 
-    with pytest.raises(InvalidArgumentError, match=r"reports\.state"):
-        await dispatcher.report(IO_WORKER, run_id, 0, RunOutcome(TaskState.queued))
+    result = await dispatcher.report_all(
+        IO_WORKER,
+        [(bad, 0, RunOutcome(TaskState.queued)), (good, 0, RunOutcome(TaskState.success))],
+    )
+
+    assert result.ignored == []
+    assert [(run_id, "reports[0].state" in why) for run_id, why in result.rejected] == [(bad, True)]
+    failed_run = await dispatcher.get_run(bad)
+    assert failed_run.state is TaskState.failure
+    assert failed_run.error is not None and failed_run.error.type == "ReportRejectedError"
+    assert (await dispatcher.get_run(good)).state is TaskState.success
+
+
+async def test_a_too_large_result_fails_its_run_and_keeps_the_others(
+    dispatcher: Dispatcher,
+) -> None:
+    await register(dispatcher, ADD)
+    big, small = (await queue(dispatcher)).id, (await queue(dispatcher)).id
+    await dispatcher.lease_runs(IO_WORKER, 2, timedelta(0))
+    huge = "x" * (limits().result_bytes + 1)
+
+    result = await dispatcher.report_all(
+        IO_WORKER,
+        [
+            (big, 0, RunOutcome(TaskState.success, result=huge)),
+            (small, 0, RunOutcome(TaskState.success, result="\x00ok")),
+        ],
+    )
+
+    assert [run_id for run_id, _ in result.rejected] == [big]
+    too_large = await dispatcher.get_run(big)
+    assert too_large.state is TaskState.failure and too_large.result is None
+    assert too_large.error is not None and too_large.error.type == "ResultTooLargeError"
+    # A NUL in a result is the task's own output: kept, made storable everywhere.
+    assert (await dispatcher.get_run(small)).result == "\ufffdok"
 
 
 # -- leases, heartbeats and expiry ---------------------------------------------------------

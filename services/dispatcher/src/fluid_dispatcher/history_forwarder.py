@@ -3,22 +3,43 @@
 An outbox entry is acknowledged only after history committed it, so history can be
 down (or restarting) without losing a state: the snapshots wait in the store and are
 sent again. History keeps the highest version of each run, so replays are harmless.
+
+One snapshot history cannot take never holds up the others: history names the
+snapshots it refused, a batch refused whole (too large, malformed) is split until the
+culprit stands alone, and a snapshot refused on its own goes to the dead letters with
+the reason, where operators see it (``fluid dead-letters``) and can send it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from fluid.scheduler import wire
-from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
+from fluid.scheduler.limits import limits
+from fluid.scheduler.run import utcnow
+from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
+from fluid.service.tasks import Backoff, LoopHealth
 
 from .store.base import OutboxEvent, QueueStore
 
 logger = logging.getLogger("fluid.dispatcher.history")
+
+LOOP_NAME = "history-forwarder"
+# Refusals that concern the request's content: splitting it finds the culprit. Any
+# other status (history down, restarting, overloaded) is retried as it is.
+_CONTENT_REFUSALS = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    event: OutboxEvent
+    message: run_pb2.Run
 
 
 class HistoryForwarder:
@@ -28,48 +49,109 @@ class HistoryForwarder:
         history_address: str,
         batch_size: int = 500,
         linger: float = 0.05,
+        health: LoopHealth | None = None,
     ) -> None:
         self.store = store
         self.history_address = history_address
         self.batch_size = batch_size
         self.linger = linger
+        self.health = health or LoopHealth()
 
     async def run(self) -> None:
-        """Forward forever (cancel to stop)."""
+        """Forward forever (cancel to stop); no failure ends the loop."""
         channel = open_channel(self.history_address)
         stub = history_pb2_grpc.HistoryServiceStub(channel)
-        backoff = 0.2
+        backoff = Backoff(first=0.2, cap=5.0)
         try:
             while True:
-                events = await self.store.read_outbox(self.batch_size, wait=1.0)
-                if not events:
-                    continue
-                # Only the newest snapshot of each run matters to history: decode just those.
-                newest: dict[str, OutboxEvent] = {}
-                for event in events:
-                    known = newest.get(event.run_id)
-                    if known is None or event.version > known.version:
-                        newest[event.run_id] = event
-                request = history_pb2.RecordRunsRequest(
-                    runs=[wire.run_to_pb(event.run()) for event in newest.values()]
-                )
                 try:
-                    await stub.RecordRuns(request, timeout=30)
-                except grpc.aio.AioRpcError as error:
-                    logger.warning(
-                        "history at %s unavailable (%s); %d events wait in the outbox",
-                        self.history_address,
-                        error.code().name,
-                        len(events),
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    forwarded = await self.forward_once(stub)
+                except Exception as error:
+                    self.health.failed(LOOP_NAME, error)
+                    await backoff.sleep()
                     continue
-                backoff = 0.2
-                await self.store.ack_outbox(events)
-                if len(events) < self.batch_size:
+                self.health.ok(LOOP_NAME)
+                backoff.reset()
+                if 0 < forwarded < self.batch_size:
                     # Light traffic: let a few more states gather instead of committing
                     # one transaction in history per state.
                     await asyncio.sleep(self.linger)
         finally:
             await channel.close(None)
+
+    async def forward_once(self, stub: history_pb2_grpc.HistoryServiceAsyncStub) -> int:
+        """Deliver one read of the outbox; how many outbox events it settled."""
+        events = await self.store.read_outbox(self.batch_size, wait=1.0)
+        if not events:
+            return 0
+        # Only the newest snapshot of each run matters to history: encode just those.
+        newest: dict[str, OutboxEvent] = {}
+        for event in events:
+            known = newest.get(event.run_id)
+            if known is None or event.version > known.version:
+                newest[event.run_id] = event
+        refused: list[tuple[OutboxEvent, str]] = []
+        snapshots: list[_Snapshot] = []
+        for event in newest.values():
+            try:
+                snapshots.append(_Snapshot(event, wire.run_to_pb(event.run())))
+            except Exception as error:
+                refused.append((event, f"the snapshot cannot be encoded: {error}"))
+        for batch in _batches(snapshots, limits().batch_bytes):
+            refused.extend(await self._deliver(stub, batch))
+        if refused:
+            for event, reason in refused:
+                logger.error(
+                    "history refused run %s (version %d): %s; kept as a dead letter",
+                    event.run_id,
+                    event.version,
+                    reason,
+                )
+            await self.store.bury(refused, utcnow())
+        await self.store.ack_outbox(events)
+        return len(events)
+
+    async def _deliver(
+        self, stub: history_pb2_grpc.HistoryServiceAsyncStub, batch: Sequence[_Snapshot]
+    ) -> list[tuple[OutboxEvent, str]]:
+        """Record ``batch``; the snapshots refused, with why. A batch refused whole is
+        split in halves until each refusal stands alone; other failures raise (retry)."""
+        try:
+            response = await stub.RecordRuns(
+                history_pb2.RecordRunsRequest(runs=[snapshot.message for snapshot in batch]),
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in _CONTENT_REFUSALS:
+                raise
+            if len(batch) == 1:
+                return [(batch[0].event, f"{error.code().name}: {error.details()}")]
+            middle = len(batch) // 2
+            return [
+                *await self._deliver(stub, batch[:middle]),
+                *await self._deliver(stub, batch[middle:]),
+            ]
+        by_run = {snapshot.event.run_id: snapshot.event for snapshot in batch}
+        return [
+            (by_run[refusal.run_id], refusal.reason)
+            for refusal in response.refused
+            if refusal.run_id in by_run
+        ]
+
+
+def _batches(snapshots: Sequence[_Snapshot], max_bytes: int) -> list[list[_Snapshot]]:
+    """Consecutive batches of at most ``max_bytes`` encoded (a larger snapshot alone)."""
+    batches: list[list[_Snapshot]] = []
+    current: list[_Snapshot] = []
+    size = 0
+    for snapshot in snapshots:
+        # A repeated field costs a tag and a length prefix on top of the message.
+        item = snapshot.message.ByteSize() + 8
+        if current and size + item > max_bytes:
+            batches.append(current)
+            current, size = [], 0
+        current.append(snapshot)
+        size += item
+    if current:
+        batches.append(current)
+    return batches

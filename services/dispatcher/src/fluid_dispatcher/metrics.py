@@ -28,6 +28,20 @@ class DispatcherMetrics:
             unit="{run}",
             description="Runs waiting in the queue, by priority",
         )
+        self._dead_letters = 0
+        instruments.create_observable_gauge(
+            "fluid.dead_letters",
+            callbacks=[lambda options: [Observation(self._dead_letters)]],
+            unit="{snapshot}",
+            description="Run snapshots history refused, kept as dead letters",
+        )
+        self._outbox_pending = 0
+        instruments.create_observable_gauge(
+            "fluid.outbox.pending",
+            callbacks=[lambda options: [Observation(self._outbox_pending)]],
+            unit="{snapshot}",
+            description="Run snapshots not yet delivered to history (forwarder lag)",
+        )
         self._finished = instruments.create_counter(
             "fluid.runs.finished", unit="{run}", description="Runs that reached a final state"
         )
@@ -60,6 +74,12 @@ class DispatcherMetrics:
 
     def queue_depths(self, depths: Mapping[TaskPriority, int]) -> None:
         self._depths = depths
+
+    def dead_letters(self, count: int) -> None:
+        self._dead_letters = count
+
+    def outbox_pending(self, count: int) -> None:
+        self._outbox_pending = count
 
     def leased(self, run: Run) -> None:
         due = run.execute_after or run.queued

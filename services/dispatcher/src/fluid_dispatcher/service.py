@@ -73,7 +73,10 @@ class DispatcherService:
         )
         if self.settings.history_forward:
             forwarder = HistoryForwarder(
-                self.store, self.context.clients.history, self.settings.history_batch_size
+                self.store,
+                self.context.clients.history,
+                self.settings.history_batch_size,
+                health=self.dispatcher.health,
             )
             self._background.append(asyncio.create_task(forwarder.run(), name="history-forwarder"))
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 class FluidError(Exception):
     """Base of fluid's errors; ``code`` is the gRPC status name it travels as."""
 
-    code: ClassVar[str] = "UNKNOWN"
+    code: ClassVar[str] = "INTERNAL"
 
 
 class NotFoundError(FluidError):

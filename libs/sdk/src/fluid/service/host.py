@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fluid.scheduler.errors import FluidError
+from fluid.scheduler.limits import truncated
 
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
@@ -105,8 +106,16 @@ class DomainErrorInterceptor(_ServerInterceptor):
         return handler
 
 
+# Status details travel in a header: past ~16 KB gRPC drops the call's status for its own
+# RESOURCE_EXHAUSTED, so a message naming many fields (or quoting a long value) is cut.
+MAX_STATUS_DETAILS = 4096
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: FluidError) -> None:
-    await context.abort(_STATUS.get(error.code, grpc.StatusCode.UNKNOWN), str(error))
+    await context.abort(
+        _STATUS.get(error.code, grpc.StatusCode.INTERNAL),
+        truncated(str(error), MAX_STATUS_DETAILS),
+    )
 
 
 async def _internal(

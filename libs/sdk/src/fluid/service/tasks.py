@@ -30,7 +30,7 @@ class Backoff:
         """The next delay (each failure doubles it, up to ``cap``)."""
         self._next = min(self.cap, self._next * 2 if self._next else self.first)
         # Jitter keeps replicas that failed together from retrying together.
-        return self._next * random.uniform(0.8, 1.0)  # noqa: S311 - not cryptographic
+        return self._next * random.uniform(0.8, 1.0)
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.delay())

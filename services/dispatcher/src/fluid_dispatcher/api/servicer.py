@@ -10,11 +10,14 @@ import grpc
 
 from fluid.scheduler import wire
 from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.limits import limits
+from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.telemetry import run_trace_context
 
 from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
-from ..domain.records import WorkerKind
+from ..domain.records import DeadLetter, Lease, WorkerKind
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,12 +50,12 @@ def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
     with _fields():
         return QueueRequest(
             task=request.task,
-            params=wire.dict_from_struct(request.params),
+            params=wire.dict_from_struct(request.params, "params"),
             priority=wire.priority_from_pb(request.priority),
             run_id=request.run_id,
             idempotency_key=request.idempotency_key,
             execute_after=(
-                wire.datetime_from(request.execute_after)
+                wire.datetime_from(request.execute_after, "execute_after")
                 if request.HasField("execute_after")
                 else None
             ),
@@ -61,6 +64,28 @@ def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
             # later execution join the caller's trace.
             trace_context=run_trace_context(),
         )
+
+
+def _report(item: dispatcher_pb2.RunStateReport, field: str) -> tuple[RunOutcome, str]:
+    """A report as the domain takes it; one that cannot be read fails its run with why."""
+    try:
+        return wire.outcome_from_pb(item, field), ""
+    except wire.WireError as error:
+        reason = str(error)
+        return RunOutcome(TaskState.failure, error=RunError("ReportRejectedError", reason)), reason
+
+
+def _dead_letter(letter: DeadLetter) -> dispatcher_pb2.DeadLetter:
+    return dispatcher_pb2.DeadLetter(
+        id=letter.id,
+        run_id=letter.run_id,
+        task=letter.task,
+        state=wire.state_to_pb(letter.state),
+        version=letter.version,
+        reason=letter.reason,
+        time=wire.timestamp(letter.time),
+        size_bytes=letter.size_bytes,
+    )
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -123,11 +148,11 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def GetQueueStatus(
         self, request: dispatcher_pb2.GetQueueStatusRequest, context: Context
     ) -> dispatcher_pb2.GetQueueStatusResponse:
-        depths, workers = await self.dispatcher.queue_status()
+        status = await self.dispatcher.queue_status()
         return dispatcher_pb2.GetQueueStatusResponse(
             depths=[
                 dispatcher_pb2.QueueDepth(priority=wire.priority_to_pb(priority), runs=count)
-                for priority, count in depths.items()
+                for priority, count in status.depths.items()
             ],
             workers=[
                 dispatcher_pb2.WorkerStatus(
@@ -138,7 +163,16 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     running=running,
                     last_seen=wire.timestamp(worker.last_seen),
                 )
-                for worker, running in workers
+                for worker, running in status.workers
+            ],
+            dead_letters=status.dead_letters,
+            oldest_dead_letter=wire.timestamp(status.oldest_dead_letter),
+            outbox_pending=status.outbox_pending,
+            degraded_loops=[
+                dispatcher_pb2.DegradedLoop(
+                    name=name, error=degraded.error, since=wire.timestamp(degraded.since)
+                )
+                for name, degraded in sorted(status.degraded.items())
             ],
         )
 
@@ -163,17 +197,42 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def LeaseRuns(
         self, request: dispatcher_pb2.LeaseRunsRequest, context: Context
     ) -> dispatcher_pb2.LeaseRunsResponse:
-        leased = await self.dispatcher.lease_runs(
-            request.worker_id, request.max_runs, request.wait.ToTimedelta()
-        )
+        with _fields():
+            wait = wire.timedelta_from(request.wait, "wait")
+        leased = await self.dispatcher.lease_runs(request.worker_id, request.max_runs, wait)
         return dispatcher_pb2.LeaseRunsResponse(
-            leases=[
-                dispatcher_pb2.Lease(
+            leases=await self._leases(request.worker_id, leased)
+        )
+
+    async def _leases(
+        self, worker_id: str, leased: list[tuple[Run, Lease]]
+    ) -> list[dispatcher_pb2.Lease]:
+        """The reply's leases, each built on its own: a run whose message cannot be
+        built fails alone, and runs past the reply's byte budget go back to the queue."""
+        budget = limits().batch_bytes
+        leases: list[dispatcher_pb2.Lease] = []
+        size = 0
+        over_budget: list[str] = []
+        for run, lease in leased:
+            if over_budget:
+                over_budget.append(run.id)
+                continue
+            try:
+                message = dispatcher_pb2.Lease(
                     run=wire.run_to_pb(run), deadline=wire.timestamp(lease.deadline)
                 )
-                for run, lease in leased
-            ]
-        )
+                message_size = message.ByteSize()
+            except Exception as error:  # protobuf's refusals have no common base
+                await self.dispatcher.reject_lease(worker_id, run, f"cannot be sent: {error}")
+                continue
+            if leases and size + message_size > budget:
+                over_budget.append(run.id)
+                continue
+            leases.append(message)
+            size += message_size
+        if over_budget:
+            await self.dispatcher.release_runs(worker_id, over_budget)
+        return leases
 
     async def Heartbeat(
         self, request: dispatcher_pb2.HeartbeatRequest, context: Context
@@ -190,16 +249,47 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def ReportRunStates(
         self, request: dispatcher_pb2.ReportRunStatesRequest, context: Context
     ) -> dispatcher_pb2.ReportRunStatesResponse:
-        with _fields():
-            outcomes = [
-                (item.run_id, item.attempt, wire.outcome_from_pb(item, f"reports[{index}]"))
-                for index, item in enumerate(request.reports)
-            ]
-        ignored = await self.dispatcher.report_all(request.worker_id, outcomes)
-        return dispatcher_pb2.ReportRunStatesResponse(ignored_run_ids=ignored)
+        reports = []
+        unreadable = []
+        for index, item in enumerate(request.reports):
+            outcome, problem = _report(item, f"reports[{index}]")
+            if problem:
+                unreadable.append(dispatcher_pb2.RejectedReport(run_id=item.run_id, reason=problem))
+            reports.append((item.run_id, item.attempt, outcome))
+        result = await self.dispatcher.report_all(request.worker_id, reports)
+        return dispatcher_pb2.ReportRunStatesResponse(
+            ignored_run_ids=result.ignored,
+            rejected=[
+                *unreadable,
+                *(
+                    dispatcher_pb2.RejectedReport(run_id=run_id, reason=reason)
+                    for run_id, reason in result.rejected
+                ),
+            ],
+        )
 
     async def ReleaseRuns(
         self, request: dispatcher_pb2.ReleaseRunsRequest, context: Context
     ) -> dispatcher_pb2.ReleaseRunsResponse:
         released = await self.dispatcher.release_runs(request.worker_id, list(request.run_ids))
         return dispatcher_pb2.ReleaseRunsResponse(released_run_ids=released)
+
+    async def ListDeadLetters(
+        self, request: dispatcher_pb2.ListDeadLettersRequest, context: Context
+    ) -> dispatcher_pb2.ListDeadLettersResponse:
+        letters, cursor = await self.dispatcher.dead_letters(request.limit, request.cursor)
+        return dispatcher_pb2.ListDeadLettersResponse(
+            dead_letters=[_dead_letter(letter) for letter in letters], next_cursor=cursor
+        )
+
+    async def RetryDeadLetters(
+        self, request: dispatcher_pb2.RetryDeadLettersRequest, context: Context
+    ) -> dispatcher_pb2.RetryDeadLettersResponse:
+        retried = await self.dispatcher.retry_dead_letters(list(request.ids), request.all)
+        return dispatcher_pb2.RetryDeadLettersResponse(retried=retried)
+
+    async def DropDeadLetters(
+        self, request: dispatcher_pb2.DropDeadLettersRequest, context: Context
+    ) -> dispatcher_pb2.DropDeadLettersResponse:
+        dropped = await self.dispatcher.drop_dead_letters(list(request.ids), request.all)
+        return dispatcher_pb2.DropDeadLettersResponse(dropped=dropped)

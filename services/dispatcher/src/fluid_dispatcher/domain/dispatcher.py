@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -13,25 +12,30 @@ from typing import Any
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import (
+    AlreadyExistsError,
     FailedPreconditionError,
     FluidError,
     InvalidArgumentError,
     NotFoundError,
 )
-from fluid.scheduler.models import RunOutcome, TaskPriority, TaskState
+from fluid.scheduler.limits import check_json, check_text, limits, sendable_outcome
+from fluid.scheduler.models import RunError, RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run, new_run_id, utcnow
+from fluid.service.tasks import Degraded, LoopHealth
 
 from ..metrics import DispatcherMetrics
 from ..store.base import BlockedRun, QueueStore, RunChange
-from . import outcomes
+from . import door, outcomes
 from .params import check_schema, validate_params
-from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
+from .records import DeadLetter, Lease, TaskRecord, WorkerKind, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
 
-# Bulk enqueue bound: keeps one request's validation and Redis pipeline short.
-MAX_BATCH = 1000
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+# Page size of dead-letter listings.
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+HOUSEKEEPING_LOOP = "dispatcher-housekeeping"
+_FINAL_REPORT_STATES = (TaskState.success, TaskState.failure, TaskState.aborted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,27 @@ class QueueRequest:
     trace_context: Mapping[str, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """The queue as operators see it: depth, workers, dead letters, lag, loop health."""
+
+    depths: Mapping[TaskPriority, int]
+    workers: list[tuple[WorkerRecord, int]]
+    dead_letters: int
+    oldest_dead_letter: datetime | None
+    outbox_pending: int
+    degraded: Mapping[str, Degraded]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """What became of a batch of reports: runs not held by the worker (ignored), and
+    reports refused as malformed (run id, reason: their runs ended failed)."""
+
+    ignored: list[str]
+    rejected: list[tuple[str, str]]
+
+
 class Dispatcher:
     """The queue's rules on top of a ``QueueStore``."""
 
@@ -81,6 +106,8 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self.clock = clock
         self.metrics = DispatcherMetrics()
+        # The background loops of this replica (housekeeping, history forwarder).
+        self.health = LoopHealth()
         self._tasks: dict[str, tuple[TaskRecord, float]] = {}
         # Bumped by every change this replica makes to a task: a read that overlapped
         # a change may hold the old record and must not be cached.
@@ -118,7 +145,11 @@ class Dispatcher:
     ) -> None:
         if not worker_id:
             raise InvalidArgumentError("worker_id: required")
+        check_text(worker_id, "worker_id", limits().id_chars)
+        door.check_concurrency(concurrency)
+        door.check_count(len(definitions), "tasks")
         for index, definition in enumerate(definitions):
+            door.check_definition(definition, f"tasks[{index}]")
             check_schema(definition.params_schema, f"tasks[{index}].params_schema")
         await self.store.register_worker(
             worker_id, kind, definitions, max(concurrency, 1), self.clock()
@@ -150,10 +181,9 @@ class Dispatcher:
             for record in await self.store.list_tasks()
         ]
 
-    async def queue_status(
-        self,
-    ) -> tuple[Mapping[TaskPriority, int], list[tuple[WorkerRecord, int]]]:
-        """Runs waiting per priority, and each live worker with the runs it holds."""
+    async def queue_status(self) -> QueueStatus:
+        """Runs waiting per priority, each live worker with the runs it holds, the dead
+        letters, the snapshots not yet in history and this replica's failing loops."""
         now = self.clock()
         loads = await self.store.worker_loads()
         workers = [
@@ -161,11 +191,20 @@ class Dispatcher:
             for worker in sorted(await self.store.list_workers(), key=lambda w: w.worker_id)
             if self._alive(worker, now)
         ]
-        return await self.store.queue_depths(), workers
+        dead, oldest = await self.store.dead_letter_summary()
+        return QueueStatus(
+            depths=await self.store.queue_depths(),
+            workers=workers,
+            dead_letters=dead,
+            oldest_dead_letter=oldest,
+            outbox_pending=await self.store.outbox_size(),
+            degraded=self.health.degraded(),
+        )
 
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
         if not name:
             raise InvalidArgumentError("name: required")
+        check_text(name, "name", limits().task_name_chars)
         record = await self.store.set_task_enabled(name, enabled)
         self._forget_tasks([name])
         if record is None:
@@ -176,12 +215,19 @@ class Dispatcher:
     # -- queueing ------------------------------------------------------------------
     async def queue_run(self, request: QueueRequest) -> tuple[Run, bool]:
         run = await self._new_run(request)
-        return await self.store.add_run(run, request.idempotency_key)
+        queued = await self.store.add_run(run, request.idempotency_key)
+        _check_owner(request, *queued, "")
+        return queued
 
     async def queue_runs(self, requests: Sequence[QueueRequest]) -> list[tuple[Run, bool]]:
-        """Queue many runs; one invalid request refuses the batch before anything is queued."""
-        if len(requests) > MAX_BATCH:
-            raise InvalidArgumentError(f"runs: at most {MAX_BATCH} per call, got {len(requests)}")
+        """Queue many runs; one invalid request refuses the batch before anything is queued.
+
+        A run id or key found to belong to another task's run is only known once the
+        batch is added: the others are queued then, and the error names the entry.
+        """
+        most = limits().queue_batch_runs
+        if len(requests) > most:
+            raise InvalidArgumentError(f"runs: at most {most} per call, got {len(requests)}")
         runs = []
         for index, request in enumerate(requests):
             try:
@@ -191,16 +237,29 @@ class Dispatcher:
         keyed = [
             (run, request.idempotency_key) for run, request in zip(runs, requests, strict=True)
         ]
-        return await self.store.add_runs(keyed)
+        queued = await self.store.add_runs(keyed)
+        for index, (request, (run, created)) in enumerate(zip(requests, queued, strict=True)):
+            _check_owner(request, run, created, f"runs[{index}].")
+        return queued
 
     async def _new_run(self, request: QueueRequest) -> Run:
         """The queued run a request asks for, once the task and params are checked."""
+        limit = limits()
         if not request.task:
             raise InvalidArgumentError("task: required")
-        if request.run_id and not _RUN_ID.match(request.run_id):
-            raise InvalidArgumentError(
-                "run_id: 1 to 128 characters among letters, digits and _ . : -"
-            )
+        check_text(request.task, "task", limit.task_name_chars)
+        if request.run_id:
+            door.check_run_id(request.run_id)
+        if request.from_run_id:
+            door.check_run_id(request.from_run_id, "from_run_id")
+        check_text(request.idempotency_key, "idempotency_key", limit.idempotency_key_chars)
+        check_json(request.params, "params", limit.params_bytes)
+        if request.execute_after is not None:
+            latest = self.clock() + timedelta(days=limit.max_delay_days)
+            if request.execute_after > latest:
+                raise InvalidArgumentError(
+                    f"execute_after: more than {limit.max_delay_days} days ahead"
+                )
         record = await self._task(request.task)
         if record is None:
             raise NotFoundError(f"task {request.task} not found: no worker registered it")
@@ -229,12 +288,14 @@ class Dispatcher:
     async def get_run(self, run_id: str) -> Run:
         if not run_id:
             raise InvalidArgumentError("run_id: required")
+        door.check_run_id(run_id)
         run = await self.store.get_run(run_id)
         if run is None:
             raise NotFoundError(f"run {run_id} not found")
         return run
 
     async def abort_run(self, run_id: str, reason: str) -> Run:
+        check_text(reason, "reason", limits().reason_chars)
         run = await self.get_run(run_id)
         reason = reason or "aborted by request"
         if run.state is TaskState.running:
@@ -259,6 +320,7 @@ class Dispatcher:
     async def watch_run(self, run_id: str) -> AsyncIterator[Run]:
         if not run_id:
             raise InvalidArgumentError("run_id: required")
+        door.check_run_id(run_id)
         found = False
         async for run in self.store.watch(run_id):
             found = True
@@ -278,6 +340,8 @@ class Dispatcher:
     ) -> list[tuple[Run, Lease]]:
         if max_runs <= 0:
             raise InvalidArgumentError("max_runs: must be positive")
+        door.check_count(max_runs, "max_runs")
+        wait = max(wait, timedelta(0))
         worker = await self._worker(worker_id)
         wanted_cpu = worker.kind is WorkerKind.cpu
         deadline = time.monotonic() + min(wait, self.config.max_lease_wait).total_seconds()
@@ -320,6 +384,7 @@ class Dispatcher:
     async def heartbeat(
         self, worker_id: str, run_ids: Sequence[str]
     ) -> tuple[dict[str, str], list[str]]:
+        door.check_count(len(run_ids), "run_ids")
         worker = await self._worker(worker_id)
         # The worker runs only tasks it registered: their (cached) definitions suffice,
         # with no read of each run.
@@ -342,15 +407,27 @@ class Dispatcher:
 
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
-        return not await self.report_all(worker_id, [(run_id, attempt, report)])
+        return not (await self.report_all(worker_id, [(run_id, attempt, report)])).ignored
 
     async def report_all(
-        self, worker_id: str, reports: Sequence[tuple[str, int, RunOutcome]]
-    ) -> list[str]:
-        """Apply a batch of reports (one read and one write round trip for all of them);
-        the ids of those not applied because the worker no longer holds the run."""
-        for run_id, _, outcome in reports:
-            _check_report(run_id, outcome)
+        self, worker_id: str, sent: Sequence[tuple[str, int, RunOutcome]]
+    ) -> ReportResult:
+        """Apply a batch of reports (one read and one write round trip for all of them).
+
+        Each report is decided on its own: a malformed one fails its run with the reason
+        instead of refusing the batch, so one bad report never blocks a worker's others.
+        """
+        door.check_count(len(sent), "reports")
+        rejected: list[tuple[str, str]] = []
+        reports: list[tuple[str, int, RunOutcome]] = []
+        for index, (run_id, attempt, outcome) in enumerate(sent):
+            if not run_id:
+                rejected.append(("", f"reports[{index}].run_id: required"))
+                continue
+            decided, problem = _decided_report(outcome, f"reports[{index}]")
+            if problem:
+                rejected.append((run_id, problem))
+            reports.append((run_id, attempt, decided))
         now = self.clock()
         # The lease path keeps tasks cached; a report of an uncached task is retried once
         # after the task is fetched.
@@ -389,9 +466,29 @@ class Dispatcher:
                 self.metrics.changed(run)
             if run is not None and run.state is TaskState.queued:
                 logger.info("run %s of %s failed, retry %d queued", run.id, run.task, run.attempt)
-        return [run_id for run_id, _, _ in reports if updated.get(run_id) is None]
+        return ReportResult(
+            ignored=[run_id for run_id, _, _ in reports if updated.get(run_id) is None],
+            rejected=rejected,
+        )
+
+    async def reject_lease(self, worker_id: str, run: Run, reason: str) -> None:
+        """Fail a leased run that cannot be handed to its worker (its message cannot be
+        built), so that it does not take the other runs of the reply with it."""
+        now = self.clock()
+        error = RunError("ParamsRejectedError", reason)
+
+        def reject(current: Run, lease: Lease | None) -> Run | None:
+            if lease is None or lease.worker_id != worker_id or lease.attempt != run.attempt:
+                return None
+            return outcomes.rejected(current, error, now)
+
+        updated = await self.store.update_run(run.id, reject)
+        if updated is not None:
+            self.metrics.changed(updated)
+            logger.error("run %s of %s cannot be leased: %s", run.id, run.task, reason)
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
+        door.check_count(len(run_ids), "run_ids")
         released = []
         now = self.clock()
         for run_id in run_ids:
@@ -440,9 +537,71 @@ class Dispatcher:
                 await self.expire_leases()
                 await self.purge_finished()
                 self.metrics.queue_depths(await self.store.queue_depths())
-            except Exception:
-                logger.exception("housekeeping failed; retrying")
+                self.metrics.dead_letters((await self.store.dead_letter_summary())[0])
+                self.metrics.outbox_pending(await self.store.outbox_size())
+            except Exception as error:
+                self.health.failed(HOUSEKEEPING_LOOP, error)
+            else:
+                self.health.ok(HOUSEKEEPING_LOOP)
             await asyncio.sleep(interval)
+
+    # -- dead letters --------------------------------------------------------------
+    async def dead_letters(self, limit: int, cursor: str) -> tuple[list[DeadLetter], str]:
+        """A page of dead letters, oldest first, and the cursor of the next ("" at the end)."""
+        if limit < 0 or limit > MAX_PAGE:
+            raise InvalidArgumentError(f"limit: between 0 and {MAX_PAGE}")
+        door.check_cursor(cursor)
+        size = limit or DEFAULT_PAGE
+        page = await self.store.dead_letters(size + 1, cursor)
+        more = len(page) > size
+        page = page[:size]
+        return page, page[-1].id if more else ""
+
+    async def retry_dead_letters(self, ids: Sequence[str], every: bool) -> int:
+        chosen = _chosen_letters(ids, every)
+        retried = await self.store.retry_dead_letters(chosen)
+        logger.info("%d dead letter(s) sent to history again", retried)
+        return retried
+
+    async def drop_dead_letters(self, ids: Sequence[str], every: bool) -> int:
+        chosen = _chosen_letters(ids, every)
+        dropped = await self.store.drop_dead_letters(chosen)
+        logger.warning("%d dead letter(s) dropped", dropped)
+        return dropped
+
+
+def _chosen_letters(ids: Sequence[str], every: bool) -> Sequence[str] | None:
+    """The ids an operator named, or None for all of them."""
+    if every:
+        if ids:
+            raise InvalidArgumentError("ids: give ids or all, not both")
+        return None
+    if not ids:
+        raise InvalidArgumentError("ids: name the dead letters, or set all")
+    door.check_letter_ids(ids)
+    return ids
+
+
+def _check_owner(request: QueueRequest, run: Run, created: bool, prefix: str) -> None:
+    """An existing run found by id or key must be a run of the requested task: another
+    task's run is a conflict, not an answer."""
+    if created or run.task == request.task:
+        return
+    field = "run_id" if request.run_id == run.id else "idempotency_key"
+    raise AlreadyExistsError(f"{prefix}{field}: already used by run {run.id} of task {run.task}")
+
+
+def _decided_report(outcome: RunOutcome, field: str) -> tuple[RunOutcome, str]:
+    """The outcome the dispatcher applies for a report, and why it differs from what was
+    sent ("" when it does not): a run reported in a non-final state fails, and the
+    result and texts go through the same limits as on the worker."""
+    if outcome.state not in _FINAL_REPORT_STATES:
+        problem = f"{field}.state: must be success, failure or aborted, not {outcome.state}"
+        return RunOutcome(
+            TaskState.failure, error=RunError("ReportRejectedError", problem)
+        ), problem
+    decided, problem = sendable_outcome(outcome)
+    return decided, f"{field}.{problem}" if problem else ""
 
 
 def _expiry(
@@ -459,12 +618,3 @@ def _expiry(
         return outcomes.interrupted(current, definition, held.abort_reason, now, last_renewal)
 
     return expire
-
-
-def _check_report(run_id: str, report: RunOutcome) -> None:
-    if not run_id:
-        raise InvalidArgumentError("reports.run_id: required")
-    if report.state not in (TaskState.success, TaskState.failure, TaskState.aborted):
-        raise InvalidArgumentError(
-            f"reports.state: must be success, failure or aborted, not {report.state}"
-        )

@@ -120,3 +120,9 @@ def released(run: Run, abort_reason: str | None, now: datetime) -> Run:
     if abort_reason is not None:
         return replace(run, state=TaskState.aborted, end=now, reason=abort_reason)
     return replace(run, state=TaskState.queued, start=None, worker_id="", execute_after=None)
+
+
+def rejected(run: Run, error: RunError, now: datetime) -> Run:
+    """The run when it cannot be delivered as it is (its lease message cannot be built):
+    failed for good, since every retry would meet the same content."""
+    return replace(run, state=TaskState.failure, end=now, error=error, result=None)

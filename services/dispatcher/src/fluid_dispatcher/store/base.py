@@ -23,7 +23,14 @@ from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.models import TaskPriority
 from fluid.scheduler.run import Run
 
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from ..domain.records import (
+    DeadLetter,
+    HeartbeatOutcome,
+    Lease,
+    TaskRecord,
+    WorkerKind,
+    WorkerRecord,
+)
 from .signals import WorkTicket
 
 RunChange = Callable[[Run, Lease | None], Run | None]
@@ -38,13 +45,19 @@ class OutboxEvent:
     """A run snapshot waiting to be delivered to history.
 
     ``run_id`` and ``version`` are enough to keep only the newest snapshot of each run
-    in a batch; ``run()`` decodes the snapshot, which is the costly part.
+    in a batch; ``run()`` decodes the snapshot, which is the costly part (and may fail
+    on a snapshot the store cannot decode: it then goes to the dead letters as it is).
     """
 
     event_id: str
     run_id: str
     version: int
     run: Callable[[], Run] = field(compare=False)
+
+
+# Dead letters a store keeps at most; past it the oldest are forgotten (and logged),
+# so a history that refuses everything cannot fill the queue store.
+MAX_DEAD_LETTERS = 100_000
 
 
 class QueueStore(Protocol):
@@ -154,3 +167,20 @@ class QueueStore(Protocol):
 
     async def outbox_size(self) -> int:
         """How many snapshots still wait for history."""
+
+    # -- dead letters --------------------------------------------------------------
+    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+        """Keep each refused snapshot with its reason as a dead letter, then acknowledge it
+        in the outbox (a crash in between leaves it in both: history is idempotent)."""
+
+    async def dead_letters(self, limit: int, after: str = "") -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first, after the one with id ``after``."""
+
+    async def dead_letter_summary(self) -> tuple[int, datetime | None]:
+        """How many dead letters there are, and when the oldest was stored."""
+
+    async def retry_dead_letters(self, ids: Sequence[str] | None) -> int:
+        """Put these dead letters (None: all) back in the outbox; how many were."""
+
+    async def drop_dead_letters(self, ids: Sequence[str] | None) -> int:
+        """Forget these dead letters (None: all); how many were."""

@@ -11,19 +11,28 @@ import asyncio
 import functools
 import heapq
 import itertools
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.models import TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
 from ..domain.ordering import ready_score
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
-from .base import BlockedRun, OutboxEvent, RunChange
+from ..domain.records import (
+    DeadLetter,
+    HeartbeatOutcome,
+    Lease,
+    TaskRecord,
+    WorkerKind,
+    WorkerRecord,
+)
+from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
 from .signals import Signal, WorkTicket
 
 
@@ -48,6 +57,8 @@ class MemoryQueueStore:
         self._watchers: dict[str, set[asyncio.Queue[Run]]] = {}
         self._work = Signal()
         self._outbox_signal = Signal()
+        # Insertion order is age order; ids are zero-padded so they sort as they age.
+        self._dead: dict[str, tuple[DeadLetter, OutboxEvent]] = {}
 
     async def close(self) -> None:
         for queues in self._watchers.values():
@@ -334,6 +345,67 @@ class MemoryQueueStore:
         acked = {event.event_id for event in events}
         while self._outbox and self._outbox[0].event_id in acked:
             self._outbox.popleft()
+
+    # -- dead letters --------------------------------------------------------------
+    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+        for event, reason in refused:
+            letter_id = f"{next(self._seq):016d}"
+            task, state, size = _described(event)
+            self._dead[letter_id] = (
+                DeadLetter(
+                    id=letter_id,
+                    run_id=event.run_id,
+                    task=task,
+                    state=state,
+                    version=event.version,
+                    reason=reason,
+                    time=now,
+                    size_bytes=size,
+                ),
+                event,
+            )
+        overflow = len(self._dead) - MAX_DEAD_LETTERS
+        if overflow > 0:
+            logger.warning("dead-letter store full: forgetting the %d oldest", overflow)
+            for letter_id in list(itertools.islice(self._dead, overflow)):
+                del self._dead[letter_id]
+        await self.ack_outbox([event for event, _ in refused])
+
+    async def dead_letters(self, limit: int, after: str = "") -> list[DeadLetter]:
+        later = (letter for letter_id, (letter, _) in self._dead.items() if letter_id > after)
+        return list(itertools.islice(later, limit))
+
+    async def dead_letter_summary(self) -> tuple[int, datetime | None]:
+        oldest = next(iter(self._dead.values()), None)
+        return len(self._dead), oldest[0].time if oldest else None
+
+    async def retry_dead_letters(self, ids: Sequence[str] | None) -> int:
+        chosen = [i for i in (list(self._dead) if ids is None else ids) if i in self._dead]
+        for letter_id in chosen:
+            _, event = self._dead.pop(letter_id)
+            self._outbox.append(replace(event, event_id=str(next(self._seq))))
+        if chosen:
+            self._outbox_signal.fire()
+        return len(chosen)
+
+    async def drop_dead_letters(self, ids: Sequence[str] | None) -> int:
+        chosen = [i for i in (list(self._dead) if ids is None else ids) if i in self._dead]
+        for letter_id in chosen:
+            del self._dead[letter_id]
+        return len(chosen)
+
+
+def _described(event: OutboxEvent) -> tuple[str, TaskState, int]:
+    """Task, state and encoded size of a snapshot, as far as it can be encoded."""
+    run = event.run()
+    try:
+        size = wire.run_to_pb(run).ByteSize()
+    except Exception:  # a snapshot that cannot be encoded is why some letters are here
+        size = 0
+    return run.task, run.state, size
+
+
+logger = logging.getLogger("fluid.dispatcher.memory")
 
 
 def _same(run: Run) -> Run:

@@ -8,6 +8,7 @@ Layout (every key under one hash tag, e.g. ``{fluid}:``):
 - ``finished`` sorted set of finished runs by end time, for purging;
 - ``idem:<key>`` idempotency keys; ``tasks``/``enabled`` hashes; ``worker:<id>`` hashes;
 - ``outbox`` stream (consumer group ``history``) of snapshots for history;
+- ``dead`` stream of snapshots history refused, with the reason (dead letters);
 - pub/sub: ``signals`` says "work" when a run becomes ready; ``run:<id>:changes`` carries
   each new snapshot of that run to its watchers.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
@@ -29,22 +31,32 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from google.protobuf import json_format
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import FluidError, ResourceExhaustedError, UnavailableError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import task_pb2
 
 from ..domain.ordering import ready_score
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from ..domain.records import (
+    DeadLetter,
+    HeartbeatOutcome,
+    Lease,
+    TaskRecord,
+    WorkerKind,
+    WorkerRecord,
+)
 from . import redis_scripts
-from .base import BlockedRun, OutboxEvent, RunChange
+from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
 from .signals import Signal, WorkTicket
 
 logger = logging.getLogger("fluid.dispatcher.redis")
@@ -146,6 +158,48 @@ def _outbox_event(entry_id: str, entry: Mapping[str, str]) -> OutboxEvent:
     )
 
 
+_StoreClass = TypeVar("_StoreClass", bound=type)
+# Replies of a Redis that is up but cannot serve now (loading, failing over, a replica).
+_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+
+
+def store_error(error: RedisError) -> FluidError | None:
+    """What a Redis failure means to a caller, without Redis's address or internals
+    (None: a failure callers cannot act on, a bug to log in full)."""
+    if isinstance(error, RedisConnectionError | RedisTimeoutError):
+        return UnavailableError("the queue store cannot be reached; try again")
+    message = str(error)
+    if message.startswith("OOM"):
+        return ResourceExhaustedError("the queue store is full (Redis maxmemory); try later")
+    if message.startswith(_UNAVAILABLE_REPLIES):
+        return UnavailableError("the queue store cannot serve now; try again")
+    return None
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as error:
+            translated = store_error(error)
+            if translated is None:
+                raise
+            raise translated from error
+
+    return call
+
+
+def _translating_store_errors(cls: _StoreClass) -> _StoreClass:
+    """Every public coroutine of the store raises fluid's errors for Redis failures, so
+    servicers answer UNAVAILABLE / RESOURCE_EXHAUSTED and loops see typed errors."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _translated(member))
+    return cls
+
+
+@_translating_store_errors
 class RedisQueueStore:
     """A ``QueueStore`` in Redis (redis-py asyncio)."""
 
@@ -539,7 +593,10 @@ class RedisQueueStore:
         self._watchers.setdefault(run_id, set()).add(queue)
         try:
             if first:
-                await self._pubsub.subscribe(self._changes(run_id))
+                try:
+                    await self._pubsub.subscribe(self._changes(run_id))
+                except RedisError as error:
+                    raise (store_error(error) or error) from error
             run = await self.get_run(run_id)
             if run is None:
                 return
@@ -610,10 +667,118 @@ class RedisQueueStore:
             pipe.xdel(self.key("outbox"), *ids)
             await pipe.execute()
 
+    # -- dead letters --------------------------------------------------------------
+    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+        if not refused:
+            return
+        outbox = self.key("outbox")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event, _ in refused:
+                pipe.xrange(outbox, event.event_id, event.event_id)
+            found = await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for (event, reason), entries in zip(refused, found, strict=True):
+                snapshot = entries[0][1].get("snapshot", "") if entries else ""
+                fields = _snapshot_fields(snapshot)
+                pipe.xadd(
+                    self.key("dead"),
+                    {
+                        "run_id": event.run_id,
+                        "task": fields.get("task", ""),
+                        "state": fields.get("state", TaskState.init.value),
+                        "version": str(event.version),
+                        "reason": reason,
+                        "time": _ts(now),
+                        "size": str(len(snapshot.encode())),
+                        "snapshot": snapshot,
+                    },
+                    maxlen=MAX_DEAD_LETTERS,
+                    approximate=True,
+                )
+            ids = [event.event_id for event, _ in refused]
+            pipe.xack(outbox, OUTBOX_GROUP, *ids)
+            pipe.xdel(outbox, *ids)
+            await pipe.execute()
+
+    async def dead_letters(self, limit: int, after: str = "") -> list[DeadLetter]:
+        start = f"({after}" if after else "-"
+        entries = await self.redis.xrange(self.key("dead"), start, "+", count=limit)
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+    async def dead_letter_summary(self) -> tuple[int, datetime | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.key("dead"))
+            pipe.xrange(self.key("dead"), "-", "+", count=1)
+            count, oldest = await pipe.execute()
+        return count, _dt(oldest[0][1].get("time")) if oldest else None
+
+    async def _dead_entries(
+        self, ids: Sequence[str] | None
+    ) -> AsyncIterator[list[tuple[str, dict[str, str]]]]:
+        """The chosen dead letters in chunks (all of them when ``ids`` is None)."""
+        dead = self.key("dead")
+        if ids is not None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for letter_id in ids:
+                    pipe.xrange(dead, letter_id, letter_id)
+                found = await pipe.execute()
+            yield [entry for entries in found for entry in entries]
+            return
+        # Each chunk is removed before the next is read: "-" always finds the oldest left.
+        for _ in range(MAX_DEAD_LETTERS // ADD_CHUNK + 1):
+            chunk = await self.redis.xrange(dead, "-", "+", count=ADD_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    async def retry_dead_letters(self, ids: Sequence[str] | None) -> int:
+        retried = 0
+        async for chunk in self._dead_entries(ids):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for _, fields in chunk:
+                    pipe.xadd(
+                        self.key("outbox"), {"id": fields["run_id"], "snapshot": fields["snapshot"]}
+                    )
+                pipe.xdel(self.key("dead"), *(entry_id for entry_id, _ in chunk))
+                await pipe.execute()
+            retried += len(chunk)
+        return retried
+
+    async def drop_dead_letters(self, ids: Sequence[str] | None) -> int:
+        dropped = 0
+        async for chunk in self._dead_entries(ids):
+            if chunk:
+                dropped += await self.redis.xdel(
+                    self.key("dead"), *(entry_id for entry_id, _ in chunk)
+                )
+        return dropped
+
     async def delete_namespace(self) -> None:
         """Remove every key of this namespace (tests and resets)."""
         async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
             await self.redis.delete(key)
+
+
+def _snapshot_fields(snapshot: str) -> dict[str, Any]:
+    try:
+        fields = json.loads(snapshot)
+    except ValueError:
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
+def _dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
+    when = _dt(fields.get("time"))
+    return DeadLetter(
+        id=entry_id,
+        run_id=fields.get("run_id", ""),
+        task=fields.get("task", ""),
+        state=TaskState(fields.get("state") or TaskState.init.value),
+        version=int(fields.get("version") or 0),
+        reason=fields.get("reason", ""),
+        time=when or datetime.fromtimestamp(0, UTC),
+        size_bytes=int(fields.get("size") or 0),
+    )
 
 
 def _blocked_decision(
