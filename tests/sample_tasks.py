@@ -90,6 +90,18 @@ async def not_json(ctx: TaskRun) -> object:
     return object()
 
 
+class Echo(BaseModel):
+    text: str = ""
+    times: int = 1
+    padding: str = ""
+
+
+@task
+async def echo(ctx: TaskRun[Echo]) -> str:
+    """Returns ``text`` repeated: results as large (or as odd) as a test needs."""
+    return ctx.params.text * ctx.params.times
+
+
 @task(cpu_bound=True)
 async def crunch(ctx: TaskRun) -> int:
     return sum(range(1000))

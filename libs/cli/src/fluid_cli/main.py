@@ -38,6 +38,11 @@ app = typer.Typer(
 )
 tasks_app = typer.Typer(help="List, enable and disable tasks.", invoke_without_command=True)
 app.add_typer(tasks_app, name="tasks")
+dead_letters_app = typer.Typer(
+    help="Run snapshots history refused: list them (default), send them again or drop them.",
+    invoke_without_command=True,
+)
+app.add_typer(dead_letters_app, name="dead-letters")
 # Installed services add their own sub-commands (e.g. `fluid history migrate`) without
 # this package importing them.
 for _commands in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
@@ -351,6 +356,12 @@ def status(as_json: JsonOption = False) -> None:
                 "services": health,
                 "queue": {str(p): n for p, n in queue_status.depths.items()},
                 "workers": [asdict(worker) for worker in queue_status.workers],
+                "dead_letters": {
+                    "count": queue_status.dead_letters,
+                    "oldest": queue_status.oldest_dead_letter,
+                },
+                "history_outbox_pending": queue_status.outbox_pending,
+                "degraded_loops": [asdict(loop) for loop in queue_status.degraded_loops],
             },
             default=str,
         )
@@ -372,6 +383,14 @@ def status(as_json: JsonOption = False) -> None:
             ", ".join(worker.tasks),
         )
     console.print(workers)
+    dead = queue_status.dead_letters
+    console.print(
+        f"dead letters: {'[red]' if dead else ''}{dead}{'[/]' if dead else ''}"
+        + (f" (oldest {_when(queue_status.oldest_dead_letter)})" if dead else "")
+        + f"   waiting for history: {queue_status.outbox_pending}"
+    )
+    for loop in queue_status.degraded_loops:
+        console.print(f"[red]degraded:[/] {loop.name} since {_when(loop.since)}: {loop.error}")
 
 
 async def _health(address: str) -> str:
@@ -429,6 +448,61 @@ def runs(
     console.print(table)
     if page.next_cursor:
         console.print(f"next page: --cursor {page.next_cursor}")
+
+
+@dead_letters_app.callback()
+def dead_letters(
+    typer_context: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many (at most 500).")] = 50,
+    cursor: Annotated[str, typer.Option(help="Cursor printed by the previous page.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """List dead letters, oldest first."""
+    if typer_context.invoked_subcommand is not None:
+        return
+    letters, next_cursor = _call(lambda client: client.dead_letters(limit, cursor))
+    if as_json:
+        console.print_json(
+            data={
+                "dead_letters": [asdict(letter) for letter in letters],
+                "next_cursor": next_cursor,
+            },
+            default=str,
+        )
+        return
+    table = Table("id", "run", "task", "state", "version", "stored", "size", "reason")
+    for letter in letters:
+        table.add_row(
+            letter.id,
+            letter.run_id,
+            letter.task,
+            str(letter.state),
+            str(letter.version),
+            _when(letter.time),
+            f"{letter.size_bytes} B",
+            letter.reason,
+        )
+    console.print(table)
+    if next_cursor:
+        console.print(f"next page: --cursor {next_cursor}")
+
+
+DeadLetterIds = Annotated[list[str] | None, typer.Argument(help="Dead-letter ids.")]
+EveryOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
+
+
+@dead_letters_app.command("retry")
+def retry_dead_letters(ids: DeadLetterIds = None, every: EveryOption = False) -> None:
+    """Send dead letters to history again."""
+    retried = _call(lambda client: client.retry_dead_letters(ids or (), every=every))
+    console.print(f"{retried} dead letter(s) sent to history again")
+
+
+@dead_letters_app.command("drop")
+def drop_dead_letters(ids: DeadLetterIds = None, every: EveryOption = False) -> None:
+    """Forget dead letters."""
+    dropped = _call(lambda client: client.drop_dead_letters(ids or (), every=every))
+    console.print(f"{dropped} dead letter(s) dropped")
 
 
 @tasks_app.callback()

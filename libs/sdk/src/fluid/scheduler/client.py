@@ -19,14 +19,14 @@ from . import wire
 from .definition import RegisteredTask
 from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
 from .models import (
+    DeadLetter,
     QueueStatus,
     SchedulerStatus,
     TaskInfo,
     TaskPriority,
     TaskState,
-    WorkerStatus,
 )
-from .run import Run
+from .run import Run, new_run_id
 from .task import Task
 from .v1 import (
     dispatcher_pb2,
@@ -118,7 +118,10 @@ def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
         task=str(request.task),
         params=wire.struct_from_dict(to_jsonable_python(dict(request.params))),
         priority=wire.priority_to_pb(request.priority),
-        run_id=request.run_id,
+        # An id made here, not by the dispatcher, makes queueing idempotent: the channel
+        # retries QueueRun(s) after UNAVAILABLE (fluid.service.channel), and a retry of a
+        # request the dispatcher did take returns that run rather than queueing another.
+        run_id=request.run_id or new_run_id(),
         idempotency_key=request.idempotency_key,
         execute_after=wire.timestamp(request.execute_after),
         from_run_id=request.from_run_id,
@@ -291,28 +294,34 @@ class Client:
     async def queue_status(self) -> QueueStatus:
         """Runs waiting per priority and the live workers with their load."""
         response = await self._dispatcher.GetQueueStatus(dispatcher_pb2.GetQueueStatusRequest())
-        return QueueStatus(
-            depths={
-                priority: depth.runs
-                for depth in response.depths
-                if (priority := wire.priority_from_pb(depth.priority)) is not None
-            },
-            workers=tuple(
-                WorkerStatus(
-                    worker_id=worker.worker_id,
-                    kind="cpu" if worker.kind == dispatcher_pb2.WORKER_KIND_CPU else "io",
-                    tasks=tuple(worker.tasks),
-                    concurrency=worker.concurrency,
-                    running=worker.running,
-                    last_seen=(
-                        wire.datetime_from(worker.last_seen)
-                        if worker.HasField("last_seen")
-                        else None
-                    ),
-                )
-                for worker in response.workers
-            ),
+        return wire.queue_status_from_pb(response)
+
+    @_rpc
+    async def dead_letters(self, limit: int = 0, cursor: str = "") -> tuple[list[DeadLetter], str]:
+        """A page of the run snapshots history refused, oldest first, and the cursor of
+        the next page ("" on the last)."""
+        response = await self._dispatcher.ListDeadLetters(
+            dispatcher_pb2.ListDeadLettersRequest(limit=limit, cursor=cursor)
         )
+        return [wire.dead_letter_from_pb(item) for item in response.dead_letters], (
+            response.next_cursor
+        )
+
+    @_rpc
+    async def retry_dead_letters(self, ids: Iterable[str] = (), *, every: bool = False) -> int:
+        """Send these dead letters (or ``every`` one) to history again; how many were."""
+        response = await self._dispatcher.RetryDeadLetters(
+            dispatcher_pb2.RetryDeadLettersRequest(ids=list(ids), all=every)
+        )
+        return response.retried
+
+    @_rpc
+    async def drop_dead_letters(self, ids: Iterable[str] = (), *, every: bool = False) -> int:
+        """Forget these dead letters (or ``every`` one); how many were."""
+        response = await self._dispatcher.DropDeadLetters(
+            dispatcher_pb2.DropDeadLettersRequest(ids=list(ids), all=every)
+        )
+        return response.dropped
 
     @_rpc
     async def list_tasks(self) -> list[TaskInfo]:

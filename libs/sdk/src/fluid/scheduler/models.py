@@ -204,8 +204,36 @@ class WorkerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class DegradedLoop:
+    """A background loop whose last round failed: with what, and since when."""
+
+    name: str
+    error: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A run snapshot history refused, kept with the reason until retried or dropped."""
+
+    id: str
+    run_id: str
+    task: str
+    state: TaskState
+    version: int
+    reason: str
+    time: datetime
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStatus:
-    """Runs waiting per priority and the live workers."""
+    """Runs waiting per priority, the live workers, the dead letters, the snapshots not
+    yet in history and the answering dispatcher's failing background loops."""
 
     depths: dict[TaskPriority, int] = field(default_factory=dict)
     workers: tuple[WorkerStatus, ...] = ()
+    dead_letters: int = 0
+    oldest_dead_letter: datetime | None = None
+    outbox_pending: int = 0
+    degraded_loops: tuple[DegradedLoop, ...] = ()

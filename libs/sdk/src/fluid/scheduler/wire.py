@@ -14,6 +14,9 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from .definition import TaskDefinition
 from .models import (
+    DeadLetter,
+    DegradedLoop,
+    QueueStatus,
     RetryPolicy,
     RunError,
     RunOutcome,
@@ -22,6 +25,7 @@ from .models import (
     SlotLateness,
     TaskPriority,
     TaskState,
+    WorkerStatus,
 )
 from .run import JsonValue, Run
 from .schedules import Scheduler, crontab, every
@@ -449,5 +453,99 @@ def scheduler_status_from_pb(message: scheduler_pb2.ListSchedulesResponse) -> Sc
             p50=lateness.p50.ToTimedelta().total_seconds(),
             p99=lateness.p99.ToTimedelta().total_seconds(),
             max=lateness.max.ToTimedelta().total_seconds(),
+        ),
+    )
+
+
+_WORKER_KIND_TO_PB = {
+    "io": dispatcher_pb2.WORKER_KIND_IO,
+    "cpu": dispatcher_pb2.WORKER_KIND_CPU,
+}
+_WORKER_KIND_FROM_PB = {value: key for key, value in _WORKER_KIND_TO_PB.items()}
+
+
+def _optional_time(message: Any, name: str) -> datetime | None:
+    return datetime_from(getattr(message, name), name) if message.HasField(name) else None
+
+
+def dead_letter_to_pb(letter: DeadLetter) -> dispatcher_pb2.DeadLetter:
+    return dispatcher_pb2.DeadLetter(
+        id=letter.id,
+        run_id=letter.run_id,
+        task=letter.task,
+        state=state_to_pb(letter.state),
+        version=letter.version,
+        reason=letter.reason,
+        time=timestamp(letter.time),
+        size_bytes=letter.size_bytes,
+    )
+
+
+def dead_letter_from_pb(message: dispatcher_pb2.DeadLetter) -> DeadLetter:
+    return DeadLetter(
+        id=message.id,
+        run_id=message.run_id,
+        task=message.task,
+        state=state_from_pb(message.state),
+        version=message.version,
+        reason=message.reason,
+        time=datetime_from(message.time, "time"),
+        size_bytes=message.size_bytes,
+    )
+
+
+def queue_status_to_pb(status: QueueStatus) -> dispatcher_pb2.GetQueueStatusResponse:
+    return dispatcher_pb2.GetQueueStatusResponse(
+        depths=[
+            dispatcher_pb2.QueueDepth(priority=priority_to_pb(priority), runs=count)
+            for priority, count in status.depths.items()
+        ],
+        workers=[
+            dispatcher_pb2.WorkerStatus(
+                worker_id=worker.worker_id,
+                kind=_WORKER_KIND_TO_PB.get(worker.kind, dispatcher_pb2.WORKER_KIND_UNSPECIFIED),
+                tasks=worker.tasks,
+                concurrency=worker.concurrency,
+                running=worker.running,
+                last_seen=timestamp(worker.last_seen),
+            )
+            for worker in status.workers
+        ],
+        dead_letters=status.dead_letters,
+        oldest_dead_letter=timestamp(status.oldest_dead_letter),
+        outbox_pending=status.outbox_pending,
+        degraded_loops=[
+            dispatcher_pb2.DegradedLoop(
+                name=loop.name, error=loop.error, since=timestamp(loop.since)
+            )
+            for loop in status.degraded_loops
+        ],
+    )
+
+
+def queue_status_from_pb(message: dispatcher_pb2.GetQueueStatusResponse) -> QueueStatus:
+    return QueueStatus(
+        depths={
+            priority: depth.runs
+            for depth in message.depths
+            if (priority := priority_from_pb(depth.priority)) is not None
+        },
+        workers=tuple(
+            WorkerStatus(
+                worker_id=worker.worker_id,
+                kind=_WORKER_KIND_FROM_PB.get(worker.kind, "unknown"),
+                tasks=tuple(worker.tasks),
+                concurrency=worker.concurrency,
+                running=worker.running,
+                last_seen=_optional_time(worker, "last_seen"),
+            )
+            for worker in message.workers
+        ),
+        dead_letters=message.dead_letters,
+        oldest_dead_letter=_optional_time(message, "oldest_dead_letter"),
+        outbox_pending=message.outbox_pending,
+        degraded_loops=tuple(
+            DegradedLoop(loop.name, loop.error, datetime_from(loop.since, "since"))
+            for loop in message.degraded_loops
         ),
     )

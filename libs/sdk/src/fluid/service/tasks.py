@@ -7,9 +7,9 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from fluid.scheduler.models import DegradedLoop
 from fluid.scheduler.run import utcnow
 
 logger = logging.getLogger("fluid.loops")
@@ -36,14 +36,6 @@ class Backoff:
         await asyncio.sleep(self.delay())
 
 
-@dataclass(frozen=True, slots=True)
-class Degraded:
-    """A loop whose last round failed: since when, and with what."""
-
-    error: str
-    since: datetime
-
-
 @dataclass
 class LoopHealth:
     """What the background loops of a process report about themselves.
@@ -54,21 +46,22 @@ class LoopHealth:
     flood the log.
     """
 
-    _degraded: dict[str, Degraded] = field(default_factory=dict)
+    _degraded: dict[str, DegradedLoop] = field(default_factory=dict)
 
     def failed(self, loop: str, error: BaseException) -> None:
         if loop not in self._degraded:
             logger.error("%s failed; retrying with back-off", loop, exc_info=error)
-            self._degraded[loop] = Degraded(f"{type(error).__name__}: {error}"[:500], utcnow())
+            message = f"{type(error).__name__}: {error}"[:500]
+            self._degraded[loop] = DegradedLoop(loop, message, utcnow())
 
     def ok(self, loop: str) -> None:
         incident = self._degraded.pop(loop, None)
         if incident is not None:
             logger.info("%s recovered (failing since %s)", loop, incident.since.isoformat())
 
-    def degraded(self) -> dict[str, Degraded]:
+    def degraded(self) -> tuple[DegradedLoop, ...]:
         """The loops failing now, by name."""
-        return dict(self._degraded)
+        return tuple(self._degraded[name] for name in sorted(self._degraded))
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_every: float = 1.0) -> None:

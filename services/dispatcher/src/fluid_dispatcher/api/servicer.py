@@ -17,7 +17,7 @@ from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.telemetry import run_trace_context
 
 from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
-from ..domain.records import DeadLetter, Lease, WorkerKind
+from ..domain.records import Lease, WorkerKind
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -25,7 +25,6 @@ _KINDS = {
     dispatcher_pb2.WORKER_KIND_IO: WorkerKind.io,
     dispatcher_pb2.WORKER_KIND_CPU: WorkerKind.cpu,
 }
-_KIND_TO_PB = {kind: value for value, kind in _KINDS.items()}
 
 
 @contextmanager
@@ -73,19 +72,6 @@ def _report(item: dispatcher_pb2.RunStateReport, field: str) -> tuple[RunOutcome
     except wire.WireError as error:
         reason = str(error)
         return RunOutcome(TaskState.failure, error=RunError("ReportRejectedError", reason)), reason
-
-
-def _dead_letter(letter: DeadLetter) -> dispatcher_pb2.DeadLetter:
-    return dispatcher_pb2.DeadLetter(
-        id=letter.id,
-        run_id=letter.run_id,
-        task=letter.task,
-        state=wire.state_to_pb(letter.state),
-        version=letter.version,
-        reason=letter.reason,
-        time=wire.timestamp(letter.time),
-        size_bytes=letter.size_bytes,
-    )
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -148,33 +134,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def GetQueueStatus(
         self, request: dispatcher_pb2.GetQueueStatusRequest, context: Context
     ) -> dispatcher_pb2.GetQueueStatusResponse:
-        status = await self.dispatcher.queue_status()
-        return dispatcher_pb2.GetQueueStatusResponse(
-            depths=[
-                dispatcher_pb2.QueueDepth(priority=wire.priority_to_pb(priority), runs=count)
-                for priority, count in status.depths.items()
-            ],
-            workers=[
-                dispatcher_pb2.WorkerStatus(
-                    worker_id=worker.worker_id,
-                    kind=_KIND_TO_PB[worker.kind],
-                    tasks=sorted(worker.task_names),
-                    concurrency=worker.concurrency,
-                    running=running,
-                    last_seen=wire.timestamp(worker.last_seen),
-                )
-                for worker, running in status.workers
-            ],
-            dead_letters=status.dead_letters,
-            oldest_dead_letter=wire.timestamp(status.oldest_dead_letter),
-            outbox_pending=status.outbox_pending,
-            degraded_loops=[
-                dispatcher_pb2.DegradedLoop(
-                    name=name, error=degraded.error, since=wire.timestamp(degraded.since)
-                )
-                for name, degraded in sorted(status.degraded.items())
-            ],
-        )
+        return wire.queue_status_to_pb(await self.dispatcher.queue_status())
 
     async def RegisterWorker(
         self, request: dispatcher_pb2.RegisterWorkerRequest, context: Context
@@ -279,7 +239,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     ) -> dispatcher_pb2.ListDeadLettersResponse:
         letters, cursor = await self.dispatcher.dead_letters(request.limit, request.cursor)
         return dispatcher_pb2.ListDeadLettersResponse(
-            dead_letters=[_dead_letter(letter) for letter in letters], next_cursor=cursor
+            dead_letters=[wire.dead_letter_to_pb(letter) for letter in letters], next_cursor=cursor
         )
 
     async def RetryDeadLetters(

@@ -19,15 +19,23 @@ from fluid.scheduler.errors import (
     NotFoundError,
 )
 from fluid.scheduler.limits import check_json, check_text, limits, sendable_outcome
-from fluid.scheduler.models import RunError, RunOutcome, TaskPriority, TaskState
+from fluid.scheduler.models import (
+    DeadLetter,
+    QueueStatus,
+    RunError,
+    RunOutcome,
+    TaskPriority,
+    TaskState,
+    WorkerStatus,
+)
 from fluid.scheduler.run import Run, new_run_id, utcnow
-from fluid.service.tasks import Degraded, LoopHealth
+from fluid.service.tasks import LoopHealth
 
 from ..metrics import DispatcherMetrics
 from ..store.base import BlockedRun, QueueStore, RunChange
 from . import door, outcomes
 from .params import check_schema, validate_params
-from .records import DeadLetter, Lease, TaskRecord, WorkerKind, WorkerRecord
+from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
 
@@ -70,18 +78,6 @@ class QueueRequest:
     execute_after: datetime | None = None
     from_run_id: str = ""
     trace_context: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatus:
-    """The queue as operators see it: depth, workers, dead letters, lag, loop health."""
-
-    depths: Mapping[TaskPriority, int]
-    workers: list[tuple[WorkerRecord, int]]
-    dead_letters: int
-    oldest_dead_letter: datetime | None
-    outbox_pending: int
-    degraded: Mapping[str, Degraded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,19 +182,26 @@ class Dispatcher:
         letters, the snapshots not yet in history and this replica's failing loops."""
         now = self.clock()
         loads = await self.store.worker_loads()
-        workers = [
-            (worker, loads.get(worker.worker_id, 0))
+        workers = tuple(
+            WorkerStatus(
+                worker_id=worker.worker_id,
+                kind=worker.kind.value,
+                tasks=tuple(sorted(worker.task_names)),
+                concurrency=worker.concurrency,
+                running=loads.get(worker.worker_id, 0),
+                last_seen=worker.last_seen,
+            )
             for worker in sorted(await self.store.list_workers(), key=lambda w: w.worker_id)
             if self._alive(worker, now)
-        ]
+        )
         dead, oldest = await self.store.dead_letter_summary()
         return QueueStatus(
-            depths=await self.store.queue_depths(),
+            depths=dict(await self.store.queue_depths()),
             workers=workers,
             dead_letters=dead,
             oldest_dead_letter=oldest,
             outbox_pending=await self.store.outbox_size(),
-            degraded=self.health.degraded(),
+            degraded_loops=self.health.degraded(),
         )
 
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import TaskState
 
 
 class WorkerKind(enum.StrEnum):
@@ -59,16 +58,3 @@ class HeartbeatOutcome:
     aborts: dict[str, str]
     lost_run_ids: list[str]
 
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A run snapshot history refused, kept with the reason until retried or dropped."""
-
-    id: str
-    run_id: str
-    task: str
-    state: TaskState
-    version: int
-    reason: str
-    time: datetime
-    size_bytes: int

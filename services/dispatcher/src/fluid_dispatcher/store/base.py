@@ -20,17 +20,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import TaskPriority
+from fluid.scheduler.models import DeadLetter, TaskPriority
 from fluid.scheduler.run import Run
 
-from ..domain.records import (
-    DeadLetter,
-    HeartbeatOutcome,
-    Lease,
-    TaskRecord,
-    WorkerKind,
-    WorkerRecord,
-)
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from .signals import WorkTicket
 
 RunChange = Callable[[Run, Lease | None], Run | None]

@@ -20,18 +20,11 @@ from datetime import datetime, timedelta
 
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import TaskPriority, TaskState
+from fluid.scheduler.models import DeadLetter, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
 from ..domain.ordering import ready_score
-from ..domain.records import (
-    DeadLetter,
-    HeartbeatOutcome,
-    Lease,
-    TaskRecord,
-    WorkerKind,
-    WorkerRecord,
-)
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
 from .signals import Signal, WorkTicket
 

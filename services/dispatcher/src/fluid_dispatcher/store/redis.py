@@ -42,19 +42,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import FluidError, ResourceExhaustedError, UnavailableError
-from fluid.scheduler.models import RunError, TaskPriority, TaskState
+from fluid.scheduler.models import DeadLetter, RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import task_pb2
 
 from ..domain.ordering import ready_score
-from ..domain.records import (
-    DeadLetter,
-    HeartbeatOutcome,
-    Lease,
-    TaskRecord,
-    WorkerKind,
-    WorkerRecord,
-)
+from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from . import redis_scripts
 from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
 from .signals import Signal, WorkTicket
