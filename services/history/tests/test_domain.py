@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fluid.scheduler.errors import InvalidArgumentError
-from fluid_history.domain import DEFAULT_LIMIT, MAX_LIMIT, Cursor, RunQuery, latest_per_run
-from fluid_history.domain.snapshots import storable, validate_snapshots
+from fluid_history.domain import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Cursor,
+    RecordResult,
+    RefusedSnapshot,
+    RunQuery,
+    newest_first_per_run,
+)
+from fluid_history.domain.snapshots import refuse_invalid, storable
 
 from .support import T0, MakeRun
 
@@ -73,7 +81,7 @@ def test_query_refuses_naive_times() -> None:
         RunQuery(queued_before=datetime(2025, 1, 1))
 
 
-def test_latest_per_run_keeps_the_highest_version(make_run: MakeRun) -> None:
+def test_each_runs_snapshots_come_newest_first(make_run: MakeRun) -> None:
     batch = [
         make_run("a", version=2, reason="a2"),
         make_run("b", version=1),
@@ -81,16 +89,31 @@ def test_latest_per_run_keeps_the_highest_version(make_run: MakeRun) -> None:
         make_run("a", version=3, reason="a3"),
         make_run("a", version=5, reason="a5 again"),
     ]
-    latest = {run.id: run for run in latest_per_run(batch)}
-    assert set(latest) == {"a", "b"}
-    assert latest["a"].reason == "a5"
+    per_run = newest_first_per_run(batch)
+    assert {run_id: [run.reason for run in runs] for run_id, runs in per_run.items()} == {
+        # On a tie the first seen comes first.
+        "a": ["a5", "a5 again", "a3", "a2"],
+        "b": [""],
+    }
 
 
-def test_validation_names_the_snapshot_and_field(make_run: MakeRun) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"^runs\[1\]\.id: required$"):
-        validate_snapshots([make_run("a"), make_run("")])
-    with pytest.raises(InvalidArgumentError, match=r"^runs\[0\]\.task: required$"):
-        validate_snapshots([make_run("a", task="")])
+def test_invalid_snapshots_are_refused_naming_the_field(make_run: MakeRun) -> None:
+    valid, refused = refuse_invalid(
+        [make_run("a"), make_run("", version=3), make_run("b", task=""), make_run("c")]
+    )
+    assert [run.id for run in valid] == ["a", "c"]
+    assert refused == [
+        RefusedSnapshot(run_id="", version=3, reason="id: required"),
+        RefusedSnapshot(run_id="b", version=1, reason="task: required"),
+    ]
+
+
+def test_record_results_add_up_in_order(make_run: MakeRun) -> None:
+    first = RecordResult(applied=(make_run("a"),), refused=(RefusedSnapshot("x", 1, "why"),))
+    second = RecordResult(applied=(make_run("b"),), refused=(RefusedSnapshot("y", 2, "why"),))
+    total = first + second
+    assert [run.id for run in total.applied] == ["a", "b"]
+    assert [refusal.run_id for refusal in total.refused] == ["x", "y"]
 
 
 def test_storable_drops_skip_db_and_fills_queued(make_run: MakeRun) -> None:

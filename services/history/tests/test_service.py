@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import URL, make_url
 
 from fluid.scheduler import Client, TaskState, wire
 from fluid.scheduler.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from fluid.scheduler.models import RunError
 from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.host import Host
@@ -21,8 +24,9 @@ from fluid.service.settings import ServerSettings
 from fluid_history.service import HistoryService
 from fluid_history.store.migrate import SchemaNotCurrentError
 from fluid_history.store.sql import SqlRunStore
+from fluid_history.testing import PostgresSchema
 
-from .support import T0, MakeRun
+from .support import T0, MakeRun, first_upsert_cut
 
 
 @pytest.fixture
@@ -149,42 +153,156 @@ async def test_an_unknown_run_is_not_found(
         await client.get_stored_run("nope")
 
 
+@asynccontextmanager
+async def _serving(url: str | URL, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    """A host serving history on the database at ``url``; yields its port."""
+    rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    monkeypatch.setenv("FLUID_DATABASE_URL", rendered)
+    host = Host(["history"], settings=ServerSettings(port=0))
+    bound = await host.start()
+    try:
+        yield bound
+    finally:
+        await host.stop()
+
+
+@pytest.fixture
+async def on_each_database(
+    database_url: str | URL, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[history_pb2_grpc.HistoryServiceAsyncStub, str]]:
+    """A history stub on each database in turn, and that database's name."""
+    async with (
+        _serving(database_url, monkeypatch) as bound,
+        grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as opened,
+    ):
+        yield history_pb2_grpc.HistoryServiceStub(opened), make_url(database_url).get_backend_name()
+
+
+def _refused(response: history_pb2.RecordRunsResponse) -> list[tuple[str, int]]:
+    return [(refusal.run_id, refusal.version) for refusal in response.refused]
+
+
+async def _stored_ids(stub: history_pb2_grpc.HistoryServiceAsyncStub) -> set[str]:
+    response = await stub.ListRuns(history_pb2.ListRunsRequest(limit=500))
+    return {run.id for run in response.runs}
+
+
+def _set_nan_param(message: run_pb2.Run) -> None:
+    message.params.update({"x": float("nan")})
+
+
+def _set_infinite_result(message: run_pb2.Run) -> None:
+    message.result.number_value = float("inf")
+
+
 @pytest.mark.parametrize(
-    ("mutate", "field"),
+    ("mutate", "reason"),
     [
-        (lambda message: message.ClearField("id"), "runs[1].id"),
-        (lambda message: message.ClearField("task"), "runs[1].task"),
-        (lambda message: setattr(message, "state", 0), "runs[1].state"),
-        (lambda message: setattr(message, "state", 99), "runs[1].state"),
-        (lambda message: setattr(message, "priority", 42), "runs[1].priority"),
+        (_set_nan_param, "params: "),
+        (_set_infinite_result, "result: "),
+        (lambda message: setattr(message.start, "seconds", 10**12), "start: "),
+        (lambda message: setattr(message.queued, "seconds", -(10**12)), "queued: "),
+        (lambda message: setattr(message.execute_after, "nanos", 2 * 10**9), "execute_after: "),
+        (lambda message: setattr(message, "state", 0), "state: "),
+        (lambda message: setattr(message, "state", 99), "state: "),
+        (lambda message: setattr(message, "priority", 42), "priority: "),
+        (lambda message: message.ClearField("id"), "id: required"),
+        (lambda message: message.ClearField("task"), "task: required"),
+    ],
+    ids=[
+        "nan-param",
+        "infinite-result",
+        "start-past-9999",
+        "queued-before-year-1",
+        "nanos-out-of-range",
+        "unspecified-state",
+        "unknown-state",
+        "unknown-priority",
+        "no-id",
+        "no-task",
     ],
 )
-async def test_an_invalid_snapshot_names_its_field(
-    stub: history_pb2_grpc.HistoryServiceAsyncStub,
-    client: Client,
+async def test_a_malformed_snapshot_is_refused_and_the_others_stored(
+    on_each_database: tuple[history_pb2_grpc.HistoryServiceAsyncStub, str],
     make_run: MakeRun,
     mutate: Callable[[run_pb2.Run], object],
-    field: str,
+    reason: str,
 ) -> None:
-    bad = wire.run_to_pb(make_run("bad"))
+    stub, _ = on_each_database
+    bad = wire.run_to_pb(make_run("bad", version=5))
     mutate(bad)
-    request = history_pb2.RecordRunsRequest(runs=[wire.run_to_pb(make_run("good")), bad])
-    error = await _status(stub.RecordRuns(request))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (error.details() or "").startswith(f"{field}: ")
-    # The batch is refused whole.
-    with pytest.raises(NotFoundError):
-        await client.get_stored_run("good")
+    request = history_pb2.RecordRunsRequest(
+        runs=[wire.run_to_pb(make_run("first")), bad, wire.run_to_pb(make_run("last"))]
+    )
+    response = await stub.RecordRuns(request)
+    assert response.applied == 2
+    assert _refused(response) == [(bad.id, 5)]
+    assert response.refused[0].reason.startswith(reason)
+    assert await _stored_ids(stub) == {"first", "last"}
 
 
-async def test_non_json_params_are_invalid(
-    stub: history_pb2_grpc.HistoryServiceAsyncStub, make_run: MakeRun
+async def test_a_snapshot_the_database_cannot_hold_is_refused_and_the_others_stored(
+    on_each_database: tuple[history_pb2_grpc.HistoryServiceAsyncStub, str],
+    make_run: MakeRun,
 ) -> None:
-    bad = wire.run_to_pb(make_run("bad"))
-    bad.params.update({"x": float("nan")})
-    error = await _status(stub.RecordRuns(history_pb2.RecordRunsRequest(runs=[bad])))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (error.details() or "").startswith("runs[0]")
+    stub, database = on_each_database
+    good = [make_run(f"r{index}") for index in range(5)]
+    nul_result = make_run("nul-result", version=3, result={"text": "a\x00b"})
+    nul_error = make_run(
+        "nul-error",
+        version=2,
+        state=TaskState.failure,
+        error=RunError(type="ValueError", message="bad \x00 byte", traceback=""),
+    )
+    request = history_pb2.RecordRunsRequest(
+        runs=[wire.run_to_pb(run) for run in [*good[:2], nul_result, *good[2:], nul_error]]
+    )
+    response = await stub.RecordRuns(request)
+    if database == "postgresql":
+        # JSONB cannot hold \u0000 and text columns cannot hold NUL.
+        assert response.applied == len(good)
+        assert _refused(response) == [("nul-error", 2), ("nul-result", 3)]
+        for refusal in response.refused:
+            assert refusal.reason.startswith("the database refused this snapshot: ")
+        assert await _stored_ids(stub) == {run.id for run in good}
+    else:
+        # SQLite keeps them whole.
+        assert response.applied == len(good) + 2
+        assert not response.refused
+        stored = await stub.GetRun(history_pb2.HistoryServiceGetRunRequest(run_id="nul-result"))
+        assert wire.run_from_pb(stored.run) == nul_result
+    # Sent again (a forwarder that lost the reply), nothing more is applied, and the
+    # same snapshots are refused.
+    again = await stub.RecordRuns(request)
+    assert (again.applied, _refused(again)) == (0, _refused(response))
+
+
+@pytest.mark.parametrize("with_refused_row", [False, True], ids=["batch", "while-splitting"])
+async def test_a_connection_lost_mid_batch_is_unavailable(
+    postgres: PostgresSchema,
+    monkeypatch: pytest.MonkeyPatch,
+    make_run: MakeRun,
+    with_refused_row: bool,
+) -> None:
+    batch = [make_run(f"r{index}") for index in range(8)]
+    if with_refused_row:
+        # The cut then hits a half of the batch, written after the whole was refused.
+        batch[5] = make_run("r5", result={"text": "\x00"})
+    request = history_pb2.RecordRunsRequest(runs=[wire.run_to_pb(run) for run in batch])
+    async with (
+        _serving(postgres.url, monkeypatch) as bound,
+        grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as channel,
+    ):
+        stub = history_pb2_grpc.HistoryServiceStub(channel)
+        async with first_upsert_cut(postgres.url) as cut:
+            error = await _status(stub.RecordRuns(request))
+        assert cut
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert await _stored_ids(stub) == set()
+        # The forwarder sends the batch again once the database is back.
+        response = await stub.RecordRuns(request)
+        assert _refused(response) == ([("r5", 1)] if with_refused_row else [])
+        assert response.applied == len(batch) - len(response.refused)
 
 
 @pytest.mark.parametrize(
@@ -212,6 +330,10 @@ async def test_non_json_params_are_invalid(
                 )
             ),
             "params_contain: ",
+        ),
+        (
+            history_pb2.ListRunsRequest(queued_before=timestamp_pb2.Timestamp(seconds=10**12)),
+            "queued_before: ",
         ),
     ],
 )

@@ -5,29 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import StatementError
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
 from fluid.scheduler.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
-from fluid_history.domain import Cursor, RunHistory, RunQuery
+from fluid_history.domain import Cursor, RecordResult, RefusedSnapshot, RunHistory, RunQuery
 from fluid_history.domain.retention import Retention
 from fluid_history.store.sql import ROWS_PER_STATEMENT, SqlRunStore
 from fluid_history.testing import PostgresSchema
 from fluid_history.tracing import RecordSpans
 
-from .support import T0, MakeRun
+from .support import T0, MakeRun, first_upsert_cut
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -44,13 +43,13 @@ async def _all_pages(store: SqlRunStore, query: RunQuery) -> list[Run]:
         query = dataclasses.replace(query, after=page.next_cursor)
 
 
-def _libpq(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _ids(store: SqlRunStore, **filters: Any) -> list[str]:
     page = await store.list_runs(RunQuery(limit=500, **filters))
     return [run.id for run in page.runs]
+
+
+async def _versions(store: SqlRunStore) -> dict[str, int]:
+    return {run.id: run.version for run in await _all_pages(store, RunQuery(limit=500))}
 
 
 # -- recording -------------------------------------------------------------------------
@@ -80,7 +79,7 @@ async def test_a_stored_run_reads_back_field_for_field(store: SqlRunStore) -> No
         worker_id="w-7",
         version=2**40,
     )
-    assert await store.record([run]) == [run]
+    assert await store.record([run]) == RecordResult(applied=(run,))
     stored = await store.get_run("r1")
     assert stored == run
     assert stored is not None
@@ -107,14 +106,14 @@ async def test_only_a_higher_version_changes_a_run(store: SqlRunStore, make_run:
     running = make_run("r", state=TaskState.running, version=2)
     success = make_run("r", state=TaskState.success, version=3)
 
-    assert await store.record([running]) == [running]
+    assert (await store.record([running])).applied == (running,)
     # Out of order: the older snapshot arrives late and must not move the run back.
-    assert await store.record([queued]) == []
+    assert await store.record([queued]) == RecordResult()
     # Replay of the stored version: nothing changes.
-    assert await store.record([dataclasses.replace(running, reason="replayed")]) == []
+    assert await store.record([dataclasses.replace(running, reason="replayed")]) == RecordResult()
     assert await store.get_run("r") == running
-    assert await store.record([success]) == [success]
-    assert await store.record([queued, running, success]) == []
+    assert (await store.record([success])).applied == (success,)
+    assert await store.record([queued, running, success]) == RecordResult()
     assert await store.get_run("r") == success
 
 
@@ -127,7 +126,7 @@ async def test_a_batch_keeps_the_highest_version_of_each_run(
         make_run("b", version=1),
         make_run("a", version=2, state=TaskState.running),
     ]
-    applied = await store.record(batch)
+    applied = (await store.record(batch)).applied
     assert sorted((run.id, run.version) for run in applied) == [("a", 3), ("b", 1)]
     stored = await store.get_run("a")
     assert stored is not None
@@ -138,24 +137,111 @@ async def test_a_batch_applies_only_its_new_snapshots(
     store: SqlRunStore, make_run: MakeRun
 ) -> None:
     await store.record([make_run("old", version=5)])
-    applied = await store.record([make_run("old", version=4), make_run("new", version=1)])
-    assert [run.id for run in applied] == ["new"]
+    result = await store.record([make_run("old", version=4), make_run("new", version=1)])
+    assert [run.id for run in result.applied] == ["new"]
 
 
-async def test_a_batch_is_all_or_nothing(store: SqlRunStore, make_run: MakeRun) -> None:
-    # The bad snapshot comes last, past the first statement's worth of rows (SQLite).
-    # A connection lost before the commit is the other way a batch fails half-way:
-    # test_a_connection_lost_before_commit_is_unavailable_and_the_batch_retries.
+async def test_a_row_the_store_refuses_is_refused_alone(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    # Bad rows in the first and last statement's worth of rows (SQLite's pages): each is
+    # found and refused, every other row is committed.
     batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT + 10)]
-    batch[-1] = make_run("~bad", queued=datetime(2025, 1, 1))  # naive: refused by the store
-    with pytest.raises(StatementError):
-        await store.record(batch)
-    assert await _ids(store) == []
+    naive = datetime(2025, 1, 1)  # refused by the store on every database
+    batch[3] = make_run("r0003", queued=naive, version=4)
+    batch[-1] = make_run("~bad", queued=naive)
+    result = await store.record(batch)
+    assert len(result.applied) == len(batch) - 2
+    assert [(refusal.run_id, refusal.version) for refusal in result.refused] == [
+        ("r0003", 4),
+        ("~bad", 1),
+    ]
+    for refusal in result.refused:
+        assert refusal.reason.startswith(
+            "the database refused this snapshot: refusing naive datetime"
+        )
+        # The statement and the batch's values stay out of the reason.
+        assert "INSERT" not in refusal.reason
+    assert len(await _versions(store)) == len(batch) - 2
+    assert await store.get_run("~bad") is None
+
+
+async def test_an_older_snapshot_stands_in_for_a_refused_newer_one(
+    store: SqlRunStore, make_run: MakeRun
+) -> None:
+    naive = datetime(2025, 1, 1)
+    await store.record([make_run("stored", version=3)])
+    batch = [
+        make_run("a", version=1, state=TaskState.queued),
+        make_run("a", version=3, queued=naive),
+        make_run("a", version=2, state=TaskState.running),
+        # Refused, and its stand-in is older than the stored version: nothing regresses.
+        make_run("stored", version=4, queued=naive),
+        make_run("stored", version=2),
+    ]
+    result = await store.record(batch)
+    assert [(run.id, run.version) for run in result.applied] == [("a", 2)]
+    assert [(refusal.run_id, refusal.version) for refusal in result.refused] == [
+        ("a", 3),
+        ("stored", 4),
+    ]
+    running = await store.get_run("a")
+    assert running is not None
+    assert running.state is TaskState.running
+    assert await _versions(store) == {"a": 2, "stored": 3}
+    # The same batch again changes nothing and refuses the same snapshots.
+    again = await store.record(batch)
+    assert (again.applied, again.refused) == ((), result.refused)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"result": {"text": "a\x00b"}},
+        {"params": {"key\x00": 1}},
+        {"error": RunError(type="ValueError", message="a\x00b", traceback="")},
+        {"output_tail": ("line\x00",)},
+        {"reason": "\x00"},
+    ],
+    ids=["result", "params-key", "error-message", "output", "reason"],
+)
+async def test_a_nul_character_is_stored_where_the_database_can_hold_it(
+    store: SqlRunStore, make_run: MakeRun, fields: dict[str, Any]
+) -> None:
+    nul = make_run("nul", **fields)
+    batch = [make_run("a"), nul, make_run("z")]
+    result = await store.record(batch)
+    if store.dialect == "postgresql":
+        # JSONB refuses \u0000, text columns refuse NUL: only that snapshot is refused.
+        assert [run.id for run in result.applied] == ["a", "z"]
+        assert [(refusal.run_id, refusal.version) for refusal in result.refused] == [("nul", 1)]
+        assert result.refused[0].reason.startswith("the database refused this snapshot: ")
+        assert await store.get_run("nul") is None
+    else:
+        # SQLite keeps text with NUL characters whole.
+        assert [run.id for run in result.applied] == ["a", "nul", "z"]
+        assert result.refused == ()
+        assert await store.get_run("nul") == nul
+    assert set(await _versions(store)) == {run.id for run in result.applied}
+
+
+async def test_an_error_of_the_statement_refuses_no_row(
+    postgres: PostgresSchema, make_run: MakeRun
+) -> None:
+    store = SqlRunStore(postgres.url)
+    await store.open()
+    try:
+        await postgres.admin.execute(text(f'DROP TABLE "{postgres.name}".runs'))
+        # Every row would share the failure: the batch fails instead of being refused.
+        with pytest.raises(ProgrammingError):
+            await store.record([make_run("a"), make_run("b")])
+    finally:
+        await store.close()
 
 
 async def test_a_large_batch_is_stored_whole(store: SqlRunStore, make_run: MakeRun) -> None:
     batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT * 2 + 1)]
-    assert len(await store.record(batch)) == len(batch)
+    assert len((await store.record(batch)).applied) == len(batch)
     assert len(await _all_pages(store, RunQuery(limit=500))) == len(batch)
 
 
@@ -355,12 +441,12 @@ async def test_an_empty_history_is_one_empty_page(store: SqlRunStore) -> None:
 
 async def test_skip_db_runs_are_not_stored(store: SqlRunStore, make_run: MakeRun) -> None:
     history = RunHistory(store)
-    applied = await history.record(
-        [make_run("kept"), make_run("secret", tags=frozenset({"skip_db", "other"}))]
-    )
-    assert applied == 1
+    kept = make_run("kept")
+    result = await history.record([kept, make_run("secret", tags=frozenset({"skip_db", "other"}))])
+    assert result == RecordResult(applied=(kept,))
     assert await store.get_run("secret") is None
-    assert await history.record([make_run("secret2", tags=frozenset({"skip_db"}))]) == 0
+    hidden = make_run("secret2", tags=frozenset({"skip_db"}))
+    assert await history.record([hidden]) == RecordResult()
 
 
 async def test_history_applies_page_limits(store: SqlRunStore, make_run: MakeRun) -> None:
@@ -376,8 +462,8 @@ async def test_history_applies_page_limits(store: SqlRunStore, make_run: MakeRun
 async def test_history_counts_applied_snapshots(store: SqlRunStore, make_run: MakeRun) -> None:
     history = RunHistory(store)
     batch = [make_run("a", version=1), make_run("a", version=2), make_run("b")]
-    assert await history.record(batch) == 2
-    assert await history.record(batch) == 0
+    assert len((await history.record(batch)).applied) == 2
+    assert await history.record(batch) == RecordResult()
 
 
 async def test_history_get_run(store: SqlRunStore, make_run: MakeRun) -> None:
@@ -390,13 +476,31 @@ async def test_history_get_run(store: SqlRunStore, make_run: MakeRun) -> None:
         await history.get_run("")
 
 
-async def test_history_refuses_a_batch_with_an_invalid_snapshot(
-    store: SqlRunStore, make_run: MakeRun
+async def test_history_refuses_invalid_snapshots_alone(
+    store: SqlRunStore, make_run: MakeRun, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = RunHistory(store)
-    with pytest.raises(InvalidArgumentError, match=r"^runs\[2\]\.task: required$"):
-        await history.record([make_run("a"), make_run("b"), make_run("c", task="")])
-    assert await store.get_run("a") is None
+    unreadable = RefusedSnapshot(run_id="u", version=7, reason="state: unknown task state 99")
+    kept = make_run("b")
+    with caplog.at_level(logging.WARNING, logger="fluid.history"):
+        result = await history.record(
+            [make_run("", version=2), kept, make_run("c", task="")], unreadable=[unreadable]
+        )
+    assert result == RecordResult(
+        applied=(kept,),
+        refused=(
+            unreadable,
+            RefusedSnapshot(run_id="", version=2, reason="id: required"),
+            RefusedSnapshot(run_id="c", version=1, reason="task: required"),
+        ),
+    )
+    assert await _ids(store) == ["b"]
+    # A refused snapshot is not sent again: the log keeps what history never stored.
+    assert [record.getMessage() for record in caplog.records] == [
+        "history refused run 'u' version 7: state: unknown task state 99",
+        "history refused run '' version 2: id: required",
+        "history refused run 'c' version 1: task: required",
+    ]
 
 
 async def test_history_stores_runs_without_queued_time(
@@ -511,30 +615,16 @@ async def test_a_connection_lost_before_commit_is_unavailable_and_the_batch_retr
     store = SqlRunStore(postgres.url)
     await store.open()
     batch = [make_run(f"r{index:04}") for index in range(ROWS_PER_STATEMENT + 1)]
-    cut: list[int] = []
-    killer = await asyncio.to_thread(lambda: psycopg.connect(_libpq(postgres.url), autocommit=True))
-
-    def cut_after_the_upsert(connection: Any, *args: Any) -> None:
-        statement: str = args[1]
-        if statement.startswith("INSERT INTO runs") and not cut:
-            # The batch is written but not committed when the session dies.
-            cut.append(connection.connection.dbapi_connection.info.backend_pid)
-            killer.execute("SELECT pg_terminate_backend(%s)", cut)
-
     try:
-        event.listen(Engine, "after_cursor_execute", cut_after_the_upsert)
-        try:
+        async with first_upsert_cut(postgres.url) as cut:
             with pytest.raises(UnavailableError, match="history database"):
                 await store.record(batch)
-        finally:
-            event.remove(Engine, "after_cursor_execute", cut_after_the_upsert)
         assert cut
         assert await _ids(store) == []
         # The forwarder sends the same batch again; the pool replaced the dead connection.
-        assert len(await store.record(batch)) == len(batch)
+        assert len((await store.record(batch)).applied) == len(batch)
     finally:
         await store.close()
-        killer.close()
 
 
 async def test_connections_cut_while_idle_are_replaced(

@@ -1,10 +1,11 @@
-"""HistoryService messages to domain values; bad fields become ``InvalidArgumentError``."""
+"""HistoryService messages to domain values and back.
+
+A bad query field is ``InvalidArgumentError``; a bad snapshot is refused alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from google.protobuf import json_format
 
 from fluid.scheduler import wire
 from fluid.scheduler.errors import InvalidArgumentError
@@ -13,19 +14,33 @@ from fluid.scheduler.v1 import history_pb2, run_pb2
 from fluid.scheduler.wire import WireError
 from fluid_history.domain.cursor import Cursor
 from fluid_history.domain.query import RunQuery
+from fluid_history.domain.snapshots import RecordResult, RefusedSnapshot
 
 
-def snapshots_from_pb(messages: Sequence[run_pb2.Run]) -> list[Run]:
-    snapshots = []
-    for index, message in enumerate(messages):
+def snapshots_from_pb(
+    messages: Sequence[run_pb2.Run],
+) -> tuple[list[Run], list[RefusedSnapshot]]:
+    """The snapshots that convert, and a refusal naming the field of each other one."""
+    runs: list[Run] = []
+    refused: list[RefusedSnapshot] = []
+    for message in messages:
         try:
-            snapshots.append(wire.run_from_pb(message))
+            runs.append(wire.run_from_pb(message))
         except WireError as error:
-            raise _invalid(f"runs[{index}].{error.field}", error) from None
-        except (ValueError, json_format.Error) as error:
-            # A Struct can carry what JSON cannot (NaN, infinities): refuse, naming the run.
-            raise InvalidArgumentError(f"runs[{index}]: {error}") from None
-    return snapshots
+            refused.append(RefusedSnapshot(message.id, message.version, str(error)))
+    return runs, refused
+
+
+def record_response_to_pb(result: RecordResult) -> history_pb2.RecordRunsResponse:
+    return history_pb2.RecordRunsResponse(
+        applied=len(result.applied),
+        refused=[
+            history_pb2.RefusedRun(
+                run_id=refusal.run_id, version=refusal.version, reason=refusal.reason
+            )
+            for refusal in result.refused
+        ],
+    )
 
 
 def query_from_pb(request: history_pb2.ListRunsRequest) -> RunQuery:
@@ -37,30 +52,29 @@ def query_from_pb(request: history_pb2.ListRunsRequest) -> RunQuery:
             if value != run_pb2.TASK_STATE_UNSPECIFIED
         )
         params = (
-            wire.dict_from_struct(request.params_contain)
+            wire.dict_from_struct(request.params_contain, "params_contain")
             if request.HasField("params_contain")
             else {}
         )
+        queued_after = (
+            wire.datetime_from(request.queued_after, "queued_after")
+            if request.HasField("queued_after")
+            else None
+        )
+        queued_before = (
+            wire.datetime_from(request.queued_before, "queued_before")
+            if request.HasField("queued_before")
+            else None
+        )
     except WireError as error:
-        raise _invalid(error.field, error) from None
-    except (ValueError, json_format.Error) as error:
-        raise InvalidArgumentError(f"params_contain: {error}") from None
+        raise InvalidArgumentError(str(error)) from None
     return RunQuery(
         task=request.task,
         states=states,
-        queued_after=(
-            wire.datetime_from(request.queued_after) if request.HasField("queued_after") else None
-        ),
-        queued_before=(
-            wire.datetime_from(request.queued_before) if request.HasField("queued_before") else None
-        ),
+        queued_after=queued_after,
+        queued_before=queued_before,
         params_contain=params,
         tags=frozenset(request.tags),
         limit=request.limit,
         after=Cursor.decode(request.cursor) if request.cursor else None,
     )
-
-
-def _invalid(field: str, error: WireError) -> InvalidArgumentError:
-    reason = str(error).removeprefix(f"{error.field}: ")
-    return InvalidArgumentError(f"{field}: {reason}")

@@ -10,7 +10,7 @@ from fluid.scheduler import wire
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
 from fluid_history.domain.history import RunHistory
 
-from .convert import query_from_pb, snapshots_from_pb
+from .convert import query_from_pb, record_response_to_pb, snapshots_from_pb
 
 SERVICE_NAME: str = history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name
 
@@ -24,8 +24,9 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
     async def RecordRuns(
         self, request: history_pb2.RecordRunsRequest, context: Context
     ) -> history_pb2.RecordRunsResponse:
-        applied = await self._history.record(snapshots_from_pb(request.runs))
-        return history_pb2.RecordRunsResponse(applied=applied)
+        runs, unreadable = snapshots_from_pb(request.runs)
+        result = await self._history.record(runs, unreadable=unreadable)
+        return record_response_to_pb(result)
 
     async def ListRuns(
         self, request: history_pb2.ListRunsRequest, context: Context

@@ -6,15 +6,17 @@ Nothing here imports grpc or a database driver: errors are fluid's typed errors.
 from .cursor import Cursor
 from .history import RunHistory
 from .query import DEFAULT_LIMIT, MAX_LIMIT, RunPage, RunQuery
-from .snapshots import SKIP_DB_TAG, latest_per_run
+from .snapshots import SKIP_DB_TAG, RecordResult, RefusedSnapshot, newest_first_per_run
 
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "SKIP_DB_TAG",
     "Cursor",
+    "RecordResult",
+    "RefusedSnapshot",
     "RunHistory",
     "RunPage",
     "RunQuery",
-    "latest_per_run",
+    "newest_first_per_run",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -11,13 +12,15 @@ from fluid.scheduler.errors import InvalidArgumentError, NotFoundError
 from fluid.scheduler.run import Run, utcnow
 
 from .query import RunPage, RunQuery
-from .snapshots import storable, validate_snapshots
+from .snapshots import RecordResult, RefusedSnapshot, refuse_invalid, storable
 
 if TYPE_CHECKING:
     from fluid_history.store.base import RunStore
 
 RecordedHook = Callable[[Sequence[Run], int], None]
 """Told the snapshots a committed batch applied and when (ns since epoch) the write began."""
+
+logger = logging.getLogger("fluid.history")
 
 
 class RunHistory:
@@ -34,17 +37,34 @@ class RunHistory:
         self._on_recorded = tuple(on_recorded)
         self._clock = clock
 
-    async def record(self, runs: Sequence[Run]) -> int:
-        """Store the snapshots newer than what is stored; return how many were applied."""
-        validate_snapshots(runs)
-        snapshots = storable(runs, self._clock())
-        if not snapshots:
-            return 0
-        started_ns = time.time_ns()
-        applied = await self._store.record(snapshots)
-        for hook in self._on_recorded:
-            hook(applied, started_ns)
-        return len(applied)
+    async def record(
+        self, runs: Sequence[Run], *, unreadable: Sequence[RefusedSnapshot] = ()
+    ) -> RecordResult:
+        """Store the snapshots newer than what is stored; refuse, one by one, those that
+        cannot be stored, and store the others all the same.
+
+        ``unreadable``: snapshots of the same batch the caller could not even decode,
+        reported (and logged) with the rest.
+        """
+        valid, invalid = refuse_invalid(runs)
+        result = RecordResult(refused=(*unreadable, *invalid))
+        snapshots = storable(valid, self._clock())
+        if snapshots:
+            started_ns = time.time_ns()
+            stored = await self._store.record(snapshots)
+            for hook in self._on_recorded:
+                hook(stored.applied, started_ns)
+            result += stored
+        # The caller moves on past a refused snapshot (sent again, it would be refused
+        # again), so this line is what is left of a run state history never stored.
+        for refusal in result.refused:
+            logger.warning(
+                "history refused run %r version %d: %s",
+                refusal.run_id,
+                refusal.version,
+                refusal.reason,
+            )
+        return result
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         return await self._store.list_runs(query)

@@ -3,23 +3,56 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from fluid.scheduler.errors import InvalidArgumentError
 from fluid.scheduler.run import Run
 
 SKIP_DB_TAG = "skip_db"
 """Tasks tagged with it are deliberately kept out of history (noisy or sensitive runs)."""
 
 
-def validate_snapshots(runs: Sequence[Run]) -> None:
-    """Refuse the whole batch when one snapshot cannot be stored, naming its index."""
-    for index, run in enumerate(runs):
+@dataclass(frozen=True, slots=True)
+class RefusedSnapshot:
+    """A snapshot history did not store, and why (the field, or the database's refusal)."""
+
+    run_id: str
+    version: int
+    reason: str
+
+    @classmethod
+    def of(cls, run: Run, reason: str) -> RefusedSnapshot:
+        return cls(run_id=run.id, version=run.version, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What recording a batch did: the snapshots that changed a stored run, the refused ones.
+
+    Snapshots in neither were stale (a version the store already had), stood for by a
+    newer snapshot of their run, or kept out on purpose (``SKIP_DB_TAG``).
+    """
+
+    applied: tuple[Run, ...] = ()
+    refused: tuple[RefusedSnapshot, ...] = ()
+
+    def __add__(self, other: RecordResult) -> RecordResult:
+        return RecordResult(self.applied + other.applied, self.refused + other.refused)
+
+
+def refuse_invalid(runs: Iterable[Run]) -> tuple[list[Run], list[RefusedSnapshot]]:
+    """The snapshots a store can take, and a refusal naming the field of each other one."""
+    valid: list[Run] = []
+    refused: list[RefusedSnapshot] = []
+    for run in runs:
         if not run.id:
-            raise InvalidArgumentError(f"runs[{index}].id: required")
-        if not run.task:
-            raise InvalidArgumentError(f"runs[{index}].task: required")
+            refused.append(RefusedSnapshot.of(run, "id: required"))
+        elif not run.task:
+            refused.append(RefusedSnapshot.of(run, "task: required"))
+        else:
+            valid.append(run)
+    return valid, refused
 
 
 def storable(runs: Iterable[Run], now: datetime) -> list[Run]:
@@ -39,15 +72,19 @@ def storable(runs: Iterable[Run], now: datetime) -> list[Run]:
     return kept
 
 
-def latest_per_run(runs: Iterable[Run]) -> list[Run]:
-    """One snapshot per run id: the highest version (the first one seen on a tie).
+def newest_first_per_run(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Each run's snapshots, highest version first (the first seen first on a tie).
 
-    A tie keeps the first because the store ignores a snapshot whose version equals the
-    stored one, and a batch must mean the same as the same snapshots sent one by one.
+    A store writes the first of each run; the next one stands in only when the store
+    refuses it, so that a batch means the same as its snapshots sent one by one: sent
+    alone, the older snapshot would have been stored before the newer one was refused.
+    On a tie the first seen goes first because the store ignores a snapshot whose
+    version equals the stored one.
     """
-    latest: dict[str, Run] = {}
+    per_run: dict[str, list[Run]] = {}
     for run in runs:
-        seen = latest.get(run.id)
-        if seen is None or run.version > seen.version:
-            latest[run.id] = run
-    return list(latest.values())
+        per_run.setdefault(run.id, []).append(run)
+    for snapshots in per_run.values():
+        # A stable sort: ties keep the order they were seen in.
+        snapshots.sort(key=lambda run: run.version, reverse=True)
+    return per_run

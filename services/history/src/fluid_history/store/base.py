@@ -8,6 +8,7 @@ from typing import Protocol
 
 from fluid.scheduler.run import Run
 from fluid_history.domain.query import RunPage, RunQuery
+from fluid_history.domain.snapshots import RecordResult
 
 
 class RunStore(Protocol):
@@ -19,11 +20,14 @@ class RunStore(Protocol):
     async def close(self) -> None:
         """Release connections; the store cannot be used afterwards."""
 
-    async def record(self, snapshots: Sequence[Run]) -> list[Run]:
+    async def record(self, snapshots: Sequence[Run]) -> RecordResult:
         """Store each snapshot whose version is above its run's stored version.
 
-        All or nothing: one transaction for the whole batch. Several snapshots of one run
-        count once, with their highest version. Returns the snapshots that were applied.
+        Several snapshots of one run count once, with their highest version. A snapshot
+        the database refuses (a value it cannot hold) is refused alone and the next
+        highest of its run stands in; every other one is committed. A database that
+        cannot be reached is ``UnavailableError``: what was not committed may be sent
+        again, since stored versions are never written twice.
         """
 
     async def list_runs(self, query: RunQuery) -> RunPage:

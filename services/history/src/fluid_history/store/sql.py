@@ -9,13 +9,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fluid.scheduler.errors import UnavailableError
+from fluid.scheduler.limits import truncated
 from fluid.scheduler.run import Run
 from fluid_history.domain.cursor import Cursor
 from fluid_history.domain.query import RunPage, RunQuery
-from fluid_history.domain.snapshots import latest_per_run
+from fluid_history.domain.snapshots import RecordResult, RefusedSnapshot, newest_first_per_run
 
 from . import dialects, migrate
 from .engine import database_errors, database_url, open_engine
@@ -25,6 +27,9 @@ from .schema import runs
 # Rows per INSERT on SQLite: 22 bound parameters a row stay well under its 32,766 per
 # statement. (PostgreSQL gets a whole batch as one statement of 22 arrays.)
 ROWS_PER_STATEMENT = 500
+
+# Of what the database says about a refused value, in a refusal's reason.
+_CAUSE_CHARS = 300
 
 
 class SqlRunStore:
@@ -63,13 +68,45 @@ class SqlRunStore:
         if engine is not None:
             await engine.dispose()
 
-    async def record(self, snapshots: Sequence[Run]) -> list[Run]:
-        # Also needed for correctness: PostgreSQL refuses an upsert touching a row twice.
-        # Rows are written in id order so that two replicas upserting overlapping batches
-        # lock them in the same order and cannot deadlock.
-        latest = sorted(latest_per_run(snapshots), key=lambda run: run.id)
-        if not latest:
-            return []
+    async def record(self, snapshots: Sequence[Run]) -> RecordResult:
+        pending = newest_first_per_run(snapshots)
+        result = RecordResult()
+        while pending:
+            # One snapshot per run: PostgreSQL refuses an upsert touching a row twice.
+            # Rows are written in id order so that two replicas upserting overlapping
+            # batches lock them in the same order and cannot deadlock.
+            written = await self._write_or_split([pending[run_id][0] for run_id in sorted(pending)])
+            result += written
+            # A refused snapshot's next one stands in for it, as it would have been
+            # stored had the snapshots come one by one.
+            pending = {
+                refusal.run_id: rest
+                for refusal in written.refused
+                if (rest := pending[refusal.run_id][1:])
+            }
+        return result
+
+    async def _write_or_split(self, latest: list[Run]) -> RecordResult:
+        """``latest`` in one transaction; when the database refuses a value in it, each
+        half in turn, until every refused row stands alone and the others are committed.
+
+        A batch without a bad value (nearly all of them) costs one transaction; one bad
+        row among n costs about 2 log2(n) more.
+        """
+        try:
+            return RecordResult(applied=await self._write(latest))
+        except StatementError as error:
+            if not _refuses_a_value(error):
+                raise
+            if len(latest) == 1:
+                reason = f"the database refused this snapshot: {_cause(error)}"
+                return RecordResult(refused=(RefusedSnapshot.of(latest[0], reason),))
+        middle = len(latest) // 2
+        return await self._write_or_split(latest[:middle]) + await self._write_or_split(
+            latest[middle:]
+        )
+
+    async def _write(self, latest: list[Run]) -> tuple[Run, ...]:
         statement, parameters = dialects.upsert(self.dialect, [row_from_run(run) for run in latest])
         async with self._connect() as connection, connection.begin():
             result = await connection.execute(
@@ -77,7 +114,7 @@ class SqlRunStore:
                 parameters,
             )
             applied = set(result.scalars())
-        return [run for run in latest if run.id in applied]
+        return tuple(run for run in latest if run.id in applied)
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         matching = select(runs).where(*self._conditions(query))
@@ -158,3 +195,29 @@ class SqlRunStore:
             raise UnavailableError("the history store is not open")
         async with database_errors(), self._engine.connect() as connection:
             yield connection
+
+
+def _refuses_a_value(error: StatementError) -> bool:
+    """Whether ``error`` refuses a value of the statement, not the statement or the database.
+
+    Lost connections never get here: ``database_errors`` made them ``UnavailableError``.
+    ``DBAPIError`` is a ``StatementError`` too: of the database's own errors only these
+    two are about a value. One of SQLAlchemy's own is about a value when binding one
+    raised ``ValueError`` (a naive datetime); any other is a bug every row would share.
+    """
+    if isinstance(error, DBAPIError):
+        return isinstance(error, DataError | IntegrityError)
+    return isinstance(error.orig, ValueError)
+
+
+def _cause(error: StatementError) -> str:
+    # The driver's message and its DETAIL line (PostgreSQL's "\u0000 cannot be converted
+    # to text"), not str(error), which holds the statement and a whole batch of run
+    # data, nor the CONTEXT line, which quotes the value.
+    lines = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
+    details = [
+        f"({line.removeprefix('DETAIL:').strip()})"
+        for line in lines[1:]
+        if line.startswith("DETAIL:")
+    ]
+    return truncated(" ".join([lines[0], *details]), _CAUSE_CHARS)
