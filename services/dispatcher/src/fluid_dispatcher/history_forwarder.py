@@ -131,11 +131,13 @@ class HistoryForwarder:
                 *await self._deliver(stub, batch[:middle]),
                 *await self._deliver(stub, batch[middle:]),
             ]
-        by_run = {snapshot.event.run_id: snapshot.event for snapshot in batch}
+        sent = {
+            (snapshot.event.run_id, snapshot.event.version): snapshot.event for snapshot in batch
+        }
         return [
-            (by_run[refusal.run_id], refusal.reason)
+            (sent[key], refusal.reason)
             for refusal in response.refused
-            if refusal.run_id in by_run
+            if (key := (refusal.run_id, refusal.version)) in sent
         ]
 
 
