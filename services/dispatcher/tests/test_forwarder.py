@@ -56,7 +56,7 @@ class RefusingHistory(history_pb2_grpc.HistoryServiceServicer):
 
 @pytest.fixture
 def history() -> RefusingHistory:
-    return RefusingHistory()
+    return RefusingHistory()  # type: ignore[abstract]  # serves RecordRuns only
 
 
 @pytest.fixture
