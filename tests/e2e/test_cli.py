@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from process_helpers import free_port
-
 from fluid.service.host import Host
+
+from process_helpers import free_port
 
 
 async def fluid(*args: str) -> tuple[int, str, str]:

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from process_helpers import free_port
 
 from fluid.scheduler import Client, TaskState
 from fluid.service.host import Host
@@ -22,6 +21,7 @@ from fluid.service.settings import ClientSettings, ServerSettings
 from fluid_history.testing import PostgresSchema, postgres_schema
 
 from history_polling import all_stored
+from process_helpers import free_port
 
 
 @pytest.fixture

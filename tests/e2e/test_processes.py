@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 from fluid.scheduler import Client, TaskState
 
 from history_polling import stored_run
+from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 TESTS = Path(__file__).parent.parent
 

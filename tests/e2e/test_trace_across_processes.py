@@ -19,11 +19,11 @@ from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 from fluid.scheduler import Client, TaskState
 
 from history_polling import stored_run
+from process_helpers import free_port, serve, serving, stop_processes, system_env
 
 TESTS = Path(__file__).parent.parent
 SERVICES = ("history", "dispatcher", "io-worker", "cpu-runner")

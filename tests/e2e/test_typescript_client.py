@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_helpers import free_port, serving, stop_processes
 
 from fluid.scheduler import Client
+
+from process_helpers import free_port, serving, stop_processes
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = TESTS.parent / "clients" / "typescript"

@@ -57,4 +57,3 @@ class HeartbeatOutcome:
 
     aborts: dict[str, str]
     lost_run_ids: list[str]
-

@@ -1,0 +1,122 @@
+"""A Redis restart mid-flight: callers hear UNAVAILABLE while it is away, and once it is
+back every run queued before and after reaches its end and history, with no process
+restarted. The test runs its own redis-server (never the shared one)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from fluid.scheduler import Client, TaskState, UnavailableError
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+
+from history_polling import all_stored
+from process_helpers import free_port
+
+
+class PrivateRedis:
+    """A redis-server of this test's own that survives a restart with its data (AOF)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (make services installs it)")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.workdir),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--save", "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        try:
+            for _ in range(200):
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    pass
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        finally:
+            client.close()
+        pytest.fail(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def system_on_private_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_redis: PrivateRedis
+) -> AsyncIterator[Host]:
+    monkeypatch.setenv("FLUID_BROKER_URL", private_redis.url)
+    monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    monkeypatch.setenv("FLUID_LEASE_TTL_SECONDS", "3")
+    monkeypatch.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+    host = Host(
+        ["history", "dispatcher", "io-worker"],
+        settings=ServerSettings(port=0, shutdown_grace_seconds=2),
+        task_modules=["sample_tasks"],
+    )
+    await host.start()
+    yield host
+    await host.stop()
+
+
+async def test_a_redis_restart_loses_no_run_and_stops_nothing_for_good(
+    system_on_private_redis: Host, private_redis: PrivateRedis
+) -> None:
+    async with Client(system_on_private_redis.address) as client:
+        before = await client.queue_many("say_hi", [{"name": f"n{i}"} for i in range(100)])
+
+        private_redis.stop()
+        with pytest.raises(UnavailableError) as raised:
+            await client.queue("say_hi", name="during")
+        # The caller learns the store is away, not where it lives.
+        assert str(private_redis.port) not in str(raised.value)
+        with pytest.raises(UnavailableError):
+            await client.queue_status()
+        await asyncio.sleep(2)  # long enough for every loop to meet the outage
+        private_redis.start()
+
+        after = await client.queue_many("say_hi", [{"name": f"m{i}"} for i in range(100)])
+        expected = {run.id for run in [*before, *after]}
+        await all_stored(client, "say_hi", expected, TaskState.success, timeout=90)
+        status = await client.queue_status()
+        assert status.dead_letters == 0
