@@ -447,6 +447,10 @@ def test_dev_runs_one_of_everything_with_its_own_redis_and_postgres() -> None:
     assert not dev.all("HorizontalPodAutoscaler")
     for name in ("fluid-redis", "fluid-postgres"):
         dev.get("Service", name)
+    redis_args = dev.get("Deployment", "fluid-redis").spec.template.spec.containers[0].args
+    # Eviction would drop queued runs without a word: a full Redis must refuse instead.
+    assert redis_args[redis_args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "--maxmemory" in redis_args
     (namespace,) = dev.all("Namespace")
     assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
 

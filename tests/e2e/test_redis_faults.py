@@ -1,6 +1,6 @@
-"""A Redis restart mid-flight: callers hear UNAVAILABLE while it is away, and once it is
-back every run queued before and after reaches its end and history, with no process
-restarted. The test runs its own redis-server (never the shared one)."""
+"""Redis faults, on a redis-server of the test's own (never the shared one): a restart
+mid-flight, and a Redis out of memory. Callers get a precise status meanwhile, and once
+Redis is back every run reaches its end and history, with no process restarted."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from fluid.scheduler import Client, TaskState, UnavailableError
+from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
 
@@ -34,7 +35,7 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (make services installs it)")
@@ -47,6 +48,7 @@ class PrivateRedis:
                 "--appendonly", "yes",
                 "--appendfsync", "always",
                 "--save", "",
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -120,3 +122,27 @@ async def test_a_redis_restart_loses_no_run_and_stops_nothing_for_good(
         await all_stored(client, "say_hi", expected, TaskState.success, timeout=90)
         status = await client.queue_status()
         assert status.dead_letters == 0
+
+
+async def test_a_full_redis_refuses_new_runs_with_resource_exhausted_until_it_has_room(
+    system_on_private_redis: Host, private_redis: PrivateRedis
+) -> None:
+    admin = redis.Redis.from_url(private_redis.url)
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", str(used + 2 * 1024 * 1024))
+    try:
+        async with Client(system_on_private_redis.address) as client:
+            queued = []
+            with pytest.raises(ResourceExhaustedError) as raised:
+                for _ in range(2000):  # bounded: 2000 x 8 KB is far past 2 MB
+                    queued.append(await client.queue("echo", text="x", padding="p" * 8192))
+            assert "full" in str(raised.value) and str(private_redis.port) not in str(raised.value)
+            assert queued, "refused before any run was queued"
+
+            admin.config_set("maxmemory", "0")
+            after = await client.queue("echo", text="room again")
+            expected = {run.id for run in [*queued, after]}
+            await all_stored(client, "echo", expected, TaskState.success, timeout=90)
+    finally:
+        admin.close()
