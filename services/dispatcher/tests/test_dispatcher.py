@@ -11,7 +11,12 @@ import pytest
 from pydantic import BaseModel
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from fluid.scheduler.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskPriority, TaskState
 from fluid.scheduler.run import Run
@@ -685,3 +690,16 @@ async def test_a_waiting_lease_returns_a_run_queued_meanwhile(
     assert [(leased_run.id, leased_run.state) for leased_run, _ in leased] == [
         (run.id, TaskState.running)
     ]
+
+
+async def test_a_full_memory_store_refuses_new_runs_and_keeps_the_queued_ones() -> None:
+    dispatcher = Dispatcher(MemoryQueueStore(max_runs=2))
+    await register(dispatcher, ADD)
+    kept = [await queue(dispatcher), await queue(dispatcher)]
+
+    with pytest.raises(ResourceExhaustedError, match="FLUID_MEMORY_MAX_RUNS"):
+        await queue(dispatcher)
+    with pytest.raises(ResourceExhaustedError):
+        await dispatcher.queue_runs([QueueRequest(task="add", params={"a": 1})])
+
+    assert [(await dispatcher.get_run(run.id)).state for run in kept] == [TaskState.queued] * 2

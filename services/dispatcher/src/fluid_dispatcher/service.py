@@ -28,7 +28,7 @@ def open_store(settings: DispatcherSettings) -> QueueStore:
     """The queue store the broker URL names."""
     url = settings.broker_url
     if url.startswith("memory://"):
-        return MemoryQueueStore(outbox=settings.history_forward)
+        return MemoryQueueStore(outbox=settings.history_forward, max_runs=settings.memory_max_runs)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisQueueStore(
             url,

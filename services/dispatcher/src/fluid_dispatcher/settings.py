@@ -15,6 +15,8 @@ class DispatcherSettings(FluidBaseSettings):
     # Keys live under the hash tag {namespace}: one Redis Cluster slot per namespace.
     broker_namespace: str = "fluid"
     broker_max_connections: int = Field(default=64, gt=0)
+    # memory:// only: runs held at most before new ones are refused (RESOURCE_EXHAUSTED).
+    memory_max_runs: int = Field(default=1_000_000, gt=0)
     lease_ttl_seconds: float = Field(default=15.0, gt=0)
     finished_run_ttl_seconds: float = Field(default=3600.0, ge=0)
     max_lease_wait_seconds: float = Field(default=30.0, ge=0)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import DeadLetter, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
@@ -32,7 +33,10 @@ from .signals import Signal, WorkTicket
 class MemoryQueueStore:
     """A ``QueueStore`` held in this process's memory."""
 
-    def __init__(self, *, outbox: bool = True) -> None:
+    def __init__(self, *, outbox: bool = True, max_runs: int = 1_000_000) -> None:
+        # Runs held at most (queued, running and finished ones not purged yet): past it
+        # new runs are refused, so a flood cannot grow the process until it is killed.
+        self.max_runs = max_runs
         self._tasks: dict[str, TaskRecord] = {}
         self._workers: dict[str, WorkerRecord] = {}
         self._runs: dict[str, Run] = {}
@@ -117,6 +121,18 @@ class MemoryQueueStore:
 
     # -- runs --------------------------------------------------------------------
     async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
+        (added,) = await self.add_runs([(run, idempotency_key)])
+        return added
+
+    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+        if len(self._runs) + len(runs) > self.max_runs:
+            raise ResourceExhaustedError(
+                f"the in-memory queue is full: it holds {len(self._runs)} runs, its limit "
+                f"is {self.max_runs} (FLUID_MEMORY_MAX_RUNS); use Redis for more"
+            )
+        return [self._add(run, key) for run, key in runs]
+
+    def _add(self, run: Run, idempotency_key: str) -> tuple[Run, bool]:
         existing_id = self._idempotency.get(idempotency_key) if idempotency_key else None
         existing = self._runs.get(existing_id or run.id)
         if existing is not None:
@@ -126,9 +142,6 @@ class MemoryQueueStore:
             self._keys_by_run[run.id] = idempotency_key
         self._save(run)
         return run, True
-
-    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
-        return [await self.add_run(run, key) for run, key in runs]
 
     async def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
