@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 from fluid.scheduler.limits import truncated
 
+from .channel import server_options
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
 from .telemetry import configure_tracing, flush_tracing, server_interceptors
@@ -188,7 +189,11 @@ class Host:
         service_name = "fluid-" + "+".join(self.service_names)
         configure_tracing(service_name, console=self.settings.trace_console)
         configure_metrics(service_name, self.settings.host, self.settings.metrics_port)
-        server = grpc.aio.server(interceptors=[*server_interceptors(), DomainErrorInterceptor()])
+        # Keepalive, message sizes and the call backlog as our channels expect them.
+        server = grpc.aio.server(
+            interceptors=[*server_interceptors(), DomainErrorInterceptor()],
+            options=server_options(),
+        )
         self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
