@@ -21,6 +21,7 @@ from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
 from fluid.service.telemetry import current_trace_context, run_span
 from fluid.service.worker import LeasingWorker
+from fluid.service.worker_link import DispatcherLink
 
 from .backend import Backend
 from .local import LocalBackend, launcher_for
@@ -93,7 +94,7 @@ class CpuRunnerService:
         await self.backend.start()
         self._channel = open_channel(self.context.clients.dispatcher)
         self.worker = LeasingWorker(
-            dispatcher=dispatcher_pb2_grpc.DispatcherServiceStub(self._channel),
+            link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(self._channel)),
             executor=self._execute,
             tasks=self.tasks,
             cpu_bound=True,

@@ -21,6 +21,7 @@ from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
 from fluid.service.logs import RunLogCapture
 from fluid.service.worker import LeasingWorker
+from fluid.service.worker_link import DispatcherLink
 
 from .settings import WorkerSettings
 
@@ -55,7 +56,7 @@ class IoWorkerService:
         self._channel = open_channel(self.context.clients.dispatcher)
         self._client = Client(settings=self.context.clients)
         self.worker = LeasingWorker(
-            dispatcher=dispatcher_pb2_grpc.DispatcherServiceStub(self._channel),
+            link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(self._channel)),
             executor=self._execute,
             tasks=self.tasks,
             concurrency=self.settings.worker_concurrency,

@@ -4,37 +4,42 @@ A worker leases runs of its kind from the dispatcher and hands each to an execut
 io-worker runs the task on this event loop; the cpu-runner in a separate process). Three
 loops cooperate: the lease loop asks for as many runs as there are free slots (long poll),
 the heartbeat loop renews the leases of runs in flight and learns of external aborts, and
-the reporter sends outcomes in batches. A stopping worker leases nothing more, lets runs in
-flight finish within the grace period, then hands back the rest so they run elsewhere
-without waiting for their lease to expire.
+the report loop delivers outcomes in batches (``fluid.service.worker_reports``). Each loop
+survives any failure: it is logged once per incident, the loop backs off and goes on, and
+``degraded()`` says which loops are failing. A stopping worker leases nothing more, lets
+runs in flight finish within the grace period, then hands back the rest so they run
+elsewhere without waiting for their lease to expire.
+
+The loops speak domain types; the dispatcher's messages and status codes stay in the
+link (``fluid.service.worker_link``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-import grpc
-
-from fluid.scheduler import wire
-from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
 from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
-from fluid.scheduler.run import Run, utcnow
+from fluid.scheduler.limits import limits, sendable_outcome
+from fluid.scheduler.models import DegradedLoop, RunError, RunOutcome, TaskState
+from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
-from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
-from .tasks import cancel_and_wait
+from .tasks import Backoff, LoopHealth, cancel_and_wait
+from .worker_hooks import AttemptHook, LifecycleEvents, SendableOutcome
+from .worker_link import WorkerLink
+from .worker_reports import Reporter
 
 logger = logging.getLogger("fluid.worker")
 
-RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Registration tries at start while the dispatcher is unreachable (minutes at the cap).
+REGISTER_TRIES = 1000
 
 
 def new_worker_id(kind: str) -> str:
@@ -61,46 +66,65 @@ RunExecutor = Callable[[Task, Run], Awaitable[RunOutcome]]
 class LeasingWorker:
     """Leases runs of its kind's tasks and executes them with ``executor``."""
 
-    dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub
+    link: WorkerLink
     executor: RunExecutor
     tasks: Mapping[str, Task]
     cpu_bound: bool = False
     concurrency: int = 100
     lease_wait: float = 1.0
     report_batch_size: int = 256
+    # Bytes of reports sent in one call (0: FLUID_LIMIT_BATCH_BYTES).
+    report_batch_bytes: int = 0
     # Seconds a busy worker waits for more free slots before leasing (batching).
     lease_linger: float = 0.002
     worker_id: str = ""
     lease_ttl: float = 15.0
     # Handlers of the plugins found in the task modules (see fluid.scheduler.lifecycle).
     lifecycle: TaskManager | None = None
+    # Back-off of a failing loop: seconds before the first retry, doubling up to the cap.
+    retry_first: float = 0.1
+    retry_cap: float = 5.0
+    # Seconds a stopping worker waits for its last reports to be delivered.
+    report_flush_timeout: float = 10.0
     _in_flight: dict[str, InFlight] = field(default_factory=dict)
-    _reports: asyncio.Queue[dispatcher_pb2.RunStateReport] = field(default_factory=asyncio.Queue)
     _slot_free: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
+    _health: LoopHealth = field(default_factory=LoopHealth)
+    # Event-loop time of the next heartbeat (sooner after a failed one: the back-off).
+    _heartbeat_due: float = 0.0
+    _reporter: Reporter = field(init=False)
+    _hooks: list[AttemptHook] = field(init=False)
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or new_worker_id("cpu" if self.cpu_bound else "io")
         if self.lifecycle is None:
             self.lifecycle = manager_for_modules(task.module for task in self.own_tasks)
+        self._reporter = Reporter(
+            self.link,
+            self.worker_id,
+            batch_bytes=self.report_batch_bytes or limits().batch_bytes,
+            batch_size=self.report_batch_size,
+        )
+        # In this order: the outcome is made sendable, queued for reporting, and only
+        # then are the lifecycle handlers called (a slow handler delays no report).
+        self._hooks = [SendableOutcome(), self._reporter, LifecycleEvents(self.lifecycle)]
 
     @property
     def own_tasks(self) -> list[Task]:
         """The tasks of this worker's kind (the others are for the other kind of worker)."""
         return [task for task in self.tasks.values() if task.cpu_bound == self.cpu_bound]
 
+    def degraded(self) -> tuple[DegradedLoop, ...]:
+        """The loops failing now (by name), each with the error that began the incident."""
+        return self._health.degraded()
+
     async def register(self) -> None:
-        kind = dispatcher_pb2.WORKER_KIND_CPU if self.cpu_bound else dispatcher_pb2.WORKER_KIND_IO
-        response = await self.dispatcher.RegisterWorker(
-            dispatcher_pb2.RegisterWorkerRequest(
-                worker_id=self.worker_id,
-                kind=kind,
-                tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in self.own_tasks],
-                concurrency=self.concurrency,
-            )
+        """Tell the dispatcher this worker and its tasks; take the lease TTL it says."""
+        ttl = await self.link.register(
+            self.worker_id, self.own_tasks, cpu_bound=self.cpu_bound, concurrency=self.concurrency
         )
-        self.lease_ttl = response.lease_ttl.ToTimedelta().total_seconds() or self.lease_ttl
+        self.lease_ttl = ttl or self.lease_ttl
         logger.info(
             "worker %s registered %d task(s) with the dispatcher",
             self.worker_id,
@@ -108,30 +132,39 @@ class LeasingWorker:
         )
 
     async def start(self) -> None:
-        """Register (retrying until the dispatcher answers) and start the loops."""
-        for attempt in range(1000):
+        """Register (retrying while the dispatcher is unreachable) and start the loops."""
+        backoff = Backoff(self.retry_first, self.retry_cap)
+        for _ in range(REGISTER_TRIES - 1):
             try:
                 await self.register()
                 break
-            except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE:
-                    raise
-                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            except UnavailableError as error:
+                self._health.failed("register", error)
+                await backoff.sleep()
+        else:
+            await self.register()  # the last try: its error is the caller's
+        self._health.ok("register")
+        self._heartbeat_due = asyncio.get_running_loop().time() + self.lease_ttl / 3
         self._loops = [
-            asyncio.create_task(self._lease_loop(), name="lease-loop"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat-loop"),
-            asyncio.create_task(self._report_loop(), name="report-loop"),
+            asyncio.create_task(
+                self._supervise("lease-loop", self._lease, until=self._stopping),
+                name="lease-loop",
+            ),
+            asyncio.create_task(
+                self._supervise("heartbeat-loop", self._heartbeat), name="heartbeat-loop"
+            ),
+            asyncio.create_task(
+                self._supervise("report-loop", self._reporter.step), name="report-loop"
+            ),
         ]
 
     async def stop(self, grace: float) -> None:
         """Stop leasing, let runs finish for ``grace`` seconds, hand back the rest."""
         self._stopping.set()
         self._slot_free.set()
-        lease_loop = self._loops[0] if self._loops else None
-        if lease_loop is not None:
+        if self._loops:
             # The current long poll returns within lease_wait; runs it brings are released.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(lease_loop, timeout=self.lease_wait + 5)
+            await asyncio.wait(self._loops[:1], timeout=self.lease_wait + 5)
         running = [flight.task for flight in self._in_flight.values()]
         if running:
             logger.info("waiting up to %ss for %d run(s) in flight", grace, len(running))
@@ -141,66 +174,72 @@ class LeasingWorker:
             flight.stopped = True
             flight.task.cancel()
         await asyncio.gather(*(flight.task for flight in leftover), return_exceptions=True)
-        if leftover:
-            await self._release([flight.run.id for flight in leftover])
-        await self._flush_reports()
+        await self._release([flight.run.id for flight in leftover])
+        if not await self._reporter.flush(self.report_flush_timeout):
+            logger.error(
+                "gave up delivering %d report(s) after %ss: their leases expire and "
+                "the dispatcher settles their runs",
+                self._reporter.pending,
+                self.report_flush_timeout,
+            )
         await cancel_and_wait(self._loops)
+
+    async def _supervise(
+        self, name: str, step: Callable[[], Awaitable[None]], until: asyncio.Event | None = None
+    ) -> None:
+        """Run ``step`` over and over (until ``until`` is set, or cancelled): no failure
+        ends the loop; the first of an incident is logged, the loop backs off and goes on."""
+        backoff = Backoff(self.retry_first, self.retry_cap)
+        while until is None or not until.is_set():
+            try:
+                try:
+                    await step()
+                except FailedPreconditionError:
+                    # The dispatcher forgot this worker (it restarted with a memory store).
+                    logger.warning("the dispatcher does not know worker %s", self.worker_id)
+                    await self.register()
+            except Exception as error:
+                self._health.failed(name, error)
+                await backoff.sleep()
+            else:
+                self._health.ok(name)
+                backoff.reset()
 
     async def _release(self, run_ids: list[str]) -> None:
         if not run_ids:
             return
         try:
-            await self.dispatcher.ReleaseRuns(
-                dispatcher_pb2.ReleaseRunsRequest(worker_id=self.worker_id, run_ids=run_ids),
-                timeout=5,
-            )
-            logger.info("handed back %d unfinished run(s)", len(run_ids))
-        except grpc.aio.AioRpcError as error:
-            logger.warning("could not hand back runs (%s); their leases will expire", error.code())
+            await self.link.release(self.worker_id, run_ids)
+        except Exception as error:
+            logger.warning("could not hand back runs (%s); their leases will expire", error)
+            return
+        logger.info("handed back %d unfinished run(s)", len(run_ids))
 
     # -- leasing ---------------------------------------------------------------------
-    async def _lease_loop(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            free = self.concurrency - len(self._in_flight)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            if free < self.concurrency // 2 and self.lease_linger:
-                # Busy: let a few more runs finish so one lease call brings many runs
-                # rather than many calls one run each (an idle worker leases at once).
-                await asyncio.sleep(self.lease_linger)
-                free = self.concurrency - len(self._in_flight)
-            try:
-                response = await self.dispatcher.LeaseRuns(
-                    dispatcher_pb2.LeaseRunsRequest(
-                        worker_id=self.worker_id,
-                        max_runs=free,
-                        wait=wire.duration(self.lease_wait),
-                    ),
-                    timeout=self.lease_wait + 10,
-                )
-            except grpc.aio.AioRpcError as error:
-                failures += 1
-                await self._on_dispatcher_error(error, failures)
-                continue
-            failures = 0
-            leased = [wire.run_from_pb(lease.run) for lease in response.leases]
-            if self._stopping.is_set():
-                await self._release([run.id for run in leased])
-                return
-            for run in leased:
-                self._start(run)
-
-    async def _on_dispatcher_error(self, error: grpc.aio.AioRpcError, failures: int) -> None:
-        if error.code() is grpc.StatusCode.FAILED_PRECONDITION:
-            # The dispatcher forgot us (restarted with a memory store): register again.
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await self.register()
+    async def _lease(self) -> None:
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
             return
-        logger.warning("dispatcher call failed: %s %s", error.code().name, error.details())
-        await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+        if free < self.concurrency // 2 and self.lease_linger:
+            # Busy: let a few more runs finish so one lease call brings many runs
+            # rather than many calls one run each (an idle worker leases at once).
+            await asyncio.sleep(self.lease_linger)
+            free = self.concurrency - len(self._in_flight)
+        reply = await self.link.lease(self.worker_id, free, self.lease_wait)
+        for bad in reply.unreadable:
+            logger.error("leased run %s cannot be read: %s", bad.run_id, bad.problem)
+            failure = RunOutcome(
+                TaskState.failure,
+                error=RunError("LeaseRejectedError", f"the worker cannot read it: {bad.problem}"),
+            )
+            self._reporter.add(bad.run_id, bad.attempt, sendable_outcome(failure)[0])
+        if self._stopping.is_set():
+            await self._release([run.id for run in reply.runs])
+            return
+        for run in reply.runs:
+            self._start(run)
 
     def _start(self, run: Run) -> None:
         task = self.tasks.get(run.task)
@@ -208,7 +247,6 @@ class LeasingWorker:
         self._in_flight[run.id] = InFlight(run=run, task=execution)
 
     async def _execute(self, run: Run, task: Task | None) -> None:
-        assert self.lifecycle is not None
         try:
             if task is None:
                 outcome = RunOutcome(
@@ -218,7 +256,8 @@ class LeasingWorker:
                     ),
                 )
             else:
-                await self.lifecycle.emit(run)
+                for hook in self._hooks:
+                    await hook.started(run)
                 outcome = await self.executor(task, run)
         except asyncio.CancelledError:
             flight = self._in_flight.get(run.id)
@@ -230,39 +269,27 @@ class LeasingWorker:
             logger.exception("executing run %s failed", run.id)
             outcome = RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
         finally:
-            flight = self._in_flight.pop(run.id, None)
+            self._in_flight.pop(run.id, None)
             self._slot_free.set()
-        if flight is not None:
-            self._reports.put_nowait(wire.outcome_to_pb(run.id, run.attempt, outcome))
-            await self.lifecycle.emit(
-                replace(
-                    run,
-                    state=outcome.state,
-                    result=outcome.result,
-                    error=outcome.error,
-                    reason=outcome.reason,
-                    end=utcnow(),
-                    output_tail=outcome.output_tail,
-                )
-            )
-
-    # -- heartbeats and reports ----------------------------------------------------------
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            run_ids = list(self._in_flight)
+        for hook in self._hooks:
             try:
-                response = await self.dispatcher.Heartbeat(
-                    dispatcher_pb2.HeartbeatRequest(worker_id=self.worker_id, run_ids=run_ids),
-                    timeout=self.lease_ttl / 3,
-                )
-            except grpc.aio.AioRpcError as error:
-                await self._on_dispatcher_error(error, 1)
-                continue
-            for abort in response.aborts:
-                self._stop_run(abort.run_id, abort.reason or "aborted")
-            for run_id in response.lost_run_ids:
-                self._stop_run(run_id, None)
+                outcome = await hook.ended(run, outcome)
+            except Exception:
+                # The hooks after it (the report) still get the outcome.
+                logger.exception("%s failed after run %s", type(hook).__name__, run.id)
+
+    # -- heartbeats ----------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self._heartbeat_due - loop.time()))
+        reply = await self.link.heartbeat(
+            self.worker_id, list(self._in_flight), timeout=self.lease_ttl / 3
+        )
+        self._heartbeat_due = loop.time() + self.lease_ttl / 3
+        for run_id, reason in reply.aborts.items():
+            self._stop_run(run_id, reason or "aborted")
+        for run_id in reply.lost:
+            self._stop_run(run_id, None)
 
     def _stop_run(self, run_id: str, reason: str | None) -> None:
         flight = self._in_flight.get(run_id)
@@ -271,46 +298,3 @@ class LeasingWorker:
         logger.info("stopping run %s: %s", run_id, reason or "lease lost")
         flight.stop_reason = reason
         flight.task.cancel()
-
-    async def _report_loop(self) -> None:
-        while True:
-            first = await self._reports.get()
-            await self._send_reports([first, *self._drain_reports()])
-
-    def _drain_reports(self) -> list[dispatcher_pb2.RunStateReport]:
-        batch: list[dispatcher_pb2.RunStateReport] = []
-        while len(batch) < self.report_batch_size - 1 and not self._reports.empty():
-            batch.append(self._reports.get_nowait())
-        return batch
-
-    async def _flush_reports(self) -> None:
-        pending = self._drain_reports()
-        while pending:
-            await self._send_reports(pending, attempts=5)
-            pending = self._drain_reports()
-
-    async def _send_reports(
-        self, reports: list[dispatcher_pb2.RunStateReport], attempts: int = 0
-    ) -> None:
-        """Send until the dispatcher takes them (``attempts`` bounds it; 0 is unbounded)."""
-        tries = 0
-        while True:
-            try:
-                await self.dispatcher.ReportRunStates(
-                    dispatcher_pb2.ReportRunStatesRequest(
-                        worker_id=self.worker_id, reports=reports
-                    ),
-                    timeout=10,
-                )
-                return
-            except grpc.aio.AioRpcError as error:
-                tries += 1
-                if attempts and tries >= attempts:
-                    logger.error(
-                        "gave up reporting %d run(s) (%s): their leases expire and they run again",
-                        len(reports),
-                        error.code().name,
-                    )
-                    return
-                logger.warning("reporting failed (%s); retrying", error.code().name)
-                await asyncio.sleep(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])

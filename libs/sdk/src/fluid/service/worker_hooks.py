@@ -1,0 +1,66 @@
+"""What a worker does around each attempt it executes, as small hooks.
+
+The worker calls every hook's ``started`` before the executor and, once the attempt
+ended, every hook's ``ended`` in order, each receiving the outcome the previous one
+returned. A lost lease or a shutdown ends an attempt without calling ``ended``: the
+dispatcher, not this worker, settles those runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from fluid.scheduler.lifecycle import TaskManager
+from fluid.scheduler.limits import sendable_outcome
+from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.run import Run, utcnow
+
+logger = logging.getLogger("fluid.worker")
+
+
+class AttemptHook:
+    """A per-attempt concern; the defaults do nothing and pass the outcome on."""
+
+    async def started(self, run: Run) -> None:
+        return None
+
+    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
+        return outcome
+
+
+class SendableOutcome(AttemptHook):
+    """Fits the outcome to the limits before it is reported, so the report is small and
+    the dispatcher takes it: a result that is not JSON or is too large fails the run
+    (saying why), text is cut and NUL made storable (``limits.sendable_outcome``)."""
+
+    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
+        sendable, problem = sendable_outcome(outcome)
+        if problem:
+            logger.warning("run %s fails: %s", run.id, problem)
+        return sendable
+
+
+class LifecycleEvents(AttemptHook):
+    """Emits the run's lifecycle events: ``running`` when the attempt starts, its final
+    state when it ends (see ``fluid.scheduler.lifecycle``)."""
+
+    def __init__(self, manager: TaskManager) -> None:
+        self._manager = manager
+
+    async def started(self, run: Run) -> None:
+        await self._manager.emit(run)
+
+    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
+        await self._manager.emit(
+            replace(
+                run,
+                state=outcome.state,
+                result=outcome.result,
+                error=outcome.error,
+                reason=outcome.reason,
+                end=utcnow(),
+                output_tail=outcome.output_tail,
+            )
+        )
+        return outcome

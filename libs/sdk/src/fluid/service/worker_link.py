@@ -1,0 +1,201 @@
+"""A worker's link to the dispatcher: the only part of the worker runtime that knows
+protobuf messages and gRPC status codes.
+
+The loops (``fluid.service.worker``) speak domain types through ``WorkerLink``; tests
+drive them through a fake link. ``DispatcherLink`` is the real one: it converts messages
+each way and turns a failed call into a typed ``FluidError`` (the dispatcher unreachable,
+restarting or too slow to answer is ``UnavailableError``: the call may be retried).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from fluid.scheduler import wire
+from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import ERRORS_BY_CODE, FluidError, UnavailableError
+from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.run import Run
+from fluid.scheduler.task import Task
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableLease:
+    """A leased run whose message could not be converted: it fails, the others go on."""
+
+    run_id: str
+    attempt: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReply:
+    runs: list[Run]
+    unreadable: list[UnreadableLease] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    # Runs aborted from outside, with the reason: cancel them and report them aborted.
+    aborts: dict[str, str] = field(default_factory=dict)
+    # Runs whose lease this worker lost: cancel them and report nothing.
+    lost: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReply:
+    # Runs whose report was ignored: this worker no longer held their lease.
+    ignored: list[str] = field(default_factory=list)
+    # (run id, reason) of reports refused as malformed: their runs ended failed.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """An attempt's outcome, encoded for sending by the link that made it."""
+
+    run_id: str
+    attempt: int
+    outcome: RunOutcome
+    # Bytes it adds to a batch.
+    size: int
+    # A failure report standing in for a refused one: never replaced again.
+    replacement: bool = False
+    # The link's encoding, made once: sizing a batch needs it and sending reuses it.
+    encoded: object = field(default=None, repr=False, compare=False)
+
+
+class WorkerLink(Protocol):
+    """The calls a worker makes to the dispatcher, in domain types."""
+
+    async def register(
+        self, worker_id: str, tasks: Sequence[Task], *, cpu_bound: bool, concurrency: int
+    ) -> float:
+        """Register the worker and its tasks; the lease TTL in seconds (0: not said)."""
+
+    async def lease(self, worker_id: str, max_runs: int, wait: float) -> LeaseReply:
+        """Up to ``max_runs`` runs, waiting up to ``wait`` seconds for one (long poll)."""
+
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], timeout: float
+    ) -> HeartbeatReply:
+        """Renew the leases of the runs in flight; which of them to stop."""
+
+    def encode_report(
+        self, run_id: str, attempt: int, outcome: RunOutcome, *, replacement: bool = False
+    ) -> Report:
+        """The outcome ready to send (raises when it cannot be encoded)."""
+
+    async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+        """Send one batch of reports."""
+
+    async def release(self, worker_id: str, run_ids: Sequence[str]) -> None:
+        """Hand runs back to be queued again."""
+
+
+# Codes saying the call did not get through or no answer came back: nothing is wrong
+# with what was sent, so it may be sent again.
+_TRANSIENT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+
+
+def translated(error: grpc.aio.AioRpcError) -> FluidError:
+    """The typed error of a failed call, its message starting with the status code."""
+    code = error.code()
+    message = f"{code.name}: {error.details()}"
+    if code in _TRANSIENT:
+        return UnavailableError(message)
+    return ERRORS_BY_CODE.get(code.name, FluidError)(message)
+
+
+@contextlib.contextmanager
+def _calling() -> Iterator[None]:
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        raise translated(error) from error
+
+
+class DispatcherLink:
+    """``WorkerLink`` over the dispatcher's gRPC service."""
+
+    # Seconds a call may take beyond what it asks the dispatcher to wait.
+    CALL_TIMEOUT = 10.0
+
+    def __init__(self, stub: dispatcher_pb2_grpc.DispatcherServiceAsyncStub) -> None:
+        self._stub = stub
+
+    async def register(
+        self, worker_id: str, tasks: Sequence[Task], *, cpu_bound: bool, concurrency: int
+    ) -> float:
+        request = dispatcher_pb2.RegisterWorkerRequest(
+            worker_id=worker_id,
+            kind=dispatcher_pb2.WORKER_KIND_CPU if cpu_bound else dispatcher_pb2.WORKER_KIND_IO,
+            tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in tasks],
+            concurrency=concurrency,
+        )
+        with _calling():
+            response = await self._stub.RegisterWorker(request, timeout=self.CALL_TIMEOUT)
+        return response.lease_ttl.ToTimedelta().total_seconds()
+
+    async def lease(self, worker_id: str, max_runs: int, wait: float) -> LeaseReply:
+        request = dispatcher_pb2.LeaseRunsRequest(
+            worker_id=worker_id, max_runs=max_runs, wait=wire.duration(wait)
+        )
+        with _calling():
+            response = await self._stub.LeaseRuns(request, timeout=wait + self.CALL_TIMEOUT)
+        reply = LeaseReply(runs=[])
+        for lease in response.leases:
+            # Each run on its own: one message that cannot be converted loses no other.
+            try:
+                reply.runs.append(wire.run_from_pb(lease.run))
+            except Exception as error:
+                reply.unreadable.append(
+                    UnreadableLease(
+                        lease.run.id, lease.run.attempt, f"{type(error).__name__}: {error}"
+                    )
+                )
+        return reply
+
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], timeout: float
+    ) -> HeartbeatReply:
+        request = dispatcher_pb2.HeartbeatRequest(worker_id=worker_id, run_ids=run_ids)
+        with _calling():
+            response = await self._stub.Heartbeat(request, timeout=timeout)
+        return HeartbeatReply(
+            aborts={abort.run_id: abort.reason for abort in response.aborts},
+            lost=list(response.lost_run_ids),
+        )
+
+    def encode_report(
+        self, run_id: str, attempt: int, outcome: RunOutcome, *, replacement: bool = False
+    ) -> Report:
+        message = wire.outcome_to_pb(run_id, attempt, outcome)
+        return Report(run_id, attempt, outcome, message.ByteSize(), replacement, message)
+
+    async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+        messages = []
+        for report in reports:
+            if not isinstance(report.encoded, dispatcher_pb2.RunStateReport):
+                raise TypeError(f"the report of run {report.run_id} was not encoded by this link")
+            messages.append(report.encoded)
+        request = dispatcher_pb2.ReportRunStatesRequest(worker_id=worker_id, reports=messages)
+        with _calling():
+            response = await self._stub.ReportRunStates(request, timeout=self.CALL_TIMEOUT)
+        return ReportReply(
+            ignored=list(response.ignored_run_ids),
+            rejected=[(item.run_id, item.reason) for item in response.rejected],
+        )
+
+    async def release(self, worker_id: str, run_ids: Sequence[str]) -> None:
+        request = dispatcher_pb2.ReleaseRunsRequest(worker_id=worker_id, run_ids=run_ids)
+        with _calling():
+            await self._stub.ReleaseRuns(request, timeout=self.CALL_TIMEOUT)
