@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -157,19 +158,28 @@ def check_text(value: str, field: str, max_chars: int) -> None:
         raise InvalidArgumentError(f"{field}: holds a NUL character")
 
 
+# NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8: protobuf and JSON encoders
+# refuse them; they come from file names decoded with surrogateescape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def storable_text(value: str) -> str:
-    """Text a task produced (error, output) made storable everywhere: NUL becomes U+FFFD."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    """Text a task produced (error, output) made storable everywhere: NUL and lone
+    surrogates become U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def truncated(value: str, max_chars: int, keep_end: bool = False) -> str:
-    """``value`` cut to ``max_chars`` characters, saying how much was cut."""
+    """``value`` cut to at most ``max_chars`` characters, saying how much was cut (so
+    cutting again to the same limit changes nothing)."""
     if len(value) <= max_chars:
         return value
-    cut = len(value) - max_chars
+    # The marker for cutting everything is at least as long as the real one.
+    keep = max(max_chars - len(f"[{len(value)} characters cut]") - 1, 0)
+    marker = f"[{len(value) - keep} characters cut]"
     if keep_end:
-        return f"[{cut} characters cut]\n" + value[-max_chars:]
-    return value[:max_chars] + f"\n[{cut} characters cut]"
+        return (marker + "\n" + value[len(value) - keep :])[-max_chars:]
+    return (value[:keep] + "\n" + marker)[:max_chars]
 
 
 def _storable_json(value: Any) -> Any:
