@@ -88,7 +88,7 @@ async def test_runs_finished_while_history_was_down_reach_it_when_it_starts(
 async def test_runs_survive_history_losing_its_database_connections_mid_ingest(
     history_address: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="fluid.dispatcher.history")
+    caplog.set_level(logging.WARNING, logger="fluid.loops")
     async with postgres_schema("fluid_e2e") as schema:
         monkeypatch.setenv("FLUID_DATABASE_URL", schema.url.render_as_string(hide_password=False))
         async with _history(history_address), _queue_without_history(history_address) as client:

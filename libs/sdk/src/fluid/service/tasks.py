@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
+from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.models import DegradedLoop
 from fluid.scheduler.run import utcnow
 
@@ -36,6 +39,19 @@ class Backoff:
         await asyncio.sleep(self.delay())
 
 
+def _described(error: BaseException) -> tuple[str, bool]:
+    """A one-line summary of ``error``, and whether it says a peer is away (not a bug)."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        code = error.code()
+        summary = f"{code.name}: {error.details()}"
+        return summary[:500], code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+    summary = f"{type(error).__name__}: {error}"[:500]
+    return summary, isinstance(error, UnavailableError | ConnectionError | TimeoutError)
+
+
 @dataclass
 class LoopHealth:
     """What the background loops of a process report about themselves.
@@ -49,10 +65,15 @@ class LoopHealth:
     _degraded: dict[str, DegradedLoop] = field(default_factory=dict)
 
     def failed(self, loop: str, error: BaseException) -> None:
-        if loop not in self._degraded:
-            logger.error("%s failed; retrying with back-off", loop, exc_info=error)
-            message = f"{type(error).__name__}: {error}"[:500]
-            self._degraded[loop] = DegradedLoop(loop, message, utcnow())
+        if loop in self._degraded:
+            return
+        summary, expected = _described(error)
+        if expected:
+            # A peer or store away for a while is an incident, not a bug: no traceback.
+            logger.warning("%s failed (%s); retrying with back-off", loop, summary)
+        else:
+            logger.error("%s failed (%s); retrying with back-off", loop, summary, exc_info=error)
+        self._degraded[loop] = DegradedLoop(loop, summary, utcnow())
 
     def ok(self, loop: str) -> None:
         incident = self._degraded.pop(loop, None)
