@@ -93,13 +93,15 @@ async def not_json(ctx: TaskRun) -> object:
 class Echo(BaseModel):
     text: str = ""
     times: int = 1
+    # Characters appended by code point: what params may not carry (a NUL) a result may.
+    codepoints: list[int] = []
     padding: str = ""
 
 
 @task
 async def echo(ctx: TaskRun[Echo]) -> str:
     """Returns ``text`` repeated: results as large (or as odd) as a test needs."""
-    return ctx.params.text * ctx.params.times
+    return ctx.params.text * ctx.params.times + "".join(map(chr, ctx.params.codepoints))
 
 
 @task(cpu_bound=True)

@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from fluid.scheduler import Client, TaskState
+from fluid.scheduler.errors import AlreadyExistsError
 from fluid.scheduler.limits import limits
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.channel import open_channel
@@ -56,11 +57,11 @@ async def test_a_too_large_result_fails_its_run_and_the_worker_goes_on(client: C
 
 
 async def test_a_nul_in_a_result_is_kept_storable(client: Client) -> None:
-    run = await client.queue_and_wait("echo", text="a\x00b", timeout=20)
+    run = await client.queue_and_wait("echo", text="a", codepoints=[0, 0xDCFF], timeout=20)
 
     assert run.state is TaskState.success
-    assert run.result == "a\ufffdb"
-    assert (await stored_run(client, run.id, TaskState.success)).result == "a\ufffdb"
+    assert run.result == "a\ufffd\ufffd"
+    assert (await stored_run(client, run.id, TaskState.success)).result == "a\ufffd\ufffd"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,8 @@ async def test_a_nul_in_a_result_is_kept_storable(client: Client) -> None:
         ({"text": "a\x00b"}, "params.text"),
         ({"text\x00": "a"}, "params"),
         ({"text": "x", "padding": "p" * (300 * 1024)}, "params"),
-        (_nested(40), "params.deeper"),
+        # Deeper than the limit, yet shallow enough for protobuf to parse the request.
+        (_nested(limits().json_depth + 5), "params.deeper"),
     ],
     ids=["nul-value", "nul-key", "too-large", "too-deep"],
 )
@@ -122,15 +124,17 @@ async def test_nan_and_out_of_range_times_are_invalid_arguments(
 
 
 async def test_an_idempotency_key_of_another_task_is_already_exists(client: Client) -> None:
-    first = await client.queue("say_hi", name="Ada", idempotency_key="nightly")
+    first = await client.queue_run("say_hi", {"name": "Ada"}, idempotency_key="nightly")
 
-    with pytest.raises(Exception) as raised:
-        await client.queue("echo", text="x", idempotency_key="nightly")
+    with pytest.raises(AlreadyExistsError) as raised:
+        await client.queue_run("echo", {"text": "x"}, idempotency_key="nightly")
 
-    assert type(raised.value).__name__ == "AlreadyExistsError"
+    assert str(raised.value).startswith("idempotency_key: already used by run")
     assert first.id in str(raised.value) and "say_hi" in str(raised.value)
-    again = await client.queue("say_hi", name="Ada", idempotency_key="nightly")
+    again = await client.queue_run("say_hi", {"name": "Ada"}, idempotency_key="nightly")
     assert again.id == first.id
+    with pytest.raises(AlreadyExistsError, match="^run_id: already used"):
+        await client.queue_run("echo", {"text": "x"}, run_id=first.id)
 
 
 @pytest.mark.parametrize(

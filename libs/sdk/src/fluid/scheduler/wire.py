@@ -252,6 +252,8 @@ def retry_from_pb(message: task_pb2.RetryPolicy, field: str) -> RetryPolicy:
             max_wait=timedelta_from(message.max_wait, f"{field}.max_wait").total_seconds(),
             exceptions=tuple(message.exceptions),
         )
+    except WireError:
+        raise
     except ValueError as exc:
         raise WireError(field, str(exc)) from None
 

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from fluid.scheduler import wire
-from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
@@ -34,6 +34,16 @@ def _fields() -> Iterator[None]:
         yield
     except wire.WireError as error:
         raise InvalidArgumentError(str(error)) from None
+
+
+@contextmanager
+def _worker_call() -> Iterator[None]:
+    """A full store refuses a worker's call for now, not the call itself: workers retry
+    UNAVAILABLE as they are, while RESOURCE_EXHAUSTED tells them an item is too large."""
+    try:
+        yield
+    except ResourceExhaustedError as error:
+        raise UnavailableError(str(error)) from None
 
 
 def _task_info(status: TaskStatus) -> task_pb2.TaskInfo:
@@ -139,30 +149,32 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def RegisterWorker(
         self, request: dispatcher_pb2.RegisterWorkerRequest, context: Context
     ) -> dispatcher_pb2.RegisterWorkerResponse:
-        kind = _KINDS.get(request.kind)
-        if kind is None:
-            raise InvalidArgumentError("kind: must be WORKER_KIND_IO or WORKER_KIND_CPU")
-        with _fields():
-            definitions = [
-                wire.definition_from_pb(item, f"tasks[{index}]")
-                for index, item in enumerate(request.tasks)
-            ]
-        await self.dispatcher.register_worker(
-            request.worker_id, kind, definitions, request.concurrency
-        )
-        return dispatcher_pb2.RegisterWorkerResponse(
-            lease_ttl=wire.duration(self.dispatcher.config.lease_ttl)
-        )
+        with _worker_call():
+            kind = _KINDS.get(request.kind)
+            if kind is None:
+                raise InvalidArgumentError("kind: must be WORKER_KIND_IO or WORKER_KIND_CPU")
+            with _fields():
+                definitions = [
+                    wire.definition_from_pb(item, f"tasks[{index}]")
+                    for index, item in enumerate(request.tasks)
+                ]
+            await self.dispatcher.register_worker(
+                request.worker_id, kind, definitions, request.concurrency
+            )
+            return dispatcher_pb2.RegisterWorkerResponse(
+                lease_ttl=wire.duration(self.dispatcher.config.lease_ttl)
+            )
 
     async def LeaseRuns(
         self, request: dispatcher_pb2.LeaseRunsRequest, context: Context
     ) -> dispatcher_pb2.LeaseRunsResponse:
-        with _fields():
-            wait = wire.timedelta_from(request.wait, "wait")
-        leased = await self.dispatcher.lease_runs(request.worker_id, request.max_runs, wait)
-        return dispatcher_pb2.LeaseRunsResponse(
-            leases=await self._leases(request.worker_id, leased)
-        )
+        with _worker_call():
+            with _fields():
+                wait = wire.timedelta_from(request.wait, "wait")
+            leased = await self.dispatcher.lease_runs(request.worker_id, request.max_runs, wait)
+            return dispatcher_pb2.LeaseRunsResponse(
+                leases=await self._leases(request.worker_id, leased)
+            )
 
     async def _leases(
         self, worker_id: str, leased: list[tuple[Run, Lease]]
@@ -197,42 +209,47 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def Heartbeat(
         self, request: dispatcher_pb2.HeartbeatRequest, context: Context
     ) -> dispatcher_pb2.HeartbeatResponse:
-        aborts, lost = await self.dispatcher.heartbeat(request.worker_id, list(request.run_ids))
-        return dispatcher_pb2.HeartbeatResponse(
-            aborts=[
-                dispatcher_pb2.RunAbort(run_id=run_id, reason=reason)
-                for run_id, reason in aborts.items()
-            ],
-            lost_run_ids=lost,
-        )
+        with _worker_call():
+            aborts, lost = await self.dispatcher.heartbeat(request.worker_id, list(request.run_ids))
+            return dispatcher_pb2.HeartbeatResponse(
+                aborts=[
+                    dispatcher_pb2.RunAbort(run_id=run_id, reason=reason)
+                    for run_id, reason in aborts.items()
+                ],
+                lost_run_ids=lost,
+            )
 
     async def ReportRunStates(
         self, request: dispatcher_pb2.ReportRunStatesRequest, context: Context
     ) -> dispatcher_pb2.ReportRunStatesResponse:
-        reports = []
-        unreadable = []
-        for index, item in enumerate(request.reports):
-            outcome, problem = _report(item, f"reports[{index}]")
-            if problem:
-                unreadable.append(dispatcher_pb2.RejectedReport(run_id=item.run_id, reason=problem))
-            reports.append((item.run_id, item.attempt, outcome))
-        result = await self.dispatcher.report_all(request.worker_id, reports)
-        return dispatcher_pb2.ReportRunStatesResponse(
-            ignored_run_ids=result.ignored,
-            rejected=[
-                *unreadable,
-                *(
-                    dispatcher_pb2.RejectedReport(run_id=run_id, reason=reason)
-                    for run_id, reason in result.rejected
-                ),
-            ],
-        )
+        with _worker_call():
+            reports = []
+            unreadable = []
+            for index, item in enumerate(request.reports):
+                outcome, problem = _report(item, f"reports[{index}]")
+                if problem:
+                    unreadable.append(
+                        dispatcher_pb2.RejectedReport(run_id=item.run_id, reason=problem)
+                    )
+                reports.append((item.run_id, item.attempt, outcome))
+            result = await self.dispatcher.report_all(request.worker_id, reports)
+            return dispatcher_pb2.ReportRunStatesResponse(
+                ignored_run_ids=result.ignored,
+                rejected=[
+                    *unreadable,
+                    *(
+                        dispatcher_pb2.RejectedReport(run_id=run_id, reason=reason)
+                        for run_id, reason in result.rejected
+                    ),
+                ],
+            )
 
     async def ReleaseRuns(
         self, request: dispatcher_pb2.ReleaseRunsRequest, context: Context
     ) -> dispatcher_pb2.ReleaseRunsResponse:
-        released = await self.dispatcher.release_runs(request.worker_id, list(request.run_ids))
-        return dispatcher_pb2.ReleaseRunsResponse(released_run_ids=released)
+        with _worker_call():
+            released = await self.dispatcher.release_runs(request.worker_id, list(request.run_ids))
+            return dispatcher_pb2.ReleaseRunsResponse(released_run_ids=released)
 
     async def ListDeadLetters(
         self, request: dispatcher_pb2.ListDeadLettersRequest, context: Context

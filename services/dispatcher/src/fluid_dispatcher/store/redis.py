@@ -35,8 +35,16 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from google.protobuf import json_format
+from redis.exceptions import (
+    ClusterDownError,
+    ExecAbortError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fluid.scheduler import wire
@@ -153,19 +161,24 @@ def _outbox_event(entry_id: str, entry: Mapping[str, str]) -> OutboxEvent:
 
 _StoreClass = TypeVar("_StoreClass", bound=type)
 # Replies of a Redis that is up but cannot serve now (loading, failing over, a replica).
-_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+_UNAVAILABLE_ERRORS = (
+    RedisConnectionError,  # BusyLoadingError too
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,  # MasterDownError too
+    TryAgainError,
+    # A transaction discarded because a command was refused when queued (e.g. OOM).
+    ExecAbortError,
+)
 
 
 def store_error(error: RedisError) -> FluidError | None:
     """What a Redis failure means to a caller, without Redis's address or internals
     (None: a failure callers cannot act on, a bug to log in full)."""
-    if isinstance(error, RedisConnectionError | RedisTimeoutError):
-        return UnavailableError("the queue store cannot be reached; try again")
-    message = str(error)
-    if message.startswith("OOM"):
+    if isinstance(error, OutOfMemoryError) or "maxmemory" in str(error):
         return ResourceExhaustedError("the queue store is full (Redis maxmemory); try later")
-    if message.startswith(_UNAVAILABLE_REPLIES):
-        return UnavailableError("the queue store cannot serve now; try again")
+    if isinstance(error, _UNAVAILABLE_ERRORS):
+        return UnavailableError("the queue store cannot be reached or cannot serve now; try again")
     return None
 
 
