@@ -133,7 +133,7 @@ async def test_an_idempotency_key_of_another_task_is_already_exists(client: Clie
     assert first.id in str(raised.value) and "say_hi" in str(raised.value)
     again = await client.queue_run("say_hi", {"name": "Ada"}, idempotency_key="nightly")
     assert again.id == first.id
-    with pytest.raises(AlreadyExistsError, match="^run_id: already used"):
+    with pytest.raises(AlreadyExistsError, match=r"^run_id: already used"):
         await client.queue_run("echo", {"text": "x"}, run_id=first.id)
 
 
