@@ -7,9 +7,7 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import grpc
+from typing import Any, Protocol, runtime_checkable
 
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.models import DegradedLoop
@@ -39,15 +37,25 @@ class Backoff:
         await asyncio.sleep(self.delay())
 
 
+@runtime_checkable
+class _RpcFailure(Protocol):
+    """A failed gRPC call (``grpc.aio.AioRpcError``), told by its shape so that domain
+    code reporting to ``LoopHealth`` does not depend on grpc."""
+
+    def code(self) -> Any: ...
+
+    def details(self) -> str | None: ...
+
+
+# Statuses that say a peer is away or slow, not that anything is wrong with us.
+_PEER_AWAY = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
 def _described(error: BaseException) -> tuple[str, bool]:
     """A one-line summary of ``error``, and whether it says a peer is away (not a bug)."""
-    if isinstance(error, grpc.aio.AioRpcError):
-        code = error.code()
-        summary = f"{code.name}: {error.details()}"
-        return summary[:500], code in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-        )
+    if isinstance(error, _RpcFailure):
+        name = str(getattr(error.code(), "name", error.code()))
+        return f"{name}: {error.details()}"[:500], name in _PEER_AWAY
     summary = f"{type(error).__name__}: {error}"[:500]
     return summary, isinstance(error, UnavailableError | ConnectionError | TimeoutError)
 

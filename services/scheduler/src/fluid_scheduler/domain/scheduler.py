@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 from fluid.scheduler.errors import FluidError, InvalidArgumentError, NotFoundError
 from fluid.scheduler.models import ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
+from fluid.service.tasks import LoopHealth
 
 from ..metrics import LatenessMetric
 from ..store.base import SchedulerStore
@@ -40,6 +41,8 @@ T = TypeVar("T")
 LATE_WARNING_SECONDS = 1.0
 # The most runs one bulk QueueRuns call carries (the dispatcher takes up to 1000).
 MAX_BATCH = 500
+PASS_LOOP = "scheduler-pass"
+REFRESH_LOOP = "scheduler-task-refresh"
 
 
 class TaskSource(Protocol):
@@ -135,6 +138,8 @@ class Scheduler:
         self._progress: dict[str, _Progress] = {}
         self._loaded_term = 0
         self._one_by_one = asyncio.Semaphore(self.config.max_concurrent_queues)
+        # The background loops (passes, task refresh) report here: once per incident.
+        self.health = LoopHealth()
 
     # -- learning the tasks --------------------------------------------------------
     async def refresh(self) -> None:
@@ -362,9 +367,11 @@ class Scheduler:
         while True:
             try:
                 wake = await self.step()
-            except Exception:
-                logger.exception("scheduler pass failed")
+            except Exception as error:
+                self.health.failed(PASS_LOOP, error)
                 wake = None
+            else:
+                self.health.ok(PASS_LOOP)
             if self.clock.monotonic() >= next_summary:
                 next_summary += self.config.summary_interval
                 self._log_summary()
@@ -375,18 +382,13 @@ class Scheduler:
 
     async def refresh_forever(self, interval: float) -> None:
         """Refresh the task list every ``interval`` seconds until cancelled."""
-        failing = False
         while True:
             try:
                 await self._bounded(self.refresh())
             except Exception as error:
-                if not failing:
-                    logger.warning("cannot list the tasks from the dispatcher: %r", error)
-                failing = True
+                self.health.failed(REFRESH_LOOP, error)
             else:
-                if failing:
-                    logger.info("the dispatcher lists tasks again")
-                failing = False
+                self.health.ok(REFRESH_LOOP)
             await asyncio.sleep(interval)
 
     def _log_summary(self) -> None:
