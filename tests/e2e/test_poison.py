@@ -190,6 +190,17 @@ async def test_a_bulk_enqueue_of_large_params_reaches_history_whole(client: Clie
     assert status.dead_letters == 0
 
 
+async def test_a_bulk_enqueue_larger_than_a_message_is_cut_by_bytes(client: Client) -> None:
+    # Each run's params are just under the limit; together far over one gRPC message.
+    padding = "p" * (limits().params_bytes - 100)
+    count = limits().message_bytes // len(padding) + 10
+
+    runs = await client.queue_many("echo", [{"padding": padding}] * count)
+
+    assert len(runs) == count
+    await all_stored(client, "echo", {run.id for run in runs}, TaskState.success, timeout=120)
+
+
 async def test_the_queue_status_shows_dead_letters_and_the_outbox(client: Client) -> None:
     status = await client.queue_status()
     letters, cursor = await client.dead_letters()

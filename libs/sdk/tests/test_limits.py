@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from fluid.scheduler.errors import InvalidArgumentError
 from fluid.scheduler.limits import (
     Limits,
+    batches,
     check_json,
     check_text,
     json_size,
@@ -128,3 +129,14 @@ def test_limits_refuse_a_batch_that_cannot_hold_the_largest_run() -> None:
         Limits(message_bytes=5 * 1024 * 1024)
     roomy = Limits(result_bytes=8 * 1024 * 1024, batch_bytes=16 * 1024 * 1024, message_bytes=2**26)
     assert roomy.result_bytes == 8 * 1024 * 1024
+
+
+def test_batches_are_cut_by_bytes_and_count_and_a_large_item_goes_alone() -> None:
+    sizes = {"a": 3, "b": 3, "c": 3, "huge": 10, "d": 1}
+
+    cut = batches(list(sizes), sizes.__getitem__, max_bytes=6)
+    by_count = batches(list(sizes), sizes.__getitem__, max_bytes=100, max_count=2)
+
+    assert cut == [["a", "b"], ["c"], ["huge"], ["d"]]
+    assert by_count == [["a", "b"], ["c", "huge"], ["d"]]
+    assert batches([], len, max_bytes=1) == []

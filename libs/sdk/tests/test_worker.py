@@ -33,7 +33,7 @@ from fluid.service.worker_link import (
     ReportReply,
     UnreadableLease,
 )
-from fluid.service.worker_reports import Reporter, batches
+from fluid.service.worker_reports import Reporter
 
 PROMPTLY = 5.0
 """Seconds a wait that should end at once may take before the test fails (a safety net)."""
@@ -447,23 +447,6 @@ async def test_reports_rejected_by_the_dispatcher_are_logged_once_each(
     assert len(warnings) == 2
     assert "run a" in warnings[0] and "state: unknown" in warnings[0]
     assert "run b" in warnings[1]
-
-
-def sized(run_id: str, size: int) -> Report:
-    return Report(run_id, 0, RunOutcome(TaskState.success), size)
-
-
-def test_batches_are_cut_by_bytes_and_count_and_one_report_always_goes() -> None:
-    reports = [sized("a", 3), sized("b", 3), sized("c", 3), sized("huge", 10), sized("d", 1)]
-    cut = batches(reports, max_bytes=6, max_count=10)
-    assert [[report.run_id for report in batch] for batch in cut] == [
-        ["a", "b"],
-        ["c"],
-        ["huge"],
-        ["d"],
-    ]
-    by_count = batches(reports, max_bytes=100, max_count=2)
-    assert [len(batch) for batch in by_count] == [2, 2, 1]
 
 
 async def test_a_stopping_worker_gives_up_on_an_unreachable_dispatcher_after_its_timeout(

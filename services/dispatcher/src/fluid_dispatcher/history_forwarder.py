@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from fluid.scheduler import wire
-from fluid.scheduler.limits import limits
+from fluid.scheduler.limits import batches, limits
 from fluid.scheduler.run import utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
@@ -97,7 +97,7 @@ class HistoryForwarder:
                 snapshots.append(_Snapshot(event, wire.run_to_pb(event.run())))
             except Exception as error:
                 refused.append((event, f"the snapshot cannot be encoded: {error}"))
-        for batch in _batches(snapshots, limits().batch_bytes):
+        for batch in batches(snapshots, _snapshot_size, limits().batch_bytes):
             refused.extend(await self._deliver(stub, batch))
         if refused:
             for event, reason in refused:
@@ -141,19 +141,6 @@ class HistoryForwarder:
         ]
 
 
-def _batches(snapshots: Sequence[_Snapshot], max_bytes: int) -> list[list[_Snapshot]]:
-    """Consecutive batches of at most ``max_bytes`` encoded (a larger snapshot alone)."""
-    batches: list[list[_Snapshot]] = []
-    current: list[_Snapshot] = []
-    size = 0
-    for snapshot in snapshots:
-        # A repeated field costs a tag and a length prefix on top of the message.
-        item = snapshot.message.ByteSize() + 8
-        if current and size + item > max_bytes:
-            batches.append(current)
-            current, size = [], 0
-        current.append(snapshot)
-        size += item
-    if current:
-        batches.append(current)
-    return batches
+def _snapshot_size(snapshot: _Snapshot) -> int:
+    # A repeated field costs a tag and a length prefix on top of the message.
+    return snapshot.message.ByteSize() + 8

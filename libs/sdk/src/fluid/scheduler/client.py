@@ -18,6 +18,7 @@ from fluid.service.settings import ClientSettings
 from . import wire
 from .definition import RegisteredTask
 from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
+from .limits import batches, limits
 from .models import (
     DeadLetter,
     QueueStatus,
@@ -107,6 +108,10 @@ class RunRequest:
     idempotency_key: str = ""
     execute_after: datetime | None = None
     from_run_id: str = ""
+
+
+def _message_size(message: dispatcher_pb2.QueueRunRequest) -> int:
+    return message.ByteSize()
 
 
 def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
@@ -229,16 +234,15 @@ class Client:
     async def queue_requests(
         self, requests: Iterable[RunRequest], *, batch_size: int = 500
     ) -> list[Run]:
-        """Queue runs of any tasks, each with its own options, ``batch_size`` runs per call.
+        """Queue runs of any tasks, each with its own options, at most ``batch_size`` runs
+        (and ``FLUID_LIMIT_BATCH_BYTES`` of request) per call.
 
         Each batch is all-or-nothing: one refused request refuses its batch.
         """
         messages = [_queue_run_request(request) for request in requests]
         runs: list[Run] = []
-        for start in range(0, len(messages), batch_size):
-            response = await self._dispatcher.QueueRuns(
-                dispatcher_pb2.QueueRunsRequest(runs=messages[start : start + batch_size])
-            )
+        for batch in batches(messages, _message_size, limits().batch_bytes, batch_size):
+            response = await self._dispatcher.QueueRuns(dispatcher_pb2.QueueRunsRequest(runs=batch))
             runs.extend(wire.run_from_pb(item.run) for item in response.runs)
         return runs
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import InvalidArgumentError
 from .models import RunError, RunOutcome, TaskState
+
+T = TypeVar("T")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -241,3 +243,23 @@ def sendable_outcome(outcome: RunOutcome) -> tuple[RunOutcome, str]:
         ),
         problem,
     )
+
+
+def batches(
+    items: Sequence[T], size: Callable[[T], int], max_bytes: int, max_count: int | None = None
+) -> list[list[T]]:
+    """``items`` in order, cut into batches of at most ``max_bytes`` (by ``size``) and
+    ``max_count`` items; an item larger than ``max_bytes`` goes alone, so every item is
+    sent and no batch message outgrows what its receiver takes."""
+    cut: list[list[T]] = []
+    total = 0
+    for item in items:
+        item_size = size(item)
+        full = max_count is not None and cut and len(cut[-1]) >= max_count
+        if cut and not full and total + item_size <= max_bytes:
+            cut[-1].append(item)
+            total += item_size
+        else:
+            cut.append([item])
+            total = item_size
+    return cut

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
 
 from fluid.scheduler.errors import (
     FluidError,
@@ -21,7 +20,7 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from fluid.scheduler.limits import sendable_outcome
+from fluid.scheduler.limits import batches, sendable_outcome
 from fluid.scheduler.models import RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
 
@@ -37,19 +36,8 @@ REFUSALS = (ResourceExhaustedError, InvalidArgumentError)
 BATCH_TRIES = 5
 
 
-def batches(reports: Sequence[Report], max_bytes: int, max_count: int) -> list[list[Report]]:
-    """``reports`` in order, cut into batches of at most ``max_bytes`` and ``max_count``
-    reports; a report larger than ``max_bytes`` goes alone."""
-    cut: list[list[Report]] = []
-    size = 0
-    for report in reports:
-        if cut and len(cut[-1]) < max_count and size + report.size <= max_bytes:
-            cut[-1].append(report)
-            size += report.size
-        else:
-            cut.append([report])
-            size = report.size
-    return cut
+def _report_size(report: Report) -> int:
+    return report.size
 
 
 def _describe(error: Exception) -> str:
@@ -117,7 +105,9 @@ class Reporter(AttemptHook):
             reports = [await self._incoming.get()]
             while not self._incoming.empty():
                 reports.append(self._incoming.get_nowait())
-            self._outgoing.extend(batches(reports, self._batch_bytes, self._batch_size))
+            self._outgoing.extend(
+                batches(reports, _report_size, self._batch_bytes, self._batch_size)
+            )
         batch = self._outgoing[0]
         try:
             reply = await self._link.report(self._worker_id, batch)
