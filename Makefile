@@ -23,7 +23,7 @@ MANIFESTS_OUT := .build/k8s
 
 TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests services/cpu-runner/tests services/scheduler/tests
 
-.PHONY: install dev test services lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
+.PHONY: install dev test fuzz services lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
 
 install: ## install uv (from PyPI) and the whole workspace
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -37,6 +37,12 @@ dev: install ## run every service embedded on one port with the example tasks
 
 test: install $(BUF) services ## run every test (contract checks included)
 	$(RUN) pytest
+
+FUZZ_REQUESTS ?= 50000
+FUZZ_SEED ?= $(shell date +%s)
+
+fuzz: install ## a long fuzz of every dispatcher and history RPC (FUZZ_REQUESTS, FUZZ_SEED)
+	FLUID_FUZZ_REQUESTS=$(FUZZ_REQUESTS) FLUID_FUZZ_SEED=$(FUZZ_SEED) $(RUN) pytest -s --timeout 3600 tests/e2e/test_fuzz.py
 
 services: ## make sure the local Redis and PostgreSQL the tests need run (starts or installs them)
 	@bash .ci/services.sh

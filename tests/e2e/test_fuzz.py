@@ -109,6 +109,10 @@ async def test_mutated_requests_get_precise_answers_and_the_system_still_works(
     for start in range(0, REQUESTS, CONCURRENCY):
         await asyncio.gather(*(one(i) for i in range(start, min(start + CONCURRENCY, REQUESTS))))
 
+    by_code: Counter[str] = Counter()
+    for (_, code), count in answers.items():
+        by_code[code] += count
+    print(f"fuzz: {REQUESTS} requests, seed {SEED}, answers {dict(by_code.most_common())}")
     assert not bugs, f"seed {SEED}: {len(bugs)} bug answers, first: {bugs[:3]}"
     assert sum(answers.values()) == REQUESTS
     run = await client.queue_and_wait("say_hi", name="after the fuzz", timeout=20)
