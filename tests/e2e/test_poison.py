@@ -3,8 +3,10 @@ bad one got a precise answer (or a terminal state saying why) and the others wen
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,11 +14,13 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from fluid.scheduler import Client, TaskState
-from fluid.scheduler.errors import AlreadyExistsError
+from fluid.scheduler.errors import AlreadyExistsError, InvalidArgumentError
 from fluid.scheduler.limits import limits
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.channel import open_channel
 from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+from fluid_history.testing import postgres_schema
 
 from history_polling import all_stored, stored_run
 
@@ -226,3 +230,55 @@ async def test_dead_letter_calls_refuse_malformed_arguments(
         error = await _refused(call)
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert (error.details() or "").startswith(field)
+
+
+async def test_a_catastrophic_pattern_cannot_block_the_dispatcher(
+    client: Client, stub: dispatcher_pb2_grpc.DispatcherServiceAsyncStub
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string", "pattern": r"^(\w+\s?)+$"}},
+    }
+    await stub.RegisterWorker(
+        dispatcher_pb2.RegisterWorkerRequest(
+            worker_id="redos-worker",
+            kind=dispatcher_pb2.WORKER_KIND_IO,
+            tasks=[task_pb2.TaskDefinition(name="redos", params_schema=json.dumps(schema))],
+            concurrency=1,
+        )
+    )
+    # With a backtracking engine this value takes longer than the universe has left.
+    evil = "a" * 50_000 + "!"
+
+    with pytest.raises(InvalidArgumentError, match=r"params\.word"):
+        await client.queue_run("redos", {"word": evil})
+
+    assert (await client.queue_and_wait("say_hi", name="Ada", timeout=20)).state is (
+        TaskState.success
+    )
+
+
+async def test_on_postgresql_a_nul_is_refused_in_params_and_kept_in_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with postgres_schema("fluid_poison") as schema:
+        monkeypatch.setenv("FLUID_DATABASE_URL", schema.url.render_as_string(hide_password=False))
+        monkeypatch.setenv("FLUID_BROKER_URL", "memory://")
+        host = Host(
+            ["history", "dispatcher", "io-worker"],
+            settings=ServerSettings(port=0, shutdown_grace_seconds=2),
+            task_modules=["sample_tasks"],
+        )
+        await host.start()
+        try:
+            async with Client(host.address) as client:
+                with pytest.raises(InvalidArgumentError, match=r"params\.text: holds a NUL"):
+                    await client.queue_run("echo", {"text": "a\x00"})
+                odd = await client.queue_and_wait("echo", text="a", codepoints=[0], timeout=20)
+                plain = await client.queue_and_wait("say_hi", name="Ada", timeout=20)
+
+                assert (await stored_run(client, odd.id, TaskState.success)).result == "a\ufffd"
+                await stored_run(client, plain.id, TaskState.success)
+                assert (await client.queue_status()).dead_letters == 0
+        finally:
+            await host.stop()
