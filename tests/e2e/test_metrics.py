@@ -108,3 +108,10 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     assert has_series(history, "fluid_history_ingest_lag_seconds_bucket")
     assert has_series(scheduler, "fluid_schedule_lateness_seconds_bucket", fluid_task="tick")
     assert has_series(worker, "python_gc_objects_collected_total")  # workers serve it too
+    assert has_series(dispatcher, "fluid_dead_letters")
+    assert has_series(dispatcher, "fluid_outbox_pending")
+    # Every background loop says whether it is failing (0 here: none is).
+    assert has_series(dispatcher, "fluid_loops_degraded", loop="history-forwarder")
+    assert has_series(dispatcher, "fluid_loops_degraded", loop="dispatcher-housekeeping")
+    assert has_series(worker, "fluid_loops_degraded", loop="lease-loop")
+    assert has_series(scheduler, "fluid_loops_degraded", loop="scheduler-pass")

@@ -1,10 +1,49 @@
-"""Background loops stop even when one cancellation is swallowed."""
+"""Background loops: they stop even when one cancellation is swallowed, report their
+health once per incident, and back off."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from fluid.service.tasks import cancel_and_wait
+import pytest
+
+from fluid.scheduler.errors import UnavailableError
+from fluid.service.tasks import Backoff, LoopHealth, cancel_and_wait
+
+
+def test_a_failing_loop_is_logged_once_per_incident_and_its_recovery_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = LoopHealth()
+    caplog.set_level(logging.INFO, logger="fluid.loops")
+
+    for _ in range(5):
+        health.failed("forwarder", UnavailableError("history is away"))
+    health.failed("housekeeping", KeyError("bug"))
+    (forwarder, degraded) = health.degraded()
+    health.ok("forwarder")
+    health.ok("forwarder")
+
+    assert (forwarder.name, forwarder.error) == ("forwarder", "UnavailableError: history is away")
+    assert degraded.name == "housekeeping"
+    assert [loop.name for loop in health.degraded()] == ["housekeeping"]
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "ERROR", "INFO"]
+    assert "history is away" in lines[0][1] and "recovered" in lines[2][1]
+    # A bug keeps its traceback in the log; a peer away does not need one.
+    assert caplog.records[1].exc_info is not None and caplog.records[0].exc_info is None
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_again_after_a_reset() -> None:
+    backoff = Backoff(first=0.1, cap=0.5)
+
+    delays = [backoff.delay() for _ in range(5)]
+    backoff.reset()
+
+    assert 0.08 <= delays[0] <= 0.1 and 0.16 <= delays[1] <= 0.2
+    assert all(0.4 <= delay <= 0.5 for delay in delays[3:])
+    assert backoff.delay() <= 0.1
 
 
 async def test_a_loop_that_swallows_a_cancellation_is_cancelled_again() -> None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from opentelemetry.metrics import CallbackOptions, Observation
+
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.models import DegradedLoop
 from fluid.scheduler.run import utcnow
+
+from .metrics import meter
 
 logger = logging.getLogger("fluid.loops")
 
@@ -60,7 +66,34 @@ def _described(error: BaseException) -> tuple[str, bool]:
     return summary, isinstance(error, UnavailableError | ConnectionError | TimeoutError)
 
 
-@dataclass
+_REGISTRY: weakref.WeakSet[LoopHealth] = weakref.WeakSet()
+_GAUGE_LOCK = threading.Lock()
+_gauge_ready = False
+
+
+def _observe(options: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(int(name in health._degraded), {"loop": name})
+        for health in list(_REGISTRY)
+        for name in sorted(health._seen)
+    ]
+
+
+def _register(health: LoopHealth) -> None:
+    """One gauge for every loop of the process (several services share one when embedded)."""
+    global _gauge_ready
+    _REGISTRY.add(health)
+    with _GAUGE_LOCK:
+        if not _gauge_ready:
+            meter("fluid.loops").create_observable_gauge(
+                "fluid.loops.degraded",
+                callbacks=[_observe],
+                description="1 while a background loop is failing, 0 once it works",
+            )
+            _gauge_ready = True
+
+
+@dataclass(eq=False)
 class LoopHealth:
     """What the background loops of a process report about themselves.
 
@@ -71,8 +104,13 @@ class LoopHealth:
     """
 
     _degraded: dict[str, DegradedLoop] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        _register(self)
 
     def failed(self, loop: str, error: BaseException) -> None:
+        self._seen.add(loop)
         if loop in self._degraded:
             return
         summary, expected = _described(error)
@@ -84,6 +122,7 @@ class LoopHealth:
         self._degraded[loop] = DegradedLoop(loop, summary, utcnow())
 
     def ok(self, loop: str) -> None:
+        self._seen.add(loop)
         incident = self._degraded.pop(loop, None)
         if incident is not None:
             logger.info("%s recovered (failing since %s)", loop, incident.since.isoformat())
