@@ -8,6 +8,8 @@ generous ``wait_for`` as a safety net, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +17,15 @@ from typing import Any
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
+from fluid_dispatcher.domain import outcomes
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind, WorkerRecord
-from fluid_dispatcher.store.base import BlockedRun, OutboxEvent, QueueStore, RunChange
+from fluid_dispatcher.store.base import BLOCKED_RECOVERY, OutboxEvent, QueueStore
+
+RunChange = Callable[[Run, Lease | None], Run | None]
+"""What a test changes a run into (None: nothing), as the domain's decisions do."""
+
+BlockedRun = Callable[[Run, TaskRecord], Run]
+"""What a test decides a blocked run becomes, as the domain does."""
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -100,9 +109,29 @@ async def lease(
     max_runs: int = 10,
     blocked: BlockedRun = rate_limited,
 ) -> list[tuple[Run, Lease]]:
-    return await store.lease_runs(
-        worker, await task_records(store, *tasks), max_runs, now, TTL, blocked
-    )
+    """A lease step, and ``blocked``'s decision written for each run it blocked."""
+    batch = await store.lease_runs(worker, await task_records(store, *tasks), max_runs, now, TTL)
+    for item in batch.blocked:
+        await update(store, item.run_id, functools.partial(_decide_blocked, blocked, item.task))
+    return batch.leased
+
+
+def _decide_blocked(blocked: BlockedRun, task: TaskRecord, run: Run, lease: Lease | None) -> Run:
+    return blocked(run, task)
+
+
+async def update(store: QueueStore, run_id: str, change: RunChange) -> Run | None:
+    """What the domain does through the store: read, decide, compare-and-set."""
+    found = await store.read_runs([run_id])
+    if run_id not in found:
+        return None
+    run, lease = found[run_id]
+    new = change(run, lease)
+    if new is None:
+        return None
+    new = replace(new, version=run.version + 1)
+    (written,) = await store.write_runs([new])
+    return new if written else None
 
 
 async def lease_ids(
@@ -224,7 +253,9 @@ async def test_add_run_with_a_known_idempotency_key_returns_the_existing_run(
     assert await store.add_run(second, idempotency_key="key-2") == (second, True)
 
 
-async def test_update_run_applies_the_change_and_bumps_the_version(store: QueueStore) -> None:
+async def test_a_write_after_a_read_applies_the_change(
+    store: QueueStore,
+) -> None:
     await store.add_run(queued_run("run-1"))
     seen: list[tuple[Run, Lease | None]] = []
 
@@ -232,11 +263,55 @@ async def test_update_run_applies_the_change_and_bumps_the_version(store: QueueS
         seen.append((run, lease))
         return replace(run, params={"a": 2})
 
-    updated = await store.update_run("run-1", change)
+    updated = await update(store, "run-1", change)
 
     assert seen == [(queued_run("run-1"), None)]
     assert updated == replace(queued_run("run-1"), params={"a": 2}, version=2)
     assert await store.get_run("run-1") == updated
+
+
+async def test_a_write_is_a_compare_and_set_on_the_version(store: QueueStore) -> None:
+    await store.add_run(queued_run("run-1"))
+    ((run, lease),) = (await store.read_runs(["run-1", "missing"])).values()
+    assert (run, lease) == (queued_run("run-1"), None)
+
+    first = replace(run, params={"by": "replica-1"}, version=2)
+    second = replace(run, params={"by": "replica-2"}, version=2)
+    gone = replace(queued_run("missing"), version=2)
+
+    assert await store.write_runs([first, second, gone]) == [True, False, False]
+    assert await store.get_run("run-1") == first
+    assert await store.write_runs([replace(first, version=1)]) == [False]
+    assert await store.write_runs([replace(first, params={}, version=3)]) == [True]
+
+
+async def test_a_leased_run_is_what_outcomes_leased_makes_of_it(store: QueueStore) -> None:
+    worker = await register(store)
+    queued = queued_run("run-1", params={"a": 1})
+    await store.add_run(queued)
+
+    [(running, held)] = await lease(store, worker, at(3))
+
+    expected = replace(outcomes.leased(queued, worker.worker_id, at(3)), version=2)
+    assert running == expected == await store.get_run("run-1")
+    assert (held.worker_id, held.attempt, held.deadline) == (worker.worker_id, 0, at(3) + TTL)
+
+
+async def test_a_blocked_run_left_undecided_is_queued_again_later(store: QueueStore) -> None:
+    worker = await register(store, TaskDefinition(name="add", max_concurrency=1))
+    await store.add_run(queued_run("first", queued=at(0)))
+    await store.add_run(queued_run("second", queued=at(1)))
+    tasks = await task_records(store)
+
+    # A dispatcher that blocked "second" and died before writing its decision.
+    batch = await store.lease_runs(worker, tasks, 10, at(5), TTL)
+    assert [item.run_id for item in batch.blocked] == ["second"]
+    await update(store, "first", finish(at(6)))
+    assert (await store.lease_runs(worker, tasks, 10, at(7), TTL)).leased == []
+
+    later = at(5) + BLOCKED_RECOVERY + timedelta(seconds=1)
+    leased = (await store.lease_runs(worker, tasks, 10, later, TTL)).leased
+    assert [run.id for run, _ in leased] == ["second"]
 
 
 async def test_version_grows_by_one_per_change(store: QueueStore) -> None:
@@ -247,10 +322,10 @@ async def test_version_grows_by_one_per_change(store: QueueStore) -> None:
     [(running, _)] = await lease(store, worker, at(1))
     versions.append(running.version)
     for n in range(2):
-        changed = await store.update_run("run-1", to_state(TaskState.running, params={"n": n}))
+        changed = await update(store, "run-1", to_state(TaskState.running, params={"n": n}))
         assert changed is not None
         versions.append(changed.version)
-    done = await store.update_run("run-1", finish(at(2)))
+    done = await update(store, "run-1", finish(at(2)))
     assert done is not None
     versions.append(done.version)
 
@@ -258,25 +333,25 @@ async def test_version_grows_by_one_per_change(store: QueueStore) -> None:
     assert (await stored(store, "run-1")).version == 5
 
 
-async def test_update_run_returning_none_changes_nothing(store: QueueStore) -> None:
+async def test_a_change_to_nothing_writes_nothing(store: QueueStore) -> None:
     run = queued_run("run-1")
     await store.add_run(run)
     outbox_before = await store.read_outbox(100)
 
-    assert await store.update_run("run-1", lambda current, lease: None) is None
+    assert await update(store, "run-1", lambda current, lease: None) is None
 
     assert await store.get_run("run-1") == run
     assert await store.read_outbox(100) == outbox_before
 
 
-async def test_update_run_of_an_unknown_run_returns_none(store: QueueStore) -> None:
+async def test_an_unknown_run_is_not_read_nor_written(store: QueueStore) -> None:
     calls: list[Run] = []
 
     def change(run: Run, lease: Lease | None) -> Run:
         calls.append(run)
         return run
 
-    assert await store.update_run("missing", change) is None
+    assert await update(store, "missing", change) is None
     assert calls == []
     assert await store.get_run("missing") is None
 
@@ -442,7 +517,7 @@ async def test_a_blocked_run_put_back_in_the_queue_is_leased_once_due(store: Que
     second = await stored(store, "second")
     assert (second.state, second.rate_limit_attempt, second.version) == (TaskState.queued, 1, 2)
 
-    await store.update_run("first", finish(at(10)))
+    await update(store, "first", finish(at(10)))
     assert await lease_ids(store, worker, at(59), blocked=retry_later) == []
     assert await lease_ids(store, worker, at(60), blocked=retry_later) == ["second"]
 
@@ -477,8 +552,9 @@ async def test_lease_honours_a_disable_its_caller_has_not_seen(store: QueueStore
         blocked_tasks.append(task)
         return replace(run, state=TaskState.aborted, end=at(1), reason="disabled")
 
-    assert await store.lease_runs(worker, cached, 10, at(1), TTL, blocked) == []
-    assert [task.enabled for task in blocked_tasks] == [False]
+    batch = await store.lease_runs(worker, cached, 10, at(1), TTL)
+    assert batch.leased == []
+    assert [(item.run_id, item.task.enabled) for item in batch.blocked] == [("run-1", False)]
 
 
 async def test_running_counts_follow_leases(store: QueueStore) -> None:
@@ -491,17 +567,17 @@ async def test_running_counts_follow_leases(store: QueueStore) -> None:
     await lease(store, worker, at(1), tasks=("add", "scan"))
     assert dict(await store.running_counts()) == {"add": 3, "scan": 1}
 
-    await store.update_run("add-1", finish(at(2)))
+    await update(store, "add-1", finish(at(2)))
     assert (await store.running_counts()).get("add") == 2
-    await store.update_run("add-2", finish(at(2), TaskState.failure))
+    await update(store, "add-2", finish(at(2), TaskState.failure))
     assert (await store.running_counts()).get("add") == 1
     # Back in the queue (a retry or a hand-back): no longer running, leasable again.
-    await store.update_run("add-3", requeue)
+    await update(store, "add-3", requeue)
     assert (await store.running_counts()).get("add", 0) == 0
     assert await lease_ids(store, worker, at(3)) == ["add-3"]
     assert (await store.running_counts()).get("add") == 1
     # A change that keeps the run running keeps its count.
-    await store.update_run("scan-1", to_state(TaskState.running, params={"n": 1}))
+    await update(store, "scan-1", to_state(TaskState.running, params={"n": 1}))
     assert (await store.running_counts()).get("scan") == 1
 
 
@@ -538,7 +614,7 @@ async def test_a_finished_run_has_no_lease(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"))
     await lease(store, worker, at(0))
 
-    await store.update_run("run-1", finish(at(1)))
+    await update(store, "run-1", finish(at(1)))
 
     outcome = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
     assert outcome.lost_run_ids == ["run-1"]
@@ -560,7 +636,7 @@ async def test_request_abort_reaches_the_lease_and_the_heartbeat(store: QueueSto
     def capture(run: Run, held: Lease | None) -> None:
         leases.append(held)
 
-    await store.update_run("run-1", capture)
+    await update(store, "run-1", capture)
     assert [held.abort_reason if held else None for held in leases] == ["operator said so"]
     assert (await stored(store, "run-1")).state is TaskState.running
 
@@ -569,7 +645,7 @@ async def test_request_abort_of_a_run_not_running_returns_false(store: QueueStor
     await register(store)
     await store.add_run(queued_run("queued"))
     await store.add_run(queued_run("done"))
-    await store.update_run("done", finish(at(1)))
+    await update(store, "done", finish(at(1)))
 
     assert await store.request_abort("queued", "stop") is False
     assert await store.request_abort("done", "stop") is False
@@ -602,9 +678,9 @@ async def test_purge_finished_forgets_runs_that_ended_before_the_cutoff(store: Q
     for run_id in ("old-success", "old-failure", "recent", "queued"):
         await store.add_run(queued_run(run_id, queued=at(1)))
     assert await lease_ids(store, worker, at(1), max_runs=1) == ["running"]
-    await store.update_run("old-success", finish(at(10)))
-    await store.update_run("old-failure", finish(at(20), TaskState.failure))
-    await store.update_run("recent", finish(at(100)))
+    await update(store, "old-success", finish(at(10)))
+    await update(store, "old-failure", finish(at(20), TaskState.failure))
+    await update(store, "recent", finish(at(100)))
 
     assert await store.purge_finished(at(50), 100) == 2
 
@@ -624,7 +700,7 @@ async def test_purge_finished_forgets_runs_that_ended_before_the_cutoff(store: Q
 async def test_purge_finished_stops_at_the_limit(store: QueueStore) -> None:
     for n in range(3):
         await store.add_run(queued_run(f"run-{n}"))
-        await store.update_run(f"run-{n}", finish(at(n)))
+        await update(store, f"run-{n}", finish(at(n)))
 
     assert await store.purge_finished(at(50), 2) == 2
     assert await store.purge_finished(at(50), 2) == 1
@@ -633,7 +709,7 @@ async def test_purge_finished_stops_at_the_limit(store: QueueStore) -> None:
 
 async def test_purge_finished_frees_the_idempotency_key(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"), idempotency_key="key-1")
-    await store.update_run("run-1", finish(at(1)))
+    await update(store, "run-1", finish(at(1)))
 
     assert await store.purge_finished(at(50), 10) == 1
 
@@ -659,8 +735,8 @@ async def test_watch_yields_newer_versions_until_the_run_is_done(store: QueueSto
     await asyncio.wait_for(first_seen.wait(), PROMPTLY)
 
     await lease(store, worker, at(1))
-    await store.update_run("run-1", to_state(TaskState.running, params={"progress": 1}))
-    await store.update_run("run-1", finish(at(2)))
+    await update(store, "run-1", to_state(TaskState.running, params={"progress": 1}))
+    await update(store, "run-1", finish(at(2)))
     await asyncio.wait_for(watcher, PROMPTLY)
 
     # Changes in quick succession may reach a watcher as one (it reads the newest), but
@@ -680,7 +756,7 @@ async def test_watch_yields_newer_versions_until_the_run_is_done(store: QueueSto
 
 async def test_watch_of_a_finished_run_yields_it_once(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"))
-    done = await store.update_run("run-1", finish(at(1), TaskState.aborted))
+    done = await update(store, "run-1", finish(at(1), TaskState.aborted))
 
     seen = [run async for run in store.watch("run-1")]
 
@@ -698,7 +774,7 @@ async def test_outbox_keeps_every_snapshot_in_order_until_acked(store: QueueStor
     worker = await register(store)
     await store.add_run(queued_run("run-1"))
     await lease(store, worker, at(1))
-    await store.update_run("run-1", finish(at(2)))
+    await update(store, "run-1", finish(at(2)))
 
     events = await store.read_outbox(10)
 
@@ -723,7 +799,7 @@ async def test_a_store_without_outbox_keeps_no_events(store_without_outbox: Queu
     worker = await register(store)
     await store.add_run(queued_run("run-1"))
     await lease(store, worker, at(1))
-    await store.update_run("run-1", finish(at(2)))
+    await update(store, "run-1", finish(at(2)))
 
     assert await store.read_outbox(10) == []
     assert (await stored(store, "run-1")).state is TaskState.success
@@ -850,7 +926,7 @@ async def test_queue_depth_counts_queued_runs_by_priority(store: QueueStore) -> 
         TaskPriority.low: 2,
     }
     await lease(store, worker, at(1))  # takes high-1 then low-1 (low-2 is not due)
-    await store.update_run("low-2", finish(at(2), TaskState.aborted))
+    await update(store, "low-2", finish(at(2), TaskState.aborted))
     assert await store.queue_depths() == {
         TaskPriority.high: 0,
         TaskPriority.medium: 0,

@@ -32,7 +32,7 @@ from fluid.scheduler.run import Run, new_run_id, utcnow
 from fluid.service.tasks import LoopHealth
 
 from ..metrics import DispatcherMetrics
-from ..store.base import BlockedRun, QueueStore, RunChange
+from ..store.base import Blocked, QueueStore
 from . import door, outcomes
 from .params import check_schema, validate_params
 from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
@@ -43,6 +43,12 @@ logger = logging.getLogger("fluid.dispatcher")
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 HOUSEKEEPING_LOOP = "dispatcher-housekeeping"
+# Reads and compare-and-set writes of one change before giving up: another replica must
+# have written the same run this many times in between, which only a bug does.
+CAS_ATTEMPTS = 50
+
+Decision = Callable[[Run, Lease | None], Run | None]
+"""What a run as read (with its lease) becomes, or None to leave it: a pure function."""
 _FINAL_REPORT_STATES = (TaskState.success, TaskState.failure, TaskState.aborted)
 
 
@@ -305,12 +311,12 @@ class Dispatcher:
             await self.store.request_abort(run_id, reason)
             return run
 
-        def abort_if_waiting(current: Run, lease: Lease | None) -> Run | None:
-            if current.state is not TaskState.queued:
-                return None
-            return replace(current, state=TaskState.aborted, end=self.clock(), reason=reason)
-
-        aborted = await self.store.update_run(run_id, abort_if_waiting)
+        now = self.clock()
+        aborted = (
+            await self._change(
+                [run_id], lambda run, _: outcomes.aborted_while_queued(run, reason, now)
+            )
+        )[run_id]
         if aborted is not None:
             self.metrics.changed(aborted)
             return aborted
@@ -353,14 +359,10 @@ class Dispatcher:
             records = [await self._task(name) for name in worker.task_names]
             tasks = [r for r in records if r is not None and r.definition.cpu_bound == wanted_cpu]
             now = self.clock()
-            leased = await self.store.lease_runs(
-                worker,
-                tasks,
-                max_runs,
-                now,
-                self.config.lease_ttl,
-                self._blocked_at(now),
-            )
+            batch = await self.store.lease_runs(worker, tasks, max_runs, now, self.config.lease_ttl)
+            if batch.blocked:
+                await self._settle_blocked(batch.blocked, now)
+            leased = batch.leased
             for run, _ in leased:
                 self.metrics.leased(run)
             remaining = deadline - time.monotonic()
@@ -398,15 +400,66 @@ class Dispatcher:
         )
         return outcome.aborts, outcome.lost_run_ids
 
-    def _blocked_at(self, now: datetime) -> BlockedRun:
-        def blocked(run: Run, task: TaskRecord) -> Run:
-            if task.enabled:
-                self.metrics.rate_limited(task.name)
-            decided = outcomes.blocked(run, task.definition, task.enabled, now)
-            self.metrics.changed(decided)
-            return decided
+    async def _settle_blocked(self, blocked: Sequence[Blocked], now: datetime) -> None:
+        """Decide what the runs the lease step blocked become (aborted when their task is
+        disabled, retried later or rate_limited when it is at max_concurrency)."""
+        tasks = {item.run_id: item.task for item in blocked}
 
-        return blocked
+        def decide(run: Run, lease: Lease | None) -> Run | None:
+            task = tasks[run.id]
+            if run.state is not TaskState.queued:
+                return None
+            return outcomes.blocked(run, task.definition, task.enabled, now)
+
+        for run in (await self._change(list(tasks), decide)).values():
+            if run is None:
+                continue
+            if tasks[run.id].enabled:
+                self.metrics.rate_limited(run.task)
+            self.metrics.changed(run)
+
+    async def _change(
+        self,
+        run_ids: Sequence[str],
+        decide: Decision,
+        read: Mapping[str, tuple[Run, Lease | None]] | None = None,
+    ) -> dict[str, Run | None]:
+        """Read the runs (or take ``read``, done by the caller), decide what each becomes,
+        and write them with a compare-and-set; the runs another replica changed meanwhile
+        are read and decided again. Each run's new version, or None where it stays."""
+        results: dict[str, Run | None] = {}
+        pending = list(dict.fromkeys(run_ids))
+        for _ in range(CAS_ATTEMPTS):
+            if not pending:
+                return results
+            found = read if read is not None else await self.store.read_runs(pending)
+            read = None
+            writes = []
+            for run_id in pending:
+                current = found.get(run_id)
+                if current is None:
+                    results[run_id] = None
+                    continue
+                run, lease = current
+                new = decide(run, lease)
+                if new is None:
+                    results[run_id] = None
+                else:
+                    writes.append(replace(new, version=run.version + 1))
+            written = await self.store.write_runs(writes)
+            pending = [new.id for new, ok in zip(writes, written, strict=True) if not ok]
+            results.update((new.id, new) for new, ok in zip(writes, written, strict=True) if ok)
+        raise RuntimeError(f"runs {sorted(pending)} kept changing: gave up after {CAS_ATTEMPTS}")
+
+    async def _definitions(
+        self, found: Mapping[str, tuple[Run, Lease | None]]
+    ) -> dict[str, TaskDefinition | None]:
+        """The definitions of the tasks of the runs read (cached, so mostly no I/O)."""
+        definitions: dict[str, TaskDefinition | None] = {}
+        for name in {run.task for run, _ in found.values()}:
+            record = await self._task(name)
+            definitions[name] = record.definition if record else None
+        return definitions
 
     async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
@@ -432,38 +485,18 @@ class Dispatcher:
                 rejected.append((run_id, problem))
             reports.append((run_id, attempt, decided))
         now = self.clock()
-        # The lease path keeps tasks cached; a report of an uncached task is retried once
-        # after the task is fetched.
-        fetched: dict[str, TaskDefinition | None] = {}
-        uncached: dict[str, str] = {}
+        by_run = {run_id: (attempt, outcome) for run_id, attempt, outcome in reports}
+        # One read of every run, the tasks they need, one write: no second pass.
+        found = await self.store.read_runs(list(by_run))
+        definitions = await self._definitions(found)
 
-        def finish(attempt: int, report: RunOutcome) -> RunChange:
-            def apply(current: Run, lease: Lease | None) -> Run | None:
-                if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
-                    return None
-                cached = self._tasks.get(current.task)
-                if cached is not None:
-                    definition: TaskDefinition | None = cached[0].definition
-                elif current.task in fetched:
-                    definition = fetched[current.task]
-                else:
-                    uncached[current.id] = current.task
-                    return None
-                final = report
-                if lease.abort_reason is not None and report.state is TaskState.failure:
-                    # Cancelled by an external abort: the cancellation is not a failure.
-                    final = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
-                return outcomes.finished(current, definition, final, now)
+        def decide(run: Run, lease: Lease | None) -> Run | None:
+            attempt, outcome = by_run[run.id]
+            return outcomes.reported(
+                run, lease, worker_id, attempt, definitions.get(run.task), outcome, now
+            )
 
-            return apply
-
-        changes = {run_id: finish(attempt, report) for run_id, attempt, report in reports}
-        updated = await self.store.update_runs(changes)
-        if uncached:
-            for name in set(uncached.values()):
-                record = await self._task(name)
-                fetched[name] = record.definition if record else None
-            updated.update(await self.store.update_runs({i: changes[i] for i in uncached}))
+        updated = await self._change(list(by_run), decide, found)
         for run in updated.values():
             if run is not None:
                 self.metrics.changed(run)
@@ -481,42 +514,43 @@ class Dispatcher:
         error = RunError("ParamsRejectedError", reason)
 
         def reject(current: Run, lease: Lease | None) -> Run | None:
-            if lease is None or lease.worker_id != worker_id or lease.attempt != run.attempt:
+            if not outcomes.holds(lease, worker_id, run.attempt):
                 return None
             return outcomes.rejected(current, error, now)
 
-        updated = await self.store.update_run(run.id, reject)
+        updated = (await self._change([run.id], reject))[run.id]
         if updated is not None:
             self.metrics.changed(updated)
             logger.error("run %s of %s cannot be leased: %s", run.id, run.task, reason)
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> list[str]:
         door.check_count(len(run_ids), "run_ids")
-        released = []
         now = self.clock()
-        for run_id in run_ids:
 
-            def give_back(current: Run, lease: Lease | None) -> Run | None:
-                if lease is None or lease.worker_id != worker_id:
-                    return None
-                return outcomes.released(current, lease.abort_reason, now)
+        def give_back(current: Run, lease: Lease | None) -> Run | None:
+            if lease is None or not outcomes.holds(lease, worker_id):
+                return None
+            return outcomes.released(current, lease.abort_reason, now)
 
-            if await self.store.update_run(run_id, give_back) is not None:
-                released.append(run_id)
-        return released
+        changed = await self._change(run_ids, give_back)
+        return [run_id for run_id in dict.fromkeys(run_ids) if changed.get(run_id) is not None]
 
     # -- housekeeping --------------------------------------------------------------
     async def expire_leases(self, limit: int = 1000) -> int:
         """Interrupt (and re-queue under the retry policy) runs whose lease ran out."""
         now = self.clock()
         count = 0
-        for lease in await self.store.expired_leases(now, limit):
-            run = await self.store.get_run(lease.run_id)
-            record = await self._task(run.task) if run else None
-            definition = record.definition if record else None
-            updated = await self.store.update_run(
-                lease.run_id, _expiry(lease, definition, now, self.config.lease_ttl)
-            )
+        expired = {lease.run_id: lease for lease in await self.store.expired_leases(now, limit)}
+        found = await self.store.read_runs(list(expired))
+        definitions = await self._definitions(found)
+
+        def decide(run: Run, held: Lease | None) -> Run | None:
+            worker_id = expired[run.id].worker_id
+            task = definitions.get(run.task)
+            return outcomes.expired(run, held, worker_id, task, now, self.config.lease_ttl)
+
+        for run_id, updated in (await self._change(list(expired), decide, found)).items():
+            lease = expired[run_id]
             if updated is not None:
                 count += 1
                 self.metrics.lease_expired(updated)
@@ -605,19 +639,3 @@ def _decided_report(outcome: RunOutcome, field: str) -> tuple[RunOutcome, str]:
         ), problem
     decided, problem = sendable_outcome(outcome)
     return decided, f"{field}.{problem}" if problem else ""
-
-
-def _expiry(
-    expected: Lease, definition: TaskDefinition | None, now: datetime, lease_ttl: timedelta
-) -> RunChange:
-    """Interrupt the run if it still holds the lease that expired (not a renewed one)."""
-
-    def expire(current: Run, held: Lease | None) -> Run | None:
-        if held is None or held.deadline > now or held.worker_id != expected.worker_id:
-            return None
-        # A lease lasts lease_ttl from its last renewal (capped at the run's timeout plus
-        # lease_ttl), so its deadline says whether the worker outlived the timeout.
-        last_renewal = held.deadline - lease_ttl
-        return outcomes.interrupted(current, definition, held.abort_reason, now, last_renewal)
-
-    return expire

@@ -14,6 +14,8 @@ from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskState
 from fluid.scheduler.run import Run
 
+from .records import Lease
+
 # A worker that vanished is not the task's fault: without a retry policy an interrupted
 # run is still delivered again, up to this many times.
 INTERRUPTION_RETRY = RetryPolicy(max_attempts=3, wait=1.0, backoff=2.0, max_wait=30.0)
@@ -126,3 +128,64 @@ def rejected(run: Run, error: RunError, now: datetime) -> Run:
     """The run when it cannot be delivered as it is (its lease message cannot be built):
     failed for good, since every retry would meet the same content."""
     return replace(run, state=TaskState.failure, end=now, error=error, result=None)
+
+
+def leased(run: Run, worker_id: str, now: datetime) -> Run:
+    """The run a worker leased: running from ``now``. (The Redis lease script sets the
+    same fields, atomically with the concurrency count; a contract test holds them equal.)"""
+    return replace(run, state=TaskState.running, start=now, end=None, worker_id=worker_id)
+
+
+# -- decisions on a run as read with its lease: None means "leave it as it is" ----------
+
+
+def holds(lease: Lease | None, worker_id: str, attempt: int | None = None) -> bool:
+    """Whether ``worker_id`` holds the run's lease (on ``attempt``, when given)."""
+    return (
+        lease is not None
+        and lease.worker_id == worker_id
+        and (attempt is None or lease.attempt == attempt)
+    )
+
+
+def reported(
+    run: Run,
+    lease: Lease | None,
+    worker_id: str,
+    attempt: int,
+    task: TaskDefinition | None,
+    report: RunOutcome,
+    now: datetime,
+) -> Run | None:
+    """The run after its worker's report, if that worker still holds this attempt."""
+    if not holds(lease, worker_id, attempt):
+        return None
+    assert lease is not None
+    if lease.abort_reason is not None and report.state is TaskState.failure:
+        # Cancelled by an external abort: the cancellation is not a failure.
+        report = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
+    return finished(run, task, report, now)
+
+
+def aborted_while_queued(run: Run, reason: str, now: datetime) -> Run | None:
+    """An external abort of a run that has not started: it ends at once."""
+    if run.state is not TaskState.queued:
+        return None
+    return replace(run, state=TaskState.aborted, end=now, reason=reason)
+
+
+def expired(
+    run: Run,
+    lease: Lease | None,
+    worker_id: str,
+    task: TaskDefinition | None,
+    now: datetime,
+    lease_ttl: timedelta,
+) -> Run | None:
+    """Interrupt the run if ``worker_id`` still holds a lease that ran out (not a renewed
+    one). A lease lasts lease_ttl from its last renewal (capped at the run's timeout plus
+    lease_ttl), so its deadline says whether the worker outlived the timeout."""
+    if lease is None or lease.deadline > now or lease.worker_id != worker_id:
+        return None
+    last_renewal = lease.deadline - lease_ttl
+    return interrupted(run, task, lease.abort_reason, now, last_renewal)

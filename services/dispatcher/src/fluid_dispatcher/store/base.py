@@ -2,9 +2,10 @@
 
 Methods are coarse and atomic: each one reads and writes what it needs in one step, so
 a Redis implementation maps each to one Lua script or MULTI/EXEC, and several dispatcher
-replicas can share a store. Decisions that belong to the domain (what a run becomes
-when it is over its concurrency limit, what a report turns it into) are passed in as
-functions or values computed by the domain; the store only applies them atomically.
+replicas can share a store. Decisions belong to the domain (what a report, an abort or a
+blocked lease turns a run into): it reads runs with ``read_runs``, decides with the pure
+functions of ``domain/outcomes.py`` and writes with ``write_runs``, a compare-and-set on
+each run's version, so a replica that decided on a stale read simply reads again.
 
 The store keeps its indexes in step with each run's state: a ``queued`` run sits in its
 task's ready queue (or the delayed set until ``execute_after``), a ``running`` run has a
@@ -26,11 +27,23 @@ from fluid.scheduler.run import Run
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from .signals import WorkTicket
 
-RunChange = Callable[[Run, Lease | None], Run | None]
-"""Given a run and its lease (if running), the run's next version, or None for no change."""
 
-BlockedRun = Callable[[Run, TaskRecord], Run]
-"""What a ready run becomes when its task is disabled or at its max_concurrency."""
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A ready run the lease step did not lease: its task is disabled or at its
+    max_concurrency (``task.enabled`` as read in the same atomic step). It waits, out of
+    the ready queue, for the domain to decide what it becomes."""
+
+    run_id: str
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseBatch:
+    """What one lease step did: the runs it leased, and the ready runs it blocked."""
+
+    leased: list[tuple[Run, Lease]]
+    blocked: list[Blocked]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,10 @@ class OutboxEvent:
     version: int
     run: Callable[[], Run] = field(compare=False)
 
+
+# A blocked run left without its follow-up (its dispatcher died mid-lease) is queued
+# again after this.
+BLOCKED_RECOVERY = timedelta(seconds=30)
 
 # Dead letters a store keeps at most; past it the oldest are forgotten (and logged),
 # so a history that refuses everything cannot fill the queue store.
@@ -99,11 +116,15 @@ class QueueStore(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
-    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
-        """Apply ``change`` atomically; return the new version (None if unknown/unchanged)."""
+    async def read_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Run, Lease | None]]:
+        """The runs found among ``run_ids``, each with its lease while it is running, in
+        one round trip."""
 
-    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
-        """``update_run`` for many runs at once (each atomic on its own, not together)."""
+    async def write_runs(self, runs: Sequence[Run]) -> list[bool]:
+        """Store each run's next version, in one round trip: a compare-and-set that takes
+        a run only when its ``version`` is one above the stored one (False where the
+        stored run moved on meanwhile, or is gone). Indexes, the outbox and watchers
+        follow the new state."""
 
     async def lease_runs(
         self,
@@ -112,13 +133,14 @@ class QueueStore(Protocol):
         max_runs: int,
         now: datetime,
         lease_ttl: timedelta,
-        blocked: BlockedRun,
-    ) -> list[tuple[Run, Lease]]:
-        """Take up to ``max_runs`` ready runs of ``tasks`` in score order and lease them.
+    ) -> LeaseBatch:
+        """Take up to ``max_runs`` ready runs of ``tasks`` in score order and lease them
+        (each becomes ``outcomes.leased(run, worker, now)``).
 
-        A run whose task is disabled or at ``max_concurrency`` is not leased: it becomes
-        ``blocked(run, task)`` instead, decided atomically with the concurrency count, and
-        that task's other runs stay queued for a later call.
+        A run whose task is disabled or at ``max_concurrency`` is not leased but blocked,
+        atomically with the concurrency count, and that task's other runs stay queued for
+        a later call. A blocked run the domain does not write within a while (its
+        dispatcher died) is queued again.
         """
 
     async def work_ticket(self) -> WorkTicket:

@@ -24,9 +24,10 @@ from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import DeadLetter, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
+from ..domain import outcomes
 from ..domain.ordering import ready_score
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
-from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
+from .base import BLOCKED_RECOVERY, MAX_DEAD_LETTERS, Blocked, LeaseBatch, OutboxEvent
 from .signals import Signal, WorkTicket
 
 
@@ -56,6 +57,8 @@ class MemoryQueueStore:
         self._outbox_signal = Signal()
         # Insertion order is age order; ids are zero-padded so they sort as they age.
         self._dead: dict[str, tuple[DeadLetter, OutboxEvent]] = {}
+        # Runs the lease step blocked, by when: out of the ready queue until written.
+        self._blocked: dict[str, datetime] = {}
 
     async def close(self) -> None:
         for queues in self._watchers.values():
@@ -146,20 +149,26 @@ class MemoryQueueStore:
     async def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
 
-    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
-        run = self._runs.get(run_id)
-        if run is None:
-            return None
-        new = change(run, self._leases.get(run_id))
-        if new is None:
-            return None
-        return self._save(replace(new, version=run.version + 1))
+    async def read_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Run, Lease | None]]:
+        return {
+            run_id: (self._runs[run_id], self._leases.get(run_id))
+            for run_id in run_ids
+            if run_id in self._runs
+        }
 
-    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
-        return {run_id: await self.update_run(run_id, change) for run_id, change in changes.items()}
+    async def write_runs(self, runs: Sequence[Run]) -> list[bool]:
+        written = []
+        for run in runs:
+            stored = self._runs.get(run.id)
+            fits = stored is not None and run.version == stored.version + 1
+            if fits:
+                self._save(run)
+            written.append(fits)
+        return written
 
     def _save(self, run: Run) -> Run:
         """Store a run version and bring every index in line with its state."""
+        self._blocked.pop(run.id, None)
         if run.state is not TaskState.running and self._leases.pop(run.id, None) is not None:
             self._running[run.task] -= 1
             if self._running[run.task] <= 0:
@@ -194,6 +203,13 @@ class MemoryQueueStore:
         self._work.fire()
 
     def _promote_due(self, now: datetime) -> None:
+        # A blocked run whose decision never came (its caller failed) is considered again.
+        for run_id, since in list(self._blocked.items()):
+            if now - since >= BLOCKED_RECOVERY:
+                del self._blocked[run_id]
+                run = self._runs.get(run_id)
+                if run is not None and run.state is TaskState.queued:
+                    self._enqueue(run)
         now_ts = now.timestamp()
         while self._delayed and self._delayed[0][0] <= now_ts:
             _, _, run_id, version = heapq.heappop(self._delayed)
@@ -224,11 +240,11 @@ class MemoryQueueStore:
         max_runs: int,
         now: datetime,
         lease_ttl: timedelta,
-        blocked: BlockedRun,
-    ) -> list[tuple[Run, Lease]]:
+    ) -> LeaseBatch:
         self._promote_due(now)
         by_name = {task.name: task for task in tasks}
         leased: list[tuple[Run, Lease]] = []
+        blocked: list[Blocked] = []
         while len(leased) < max_runs:
             heads = [(head, name) for name in by_name if (head := self._head(name)) is not None]
             if not heads:
@@ -242,24 +258,18 @@ class MemoryQueueStore:
             limit = task.definition.max_concurrency
             if not task.enabled or (limit and self._running[name] >= limit):
                 # Only the run that met the limit is blocked; the task's others stay queued.
-                self._save(replace(blocked(run, task), version=run.version + 1))
+                self._blocked[run_id] = now
+                blocked.append(Blocked(run_id, task))
                 del by_name[name]
                 continue
             running = self._save(
-                replace(
-                    run,
-                    state=TaskState.running,
-                    start=now,
-                    end=None,
-                    worker_id=worker.worker_id,
-                    version=run.version + 1,
-                )
+                replace(outcomes.leased(run, worker.worker_id, now), version=run.version + 1)
             )
             lease = Lease(run_id, worker.worker_id, run.attempt, now + lease_ttl)
             self._leases[run_id] = lease
             self._running[name] += 1
             leased.append((running, lease))
-        return leased
+        return LeaseBatch(leased, blocked)
 
     async def work_ticket(self) -> WorkTicket:
         return self._work.ticket()

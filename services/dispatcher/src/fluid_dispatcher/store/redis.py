@@ -57,14 +57,12 @@ from fluid.scheduler.v1 import task_pb2
 from ..domain.ordering import ready_score
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from . import redis_scripts
-from .base import MAX_DEAD_LETTERS, BlockedRun, OutboxEvent, RunChange
+from .base import BLOCKED_RECOVERY, MAX_DEAD_LETTERS, Blocked, LeaseBatch, OutboxEvent
 from .signals import Signal, WorkTicket
 
 logger = logging.getLogger("fluid.dispatcher.redis")
 
 OUTBOX_GROUP = "history"
-# A blocked run left without its follow-up (dispatcher died mid-lease) is retried after this.
-BLOCKED_RECOVERY = timedelta(seconds=30)
 # Outbox entries read by a consumer that died are claimed by another after this.
 OUTBOX_CLAIM_IDLE_MS = 30_000
 CAS_ATTEMPTS = 50
@@ -447,42 +445,18 @@ class RedisQueueStore:
         fields = await self.redis.hgetall(self.key("run", run_id))
         return run_from_fields(fields) if fields else None
 
-    async def update_run(self, run_id: str, change: RunChange) -> Run | None:
-        return (await self.update_runs({run_id: change}))[run_id]
+    async def read_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Run, Lease | None]]:
+        return {
+            run_id: (run_from_fields(fields), lease_from_fields(fields))
+            for run_id, fields in zip(run_ids, await self._runs(run_ids), strict=True)
+            if fields
+        }
 
-    async def update_runs(self, changes: Mapping[str, RunChange]) -> dict[str, Run | None]:
-        """Optimistic compare-and-set in two round trips for the whole batch: read every
-        run, compute the changes, write each only if its version did not move meanwhile;
-        the runs that moved are read and changed again."""
-        results: dict[str, Run | None] = {}
-        pending = dict(changes)
-        for _ in range(CAS_ATTEMPTS):
-            if not pending:
-                return results
-            ids = list(pending)
-            writes: list[tuple[str, Run, Run]] = []
-            for run_id, fields in zip(ids, await self._runs(ids), strict=True):
-                current = run_from_fields(fields) if fields else None
-                new = pending[run_id](current, lease_from_fields(fields)) if current else None
-                if current is None or new is None:
-                    results[run_id] = None
-                else:
-                    writes.append((run_id, current, replace(new, version=current.version + 1)))
-            applied = await self._apply_all(
-                [
-                    self._write_args(new, run_id, str(current.version))
-                    for run_id, current, new in writes
-                ]
-            )
-            pending = {}
-            for (run_id, _, new), ok in zip(writes, applied, strict=True):
-                if ok:
-                    results[run_id] = new
-                else:
-                    pending[run_id] = changes[run_id]
-        raise RuntimeError(
-            f"runs {sorted(pending)} kept changing: gave up after {CAS_ATTEMPTS} tries"
+    async def write_runs(self, runs: Sequence[Run]) -> list[bool]:
+        applied = await self._apply_all(
+            [self._write_args(run, run.id, str(run.version - 1)) for run in runs]
         )
+        return [bool(ok) for ok in applied]
 
     async def _apply_all(self, writes: list[list[str]]) -> list[int]:
         if len(writes) <= 1:
@@ -510,12 +484,11 @@ class RedisQueueStore:
         max_runs: int,
         now: datetime,
         lease_ttl: timedelta,
-        blocked: BlockedRun,
-    ) -> list[tuple[Run, Lease]]:
+    ) -> LeaseBatch:
         per_task = [
             value for task in tasks for value in (task.name, str(task.definition.max_concurrency))
         ]
-        leased_replies, blocked_pairs, next_due = await self._lease(
+        leased_replies, blocked_triples, next_due = await self._lease(
             args=self._args(
                 worker.worker_id,
                 _ts(now),
@@ -527,8 +500,12 @@ class RedisQueueStore:
             )
         )
         by_name = {task.name: task for task in tasks}
-        for run_id, enabled in zip(blocked_pairs[::2], blocked_pairs[1::2], strict=True):
-            await self.update_run(run_id, _blocked_decision(by_name, enabled == "1", blocked))
+        blocked = [
+            Blocked(run_id, replace(by_name[task], enabled=enabled == "1"))
+            for run_id, task, enabled in zip(
+                blocked_triples[::3], blocked_triples[1::3], blocked_triples[2::3], strict=True
+            )
+        ]
         # Remembered so a long poll wakes up for the next delayed run without asking Redis.
         self._next_due = float(next_due) if next_due else None
         leased = []
@@ -537,7 +514,7 @@ class RedisQueueStore:
             lease = lease_from_fields(fields)
             assert lease is not None, "the lease script leases what it returns"
             leased.append((run_from_fields(fields), lease))
-        return leased
+        return LeaseBatch(leased, blocked)
 
     async def work_ticket(self) -> WorkTicket:
         await self._ensure_listener()
@@ -785,17 +762,3 @@ def _dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
         time=when or datetime.fromtimestamp(0, UTC),
         size_bytes=int(fields.get("size") or 0),
     )
-
-
-def _blocked_decision(
-    tasks: Mapping[str, TaskRecord], enabled: bool, blocked: BlockedRun
-) -> Callable[[Run, Lease | None], Run | None]:
-    """The change of a run the lease script parked, with the enabled flag it read."""
-
-    def decide(run: Run, lease: Lease | None) -> Run | None:
-        task = tasks.get(run.task)
-        if task is None or run.state is not TaskState.queued:
-            return None
-        return blocked(run, replace(task, enabled=enabled))
-
-    return decide

@@ -127,7 +127,9 @@ return 1
 # Promote due runs, then lease the best ready runs of the given tasks. ARGV: prefix,
 # outbox, worker id, now, lease deadline, max runs, blocked-retry cutoff, task count, then
 # (name, max_concurrency) per task. Returns {the leased runs' HGETALL replies, (blocked id,
-# '1' when its task is enabled else '0') pairs, the next delayed run's due time or ""}.
+# its task, '1' when that task is enabled else '0') triples, the next delayed run's due
+# time or ""}. A leased run gets the fields outcomes.leased sets (state, start, end,
+# worker_id), atomically with the concurrency count.
 # The enabled flag is read here, not passed in: a replica's cached registration may not
 # have seen an operator disable the task on another replica a moment ago.
 LEASE = (
@@ -177,6 +179,7 @@ while #leased < max_runs do
     -- the run that met the limit is blocked: its task is skipped for the rest of the call.
     redis.call('ZADD', p .. 'blocked', now, best)
     blocked[#blocked + 1] = best
+    blocked[#blocked + 1] = best_task.name
     blocked[#blocked + 1] = best_task.enabled and '1' or '0'
     best_task.saturated = true
   else
