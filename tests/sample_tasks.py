@@ -90,6 +90,11 @@ async def not_json(ctx: TaskRun) -> object:
     return object()
 
 
+@task(max_queued=3)
+async def bounded(ctx: TaskRun) -> str:
+    return "done"
+
+
 class Echo(BaseModel):
     text: str = ""
     times: int = 1

@@ -14,7 +14,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain import outcomes
@@ -821,6 +824,42 @@ async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: Queue
     assert await store.outbox_size() == 1
     await store.ack_outbox(events)
     assert await store.outbox_size() == 0
+
+
+# -- max_queued ----------------------------------------------------------------------
+
+
+async def test_max_queued_refuses_a_batch_that_would_pass_it_whole(store: QueueStore) -> None:
+    await store.add_run(queued_run("r1"), max_queued=3)
+    await store.add_run(queued_run("r2", execute_after=at(60)), max_queued=3)  # delayed too
+
+    with pytest.raises(ResourceExhaustedError, match="task add has 2 runs waiting"):
+        await store.add_runs(
+            [(queued_run("r3"), ""), (queued_run("r4"), "")], {"add": 3, "other": 1}
+        )
+
+    assert await store.get_run("r3") is None and await store.get_run("r4") is None
+    # What already exists does not count again; other tasks have their own room.
+    again = await store.add_runs([(queued_run("r1"), ""), (queued_run("r3"), "")], {"add": 3})
+    assert [created for _, created in again] == [False, True]
+    await store.add_run(queued_run("o1", task="other"), max_queued=1)
+    with pytest.raises(ResourceExhaustedError):
+        await store.add_run(queued_run("r5"), max_queued=3)
+    assert (await store.add_run(queued_run("r5")))[1], "no limit, no refusal"
+
+
+async def test_a_leased_run_makes_room_under_max_queued(store: QueueStore) -> None:
+    worker = await register(store)
+    await store.add_run(queued_run("r1"), max_queued=1)
+    with pytest.raises(ResourceExhaustedError):
+        await store.add_run(queued_run("r2"), max_queued=1)
+
+    assert await lease_ids(store, worker, at(1)) == ["r1"]
+
+    assert (await store.add_run(queued_run("r2"), max_queued=1))[1]
+    await update(store, "r1", finish(at(2)))
+    with pytest.raises(ResourceExhaustedError):
+        await store.add_run(queued_run("r3"), max_queued=1)
 
 
 # -- dead letters --------------------------------------------------------------------

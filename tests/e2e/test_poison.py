@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from fluid.scheduler import Client, TaskState
-from fluid.scheduler.errors import AlreadyExistsError, InvalidArgumentError
+from fluid.scheduler.errors import AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError
 from fluid.scheduler.limits import limits
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.channel import open_channel
@@ -282,3 +283,19 @@ async def test_on_postgresql_a_nul_is_refused_in_params_and_kept_in_results(
                 assert (await client.queue_status()).dead_letters == 0
         finally:
             await host.stop()
+
+
+async def test_max_queued_pushes_back_at_the_door_and_frees_room_as_runs_leave(
+    client: Client,
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    waiting = [await client.queue_run("bounded", {}, execute_after=later) for _ in range(3)]
+
+    with pytest.raises(ResourceExhaustedError, match="task bounded has 3 runs waiting"):
+        await client.queue_run("bounded", {}, execute_after=later)
+    with pytest.raises(ResourceExhaustedError):
+        await client.queue_many("bounded", [{}, {}])
+
+    await client.abort(waiting[0].id)
+    room = await client.queue_and_wait("bounded", timeout=20)
+    assert room.state is TaskState.success

@@ -21,6 +21,7 @@ class TaskDefinition:
     cpu_bound: bool = False
     timeout_seconds: float = 60.0
     max_concurrency: int = 0
+    max_queued: int = 0
     priority: TaskPriority = TaskPriority.medium
     retry: RetryPolicy | None = None
     rate_limit_retry: RetryPolicy | None = None
@@ -38,6 +39,7 @@ class TaskDefinition:
             cpu_bound=task.cpu_bound,
             timeout_seconds=task.timeout_seconds,
             max_concurrency=task.max_concurrency,
+            max_queued=task.max_queued,
             priority=task.priority,
             retry=task.retry,
             rate_limit_retry=task.rate_limit_retry,

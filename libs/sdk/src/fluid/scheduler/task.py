@@ -77,6 +77,9 @@ class Task:
     schedule: Scheduler | None = None
     randomize: Callable[[], float] | None = None
     max_concurrency: int = 0
+    # Runs waiting at most (0: unlimited): past it queueing answers RESOURCE_EXHAUSTED,
+    # so a producer faster than the workers meets back-pressure instead of a full store.
+    max_queued: int = 0
     priority: TaskPriority = TaskPriority.medium
     cpu_bound: bool = False
     k8s_config: Mapping[str, Any] | None = None
@@ -93,6 +96,8 @@ class Task:
             raise ValueError(f"task {self.name}: timeout_seconds must be positive")
         if self.max_concurrency < 0:
             raise ValueError(f"task {self.name}: max_concurrency must be >= 0")
+        if self.max_queued < 0:
+            raise ValueError(f"task {self.name}: max_queued must be >= 0")
 
     @property
     def runs_in_subprocess(self) -> bool:
@@ -224,6 +229,7 @@ def task(
     description: str | None = None,
     randomize: Callable[[], float] | None = None,
     max_concurrency: int = 0,
+    max_queued: int = 0,
     priority: TaskPriority | None = None,
     cpu_bound: bool = False,
     k8s_config: Mapping[str, Any] | None = None,

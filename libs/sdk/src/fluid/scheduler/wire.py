@@ -318,6 +318,7 @@ def definition_to_pb(definition: TaskDefinition) -> task_pb2.TaskDefinition:
         cpu_bound=definition.cpu_bound,
         timeout_seconds=definition.timeout_seconds,
         max_concurrency=definition.max_concurrency,
+        max_queued=definition.max_queued,
         priority=priority_to_pb(definition.priority),
         retry=retry_to_pb(definition.retry),
         rate_limit_retry=retry_to_pb(definition.rate_limit_retry),
@@ -336,8 +337,9 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
         raise WireError(f"{field}.params_schema", f"not valid JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise WireError(f"{field}.params_schema", "must be a JSON object")
-    if message.timeout_seconds < 0 or message.max_concurrency < 0:
-        raise WireError(field, "timeout_seconds and max_concurrency must not be negative")
+    for name in ("timeout_seconds", "max_concurrency", "max_queued"):
+        if getattr(message, name) < 0:
+            raise WireError(f"{field}.{name}", "must not be negative")
     return TaskDefinition(
         name=message.name,
         module=message.module,
@@ -346,6 +348,7 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
         cpu_bound=message.cpu_bound,
         timeout_seconds=message.timeout_seconds or 60.0,
         max_concurrency=message.max_concurrency,
+        max_queued=message.max_queued,
         priority=priority_from_pb(message.priority, f"{field}.priority") or TaskPriority.medium,
         retry=retry_from_pb(message.retry, f"{field}.retry") if message.HasField("retry") else None,
         rate_limit_retry=(

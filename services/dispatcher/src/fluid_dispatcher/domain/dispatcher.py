@@ -223,8 +223,8 @@ class Dispatcher:
 
     # -- queueing ------------------------------------------------------------------
     async def queue_run(self, request: QueueRequest) -> tuple[Run, bool]:
-        run = await self._new_run(request)
-        queued = await self.store.add_run(run, request.idempotency_key)
+        run, definition = await self._new_run(request)
+        queued = await self.store.add_run(run, request.idempotency_key, definition.max_queued)
         _check_owner(request, *queued, "")
         return queued
 
@@ -238,21 +238,25 @@ class Dispatcher:
         if len(requests) > most:
             raise InvalidArgumentError(f"runs: at most {most} per call, got {len(requests)}")
         runs = []
+        max_queued: dict[str, int] = {}
         for index, request in enumerate(requests):
             try:
-                runs.append(await self._new_run(request))
+                run, definition = await self._new_run(request)
             except FluidError as error:
                 raise type(error)(f"runs[{index}]: {error}") from None
+            runs.append(run)
+            max_queued[definition.name] = definition.max_queued
         keyed = [
             (run, request.idempotency_key) for run, request in zip(runs, requests, strict=True)
         ]
-        queued = await self.store.add_runs(keyed)
+        queued = await self.store.add_runs(keyed, max_queued)
         for index, (request, (run, created)) in enumerate(zip(requests, queued, strict=True)):
             _check_owner(request, run, created, f"runs[{index}].")
         return queued
 
-    async def _new_run(self, request: QueueRequest) -> Run:
-        """The queued run a request asks for, once the task and params are checked."""
+    async def _new_run(self, request: QueueRequest) -> tuple[Run, TaskDefinition]:
+        """The queued run a request asks for, once the task and params are checked, and
+        its task's definition."""
         limit = limits()
         if not request.task:
             raise InvalidArgumentError("task: required")
@@ -279,7 +283,7 @@ class Dispatcher:
         if request.from_run_id:
             parent = await self.store.get_run(request.from_run_id)
             root_run_id = (parent.root_run_id or parent.id) if parent else request.from_run_id
-        return Run(
+        run = Run(
             id=run_id,
             task=definition.name,
             priority=request.priority or definition.priority,
@@ -293,6 +297,7 @@ class Dispatcher:
             trace_context=dict(request.trace_context or {}),
             version=1,
         )
+        return run, definition
 
     async def get_run(self, run_id: str) -> Run:
         if not run_id:

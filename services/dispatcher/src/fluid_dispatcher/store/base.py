@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import DeadLetter, TaskPriority
 from fluid.scheduler.run import Run
 
@@ -59,6 +60,19 @@ class OutboxEvent:
     run_id: str
     version: int
     run: Callable[[], Run] = field(compare=False)
+
+
+def queue_full(task: str, waiting: int, max_queued: int) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"task {task} has {waiting} runs waiting, its max_queued is {max_queued}; "
+        "queue again once its workers caught up"
+    )
+
+
+def check_room(task: str, waiting: int, adding: int, max_queued: int) -> None:
+    """Refuse ``adding`` runs of ``task`` when they would take it past ``max_queued``."""
+    if max_queued and waiting + adding > max_queued:
+        raise queue_full(task, waiting, max_queued)
 
 
 # A blocked run left without its follow-up (its dispatcher died mid-lease) is queued
@@ -108,11 +122,19 @@ class QueueStore(Protocol):
         """Runs executing now, by task name."""
 
     # -- runs --------------------------------------------------------------------
-    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
-        """Store a new ``queued`` run; when its id or key exists, return that run and False."""
+    async def add_run(
+        self, run: Run, idempotency_key: str = "", max_queued: int = 0
+    ) -> tuple[Run, bool]:
+        """Store a new ``queued`` run; when its id or key exists, return that run and False.
+        With ``max_queued`` (0: no limit), refuse it (``ResourceExhaustedError``) when its
+        task already has that many runs waiting."""
 
-    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
-        """``add_run`` for each (run, idempotency key), in one round trip where possible."""
+    async def add_runs(
+        self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
+    ) -> list[tuple[Run, bool]]:
+        """``add_run`` for each (run, idempotency key), in one round trip where possible;
+        ``max_queued`` by task name. A batch that would take a task past its
+        ``max_queued`` is refused whole, atomically with the count."""
 
     async def get_run(self, run_id: str) -> Run | None: ...
 

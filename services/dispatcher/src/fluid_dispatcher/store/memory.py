@@ -27,7 +27,14 @@ from fluid.scheduler.run import Run
 from ..domain import outcomes
 from ..domain.ordering import ready_score
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
-from .base import BLOCKED_RECOVERY, MAX_DEAD_LETTERS, Blocked, LeaseBatch, OutboxEvent
+from .base import (
+    BLOCKED_RECOVERY,
+    MAX_DEAD_LETTERS,
+    Blocked,
+    LeaseBatch,
+    OutboxEvent,
+    check_room,
+)
 from .signals import Signal, WorkTicket
 
 
@@ -45,6 +52,8 @@ class MemoryQueueStore:
         self._keys_by_run: dict[str, str] = {}
         self._leases: dict[str, Lease] = {}
         self._running: Counter[str] = Counter()
+        # Runs waiting (ready, delayed or blocked) per task, for max_queued.
+        self._queued: Counter[str] = Counter()
         self._seq = itertools.count()
         # Per task: (score, seq, run_id, version). The version invalidates stale entries.
         self._ready: dict[str, list[tuple[float, int, str, int]]] = {}
@@ -123,17 +132,29 @@ class MemoryQueueStore:
         return dict(self._running)
 
     # -- runs --------------------------------------------------------------------
-    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
-        (added,) = await self.add_runs([(run, idempotency_key)])
+    async def add_run(
+        self, run: Run, idempotency_key: str = "", max_queued: int = 0
+    ) -> tuple[Run, bool]:
+        (added,) = await self.add_runs([(run, idempotency_key)], {run.task: max_queued})
         return added
 
-    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+    async def add_runs(
+        self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
+    ) -> list[tuple[Run, bool]]:
         if len(self._runs) + len(runs) > self.max_runs:
             raise ResourceExhaustedError(
                 f"the in-memory queue is full: it holds {len(self._runs)} runs, its limit "
                 f"is {self.max_runs} (FLUID_MEMORY_MAX_RUNS); use Redis for more"
             )
+        new = Counter(run.task for run, key in runs if not self._exists(run, key))
+        for task, count in new.items():
+            check_room(task, self._queued[task], count, (max_queued or {}).get(task, 0))
         return [self._add(run, key) for run, key in runs]
+
+    def _exists(self, run: Run, idempotency_key: str) -> bool:
+        return run.id in self._runs or (
+            bool(idempotency_key) and idempotency_key in self._idempotency
+        )
 
     def _add(self, run: Run, idempotency_key: str) -> tuple[Run, bool]:
         existing_id = self._idempotency.get(idempotency_key) if idempotency_key else None
@@ -169,6 +190,10 @@ class MemoryQueueStore:
     def _save(self, run: Run) -> Run:
         """Store a run version and bring every index in line with its state."""
         self._blocked.pop(run.id, None)
+        before = self._runs.get(run.id)
+        was_queued = before is not None and before.state is TaskState.queued
+        if was_queued != (run.state is TaskState.queued):
+            self._queued[run.task] += 1 if run.state is TaskState.queued else -1
         if run.state is not TaskState.running and self._leases.pop(run.id, None) is not None:
             self._running[run.task] -= 1
             if self._running[run.task] <= 0:

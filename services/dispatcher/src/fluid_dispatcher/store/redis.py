@@ -7,6 +7,7 @@ Layout (every key under one hash tag, e.g. ``{fluid}:``):
 - ``leases`` sorted set of running runs by lease deadline; ``running:<task>`` counters;
 - ``finished`` sorted set of finished runs by end time, for purging;
 - ``idem:<key>`` idempotency keys; ``tasks``/``enabled`` hashes; ``worker:<id>`` hashes;
+- ``depth`` (per priority) and ``waiting`` (per task, for max_queued) counts of queued runs;
 - ``outbox`` stream (consumer group ``history``) of snapshots for history;
 - ``dead`` stream of snapshots history refused, with the reason (dead letters);
 - pub/sub: ``signals`` says "work" when a run becomes ready; ``run:<id>:changes`` carries
@@ -57,7 +58,14 @@ from fluid.scheduler.v1 import task_pb2
 from ..domain.ordering import ready_score
 from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
 from . import redis_scripts
-from .base import BLOCKED_RECOVERY, MAX_DEAD_LETTERS, Blocked, LeaseBatch, OutboxEvent
+from .base import (
+    BLOCKED_RECOVERY,
+    MAX_DEAD_LETTERS,
+    Blocked,
+    LeaseBatch,
+    OutboxEvent,
+    queue_full,
+)
 from .signals import Signal, WorkTicket
 
 logger = logging.getLogger("fluid.dispatcher.redis")
@@ -414,21 +422,32 @@ class RedisQueueStore:
     def _write_args(self, run: Run, *head: str) -> list[str]:
         return self._args(*self._write_values(run, *head))
 
-    async def add_run(self, run: Run, idempotency_key: str = "") -> tuple[Run, bool]:
-        (added,) = await self.add_runs([(run, idempotency_key)])
+    async def add_run(
+        self, run: Run, idempotency_key: str = "", max_queued: int = 0
+    ) -> tuple[Run, bool]:
+        (added,) = await self.add_runs([(run, idempotency_key)], {run.task: max_queued})
         return added
 
-    async def add_runs(self, runs: Sequence[tuple[Run, str]]) -> list[tuple[Run, bool]]:
+    async def add_runs(
+        self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
+    ) -> list[tuple[Run, bool]]:
+        limits = {task: most for task, most in (max_queued or {}).items() if most}
+        limited = [value for task, most in limits.items() for value in (task, str(most))]
         existing_ids: list[str] = []
         # A script call per chunk: one command instead of one per run, and no single call
-        # holds Redis for long.
-        for start in range(0, len(runs), ADD_CHUNK):
+        # holds Redis for long. A batch with a max_queued to honour is one call, so that
+        # it is refused or taken whole (at most queue_batch_runs runs).
+        chunk = len(runs) if limits else ADD_CHUNK
+        for start in range(0, len(runs), max(chunk, 1)):
             values = [
                 value
-                for run, key in runs[start : start + ADD_CHUNK]
+                for run, key in runs[start : start + chunk]
                 for value in self._write_values(run, run.id, key)
             ]
-            existing_ids.extend(await self._add(args=self._args(*values)))
+            reply = await self._add(args=self._args(str(len(limits)), *limited, *values))
+            if reply and reply[0] == "!full":
+                raise queue_full(reply[1], int(reply[2]), limits[reply[1]])
+            existing_ids.extend(reply)
         added: list[tuple[Run, bool]] = []
         for (run, key), existing_id in zip(runs, existing_ids, strict=True):
             if not existing_id:
@@ -436,7 +455,7 @@ class RedisQueueStore:
                 continue
             existing = await self.get_run(existing_id)
             if existing is None:  # purged between the script and this read: queue it again
-                added.append(await self.add_run(run, key))
+                added.append(await self.add_run(run, key, limits.get(run.task, 0)))
             else:
                 added.append((existing, False))
         return added

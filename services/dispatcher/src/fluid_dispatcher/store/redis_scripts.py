@@ -60,9 +60,12 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
   redis.call('ZREM', p .. 'delayed', id)
   redis.call('ZREM', p .. 'blocked', id)
   -- Queue depth per priority, kept as runs enter and leave the queued state (O(1)).
+  -- and runs waiting per task (for max_queued), the same way.
   if (old_state == 'queued') ~= (new_state == 'queued') then
     local priority = redis.call('HGET', key, 'priority')
-    redis.call('HINCRBY', p .. 'depth', priority, new_state == 'queued' and 1 or -1)
+    local step = new_state == 'queued' and 1 or -1
+    redis.call('HINCRBY', p .. 'depth', priority, step)
+    redis.call('HINCRBY', p .. 'waiting', task, step)
   end
   if new_state == 'queued' then
     if execute_after ~= '' then
@@ -83,14 +86,32 @@ local function announce_work()
 end
 """
 
-# ARGV: prefix, outbox, then per run: id, idempotency key, snapshot (the run's fields as
-# a JSON object), state, task, execute_after, score, end_ts. Returns, per run, "" when
-# created, else the id of the run already there (same id, or same idempotency key).
+# ARGV: prefix, outbox, the number of (task, max_queued) pairs and the pairs, then per run:
+# id, idempotency key, snapshot (the run's fields as a JSON object), state, task,
+# execute_after, score, end_ts. Returns, per run, "" when created, else the id of the run
+# already there (same id, or same idempotency key); or {"!full", task, runs waiting} and
+# nothing added when the new runs would take a task past its max_queued.
 ADD_RUNS = (
     _REINDEX
     + """
+local first = 4 + 2 * tonumber(ARGV[3])
+local limits = {}
+for i = 4, first - 1, 2 do limits[ARGV[i]] = tonumber(ARGV[i + 1]) end
+if next(limits) ~= nil then
+  local adding = {}
+  for i = first, #ARGV, 8 do
+    local id, idem, task = ARGV[i], ARGV[i + 1], ARGV[i + 4]
+    local exists = redis.call('EXISTS', p .. 'run:' .. id) == 1
+      or (idem ~= '' and redis.call('EXISTS', p .. 'idem:' .. idem) == 1)
+    if limits[task] and not exists then adding[task] = (adding[task] or 0) + 1 end
+  end
+  for task, count in pairs(adding) do
+    local waiting = tonumber(redis.call('HGET', p .. 'waiting', task) or '0')
+    if waiting + count > limits[task] then return {'!full', task, tostring(waiting)} end
+  end
+end
 local existing = {}
-for i = 3, #ARGV, 8 do
+for i = first, #ARGV, 8 do
   local id, idem, snapshot = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local found = ''
   if idem ~= '' then found = redis.call('GET', p .. 'idem:' .. idem) or '' end
@@ -192,6 +213,7 @@ while #leased < max_runs do
     redis.call('INCR', running_key)
     redis.call('HINCRBY', p .. 'worker-load', worker, 1)
     redis.call('HINCRBY', p .. 'depth', redis.call('HGET', key, 'priority'), -1)
+    redis.call('HINCRBY', p .. 'waiting', best_task.name, -1)
     redis.call('ZADD', p .. 'leases', deadline, best)
     local flat = redis.call('HGETALL', key)
     local snapshot = snapshot_of(flat)

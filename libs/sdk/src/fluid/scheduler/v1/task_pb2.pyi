@@ -205,6 +205,7 @@ class TaskDefinition(_message.Message):
     PARAMS_SCHEMA_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     MODULE_FIELD_NUMBER: _builtins.int
+    MAX_QUEUED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name."""
     short_description: _builtins.str
@@ -223,6 +224,10 @@ class TaskDefinition(_message.Message):
     """JSON Schema of the params model (pydantic's model_json_schema())."""
     module: _builtins.str
     """Python module that defines the task."""
+    max_queued: _builtins.int
+    """Maximum number of runs waiting (queued, ready or delayed); 0 is unlimited. Past it
+    QueueRun answers RESOURCE_EXHAUSTED.
+    """
     @_builtins.property
     def retry(self) -> Global___RetryPolicy:
         """Retry policy of failed (and interrupted) attempts."""
@@ -255,10 +260,11 @@ class TaskDefinition(_message.Message):
         params_schema: _builtins.str = ...,
         schedule: Global___Schedule | None = ...,
         module: _builtins.str = ...,
+        max_queued: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit_retry", b"rate_limit_retry", "retry", b"retry", "schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_bound", b"cpu_bound", "description", b"description", "max_concurrency", b"max_concurrency", "module", b"module", "name", b"name", "params_schema", b"params_schema", "priority", b"priority", "rate_limit_retry", b"rate_limit_retry", "retry", b"retry", "schedule", b"schedule", "short_description", b"short_description", "tags", b"tags", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_bound", b"cpu_bound", "description", b"description", "max_concurrency", b"max_concurrency", "max_queued", b"max_queued", "module", b"module", "name", b"name", "params_schema", b"params_schema", "priority", b"priority", "rate_limit_retry", b"rate_limit_retry", "retry", b"retry", "schedule", b"schedule", "short_description", b"short_description", "tags", b"tags", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
