@@ -11,14 +11,14 @@ import pytest
 
 from fluid.scheduler import Client
 from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
 
 TESTS = Path(__file__).parent
 # The workers import `sample_tasks` by name, as users' workers import theirs.
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from servers import redis_url, wipe_redis  # noqa: E402  (importable once tests/ is on the path)
+from embedded import embedded_system  # noqa: E402  (importable once tests/ is on the path)
+from servers import redis_url, wipe_redis  # noqa: E402
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -40,19 +40,10 @@ def broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 async def system(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: str
 ) -> AsyncIterator[Host]:
-    """Every installed service in one in-process server, history in a temp SQLite file."""
-    monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
-    monkeypatch.setenv("FLUID_LEASE_TTL_SECONDS", "3")
-    # A stopping worker waits for its current long poll: keep polls short in tests.
-    monkeypatch.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-    host = Host(
-        ["history", "dispatcher", "io-worker"],
-        settings=ServerSettings(port=0, shutdown_grace_seconds=2),
-        task_modules=["sample_tasks"],
-    )
-    await host.start()
-    yield host
-    await host.stop()
+    """The embedded system on ``broker``, history in a temp SQLite file."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    async with embedded_system(monkeypatch, database_url=database_url) as host:
+        yield host
 
 
 @pytest.fixture

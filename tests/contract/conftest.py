@@ -14,11 +14,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import pytest
-from servers import redis_url
 
 from fluid_dispatcher.store.base import QueueStore
 from fluid_dispatcher.store.memory import MemoryQueueStore
 from fluid_dispatcher.store.redis import RedisQueueStore
+
+from servers import redis_url
 
 
 class StoreFactory(Protocol):

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from servers import redis_url, wipe_redis
 
 from fluid.scheduler import Client, TaskState
 
 from process_helpers import free_port, serve, serving, stop_processes
+from servers import redis_url, wipe_redis
 
 TESTS = Path(__file__).parent.parent
 RUNS = 500

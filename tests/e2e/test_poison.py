@@ -20,9 +20,9 @@ from fluid.scheduler.limits import limits
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
 from fluid.service.channel import open_channel
 from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
 from fluid_history.testing import postgres_schema
 
+from embedded import embedded_system
 from history_polling import all_stored, stored_run
 
 
@@ -263,26 +263,19 @@ async def test_on_postgresql_a_nul_is_refused_in_params_and_kept_in_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with postgres_schema("fluid_poison") as schema:
-        monkeypatch.setenv("FLUID_DATABASE_URL", schema.url.render_as_string(hide_password=False))
-        monkeypatch.setenv("FLUID_BROKER_URL", "memory://")
-        host = Host(
-            ["history", "dispatcher", "io-worker"],
-            settings=ServerSettings(port=0, shutdown_grace_seconds=2),
-            task_modules=["sample_tasks"],
-        )
-        await host.start()
-        try:
-            async with Client(host.address) as client:
-                with pytest.raises(InvalidArgumentError, match=r"params\.text: holds a NUL"):
-                    await client.queue_run("echo", {"text": "a\x00"})
-                odd = await client.queue_and_wait("echo", text="a", codepoints=[0], timeout=20)
-                plain = await client.queue_and_wait("say_hi", name="Ada", timeout=20)
+        database_url = schema.url.render_as_string(hide_password=False)
+        async with (
+            embedded_system(monkeypatch, database_url=database_url, broker_url="memory://") as host,
+            Client(host.address) as client,
+        ):
+            with pytest.raises(InvalidArgumentError, match=r"params\.text: holds a NUL"):
+                await client.queue_run("echo", {"text": "a\x00"})
+            odd = await client.queue_and_wait("echo", text="a", codepoints=[0], timeout=20)
+            plain = await client.queue_and_wait("say_hi", name="Ada", timeout=20)
 
-                assert (await stored_run(client, odd.id, TaskState.success)).result == "a\ufffd"
-                await stored_run(client, plain.id, TaskState.success)
-                assert (await client.queue_status()).dead_letters == 0
-        finally:
-            await host.stop()
+            assert (await stored_run(client, odd.id, TaskState.success)).result == "a\ufffd"
+            await stored_run(client, plain.id, TaskState.success)
+            assert (await client.queue_status()).dead_letters == 0
 
 
 async def test_max_queued_pushes_back_at_the_door_and_frees_room_as_runs_leave(

@@ -17,8 +17,8 @@ import redis
 from fluid.scheduler import Client, TaskState, UnavailableError
 from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
 
+from embedded import embedded_system
 from history_polling import all_stored
 from process_helpers import free_port
 
@@ -87,18 +87,11 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 async def system_on_private_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_redis: PrivateRedis
 ) -> AsyncIterator[Host]:
-    monkeypatch.setenv("FLUID_BROKER_URL", private_redis.url)
-    monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
-    monkeypatch.setenv("FLUID_LEASE_TTL_SECONDS", "3")
-    monkeypatch.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-    host = Host(
-        ["history", "dispatcher", "io-worker"],
-        settings=ServerSettings(port=0, shutdown_grace_seconds=2),
-        task_modules=["sample_tasks"],
-    )
-    await host.start()
-    yield host
-    await host.stop()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    async with embedded_system(
+        monkeypatch, database_url=database_url, broker_url=private_redis.url
+    ) as host:
+        yield host
 
 
 async def test_a_redis_restart_loses_no_run_and_stops_nothing_for_good(

@@ -38,13 +38,9 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-async def port(database: Path) -> AsyncIterator[int]:
-    host = Host(["history"], settings=ServerSettings(port=0))
-    bound = await host.start()
-    try:
+async def port(database: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    async with _serving(f"sqlite+aiosqlite:///{database}", monkeypatch) as bound:
         yield bound
-    finally:
-        await host.stop()
 
 
 @pytest.fixture
