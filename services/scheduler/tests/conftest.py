@@ -18,11 +18,11 @@ SHARED = Path(__file__).parents[3] / "tests"
 if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
-from servers import redis_url  # noqa: E402  (importable once tests/ is on the path)
-
 from fluid_scheduler.store.base import SchedulerStore  # noqa: E402
 from fluid_scheduler.store.memory import MemorySchedulerStore  # noqa: E402
 from fluid_scheduler.store.redis import RedisSchedulerStore  # noqa: E402
+
+from servers import redis_url  # noqa: E402  (importable once tests/ is on the path)
 
 
 @asynccontextmanager

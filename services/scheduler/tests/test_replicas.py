@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from servers import redis_url
 
 from fluid.scheduler import Client
 from fluid.scheduler.models import SchedulerStatus
 
 from process_helpers import free_port, serving, stop_processes
+from servers import redis_url
 
 HERE = Path(__file__).parent
 TASKS = ("every_second", "every_second_catch_up")
