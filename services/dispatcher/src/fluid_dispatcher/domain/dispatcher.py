@@ -602,13 +602,15 @@ class Dispatcher:
     async def retry_dead_letters(self, ids: Sequence[str], every: bool) -> int:
         chosen = _chosen_letters(ids, every)
         retried = await self.store.retry_dead_letters(chosen)
-        logger.info("%d dead letter(s) sent to history again", retried)
+        if retried:
+            logger.info("%d dead letter(s) sent to history again", retried)
         return retried
 
     async def drop_dead_letters(self, ids: Sequence[str], every: bool) -> int:
         chosen = _chosen_letters(ids, every)
         dropped = await self.store.drop_dead_letters(chosen)
-        logger.warning("%d dead letter(s) dropped", dropped)
+        if dropped:
+            logger.warning("%d dead letter(s) dropped", dropped)
         return dropped
 
 
