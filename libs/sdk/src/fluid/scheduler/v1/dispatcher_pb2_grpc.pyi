@@ -48,7 +48,10 @@ class DispatcherServiceStub:
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
     invalid request refuses the whole batch and queues nothing.
     Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-    INVALID_ARGUMENT when the batch holds more than 1000 runs.
+    INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
+    nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
+    found only as the batch is added: the other runs are queued then (queue them again
+    with their run ids to learn their state).
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]
     """Get the current state of a run.
@@ -141,7 +144,10 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
     invalid request refuses the whole batch and queues nothing.
     Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-    INVALID_ARGUMENT when the batch holds more than 1000 runs.
+    INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
+    nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
+    found only as the batch is added: the other runs are queued then (queue them again
+    with their run ids to learn their state).
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]  # type: ignore[assignment]
     """Get the current state of a run.
@@ -243,7 +249,10 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """Queue many runs in one call (bulk enqueue). Every request is checked first: one
         invalid request refuses the whole batch and queues nothing.
         Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-        INVALID_ARGUMENT when the batch holds more than 1000 runs.
+        INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
+        nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
+        found only as the batch is added: the other runs are queued then (queue them again
+        with their run ids to learn their state).
         """
 
     @_abc_1.abstractmethod

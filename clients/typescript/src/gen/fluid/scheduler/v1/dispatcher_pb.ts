@@ -1272,7 +1272,10 @@ export const DispatcherService: GenService<{
    * Queue many runs in one call (bulk enqueue). Every request is checked first: one
    * invalid request refuses the whole batch and queues nothing.
    * Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-   * INVALID_ARGUMENT when the batch holds more than 1000 runs.
+   * INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
+   * nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
+   * found only as the batch is added: the other runs are queued then (queue them again
+   * with their run ids to learn their state).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.QueueRuns
    */
