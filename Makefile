@@ -13,8 +13,8 @@ BUF := tools/node_modules/.bin/buf
 TS_CLIENT := clients/typescript
 # npm ci writes this file: it is newer than the lock once the install is current.
 TS_DEPS := $(TS_CLIENT)/node_modules/.package-lock.json
-# Every service with a Dockerfile gets an image fluid-<service>:$(IMAGE_TAG).
-SERVICES := $(patsubst services/%/Dockerfile,%,$(wildcard services/*/Dockerfile))
+# Every service package gets an image fluid-<service>:$(IMAGE_TAG), all from the one Dockerfile.
+SERVICES := $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 DOCKER ?= docker
 IMAGE_PREFIX ?=
 IMAGE_TAG ?= dev
@@ -80,7 +80,7 @@ breaking: $(BUF) ## buf breaking against the last release tag (v*); skipped unti
 images: $(addprefix image-,$(SERVICES)) ## build every service's image with docker (BuildKit)
 
 image-%:
-	$(DOCKER) build -f services/$*/Dockerfile -t $(IMAGE_PREFIX)fluid-$*:$(IMAGE_TAG) .
+	$(DOCKER) build -f Dockerfile --build-arg SERVICE=$* -t $(IMAGE_PREFIX)fluid-$*:$(IMAGE_TAG) .
 
 manifests: install ## render every deploy/k8s overlay with kubectl kustomize into .build/k8s/
 	@mkdir -p $(MANIFESTS_OUT)
