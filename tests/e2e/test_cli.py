@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fluid.scheduler import Client, NotFoundError, TaskState
 from fluid.service.host import Host
 
+from embedded import embedded_system
+from history_polling import stored_run
 from process_helpers import free_port
 
 
@@ -82,4 +89,42 @@ async def test_mistakes_are_one_clear_line(system: Host) -> None:
 async def test_logs_prints_what_a_run_logged(system: Host) -> None:
     run = await fluid_json(system.address, "queue", "chatty", "--wait")
     code, out, _ = await fluid("--address", system.address, "logs", run["id"])
+    assert code == 0 and "almost done" in out
+
+
+@pytest.fixture
+async def forgetful_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Host]:
+    """A system whose dispatcher forgets a run once it is done: then only history has it."""
+    monkeypatch.setenv("FLUID_FINISHED_RUN_TTL_SECONDS", "0")
+    monkeypatch.setenv("FLUID_HOUSEKEEPING_INTERVAL_SECONDS", "0.1")
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    async with embedded_system(
+        monkeypatch, database_url=database_url, broker_url="memory://"
+    ) as host:
+        yield host
+
+
+async def forgotten(client: Client, run_id: str, attempts: int = 100) -> None:
+    """Wait until the dispatcher no longer knows the run (bounded polling)."""
+    for _ in range(attempts):
+        try:
+            await client.get_run(run_id)
+        except NotFoundError:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the dispatcher still has run {run_id}")
+
+
+async def test_run_and_logs_find_a_run_the_dispatcher_forgot_in_history(
+    forgetful_system: Host,
+) -> None:
+    address = forgetful_system.address
+    # No --wait: the dispatcher may forget the run before a watch of it begins.
+    queued = await fluid_json(address, "queue", "chatty")
+    async with Client(address) as client:
+        await stored_run(client, queued["id"], TaskState.success)
+        await forgotten(client, queued["id"])
+    shown = await fluid_json(address, "run", queued["id"])
+    assert shown["id"] == queued["id"] and shown["state"] == "success"
+    code, out, _ = await fluid("--address", address, "logs", queued["id"])
     assert code == 0 and "almost done" in out
