@@ -1,16 +1,16 @@
 """Mutated requests for every RPC of fluid's services, built from the proto descriptors.
 
-Each request starts empty or from a valid template and gets random values in random
-fields: empty, huge, NUL-holding and non-ASCII strings, extreme integers, NaN and
-infinities, out-of-range timestamps and durations, deep and odd Structs, unknown enum
-numbers, long repeated fields. A seeded ``random.Random`` makes every run repeatable.
+Each request starts empty and gets random values in random fields: empty, huge,
+NUL-holding and non-ASCII strings, ids and cursors past 64 bits, extreme integers, NaN
+and infinities, out-of-range timestamps and durations, deep and odd Structs, unknown
+enum numbers, long repeated fields. A seeded ``random.Random`` makes every run
+repeatable.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -47,8 +47,12 @@ class Mutator:
         if pick < 0.8:
             return "é☃\U0001f600" * self.random.randint(1, 5)
         if pick < 0.9:
-            return "-".join(str(self.random.randint(0, 10**12)) for _ in range(2))
-        return self.random.choice(["../..", "{fluid}:run:x", "' OR 1=1 --", "%s%n", "\\u0000"])
+            top = self.random.choice([10**12, 10**20])  # Redis stream ids stop at 2**64
+            return "-".join(str(self.random.randint(0, top)) for _ in range(2))
+        # The last one is JSON nested past Python's recursion limit (a params_schema).
+        return self.random.choice(
+            ["../..", "{fluid}:run:x", "' OR 1=1 --", "%s%n", "\\u0000", "[" * 100_000]
+        )
 
     def json_value(self, depth: int) -> Any:
         pick = self.random.random()
@@ -148,6 +152,3 @@ def _set_value(message: struct_pb2.Value, value: Any) -> None:
 def _fill_struct(message: struct_pb2.Struct, value: dict[str, Any]) -> None:
     for key, item in value.items():
         _set_value(message.fields[key], item)
-
-
-RequestFactory = Callable[[Mutator], Message]

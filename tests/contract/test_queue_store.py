@@ -887,6 +887,17 @@ async def test_a_buried_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
     assert await store.dead_letter_summary() == (1, at(5))
 
 
+async def test_a_snapshot_acknowledged_meanwhile_is_not_buried(store: QueueStore) -> None:
+    await store.add_run(queued_run("run-1"))
+    (event,) = await store.read_outbox(10)
+    # Another replica delivered it (or buried it) first.
+    await store.ack_outbox([event])
+
+    await store.bury([(event, "refused")], at(1))
+
+    assert await store.dead_letter_summary() == (0, None)
+
+
 async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
     store: QueueStore,
 ) -> None:

@@ -86,7 +86,6 @@ async def _send(call: Callable[..., Any], request: Message, streaming: bool) -> 
     return grpc.StatusCode.OK
 
 
-@pytest.mark.parametrize("broker", ["memory"], indirect=True)
 async def test_mutated_requests_get_precise_answers_and_the_system_still_works(
     channel: grpc.aio.Channel, client: Client
 ) -> None:

@@ -113,5 +113,5 @@ async def test_services_expose_their_series(tmp_path: Path) -> None:
     # Every background loop says whether it is failing (0 here: none is).
     assert has_series(dispatcher, "fluid_loops_degraded", loop="history-forwarder")
     assert has_series(dispatcher, "fluid_loops_degraded", loop="dispatcher-housekeeping")
-    assert has_series(worker, "fluid_loops_degraded", loop="lease-loop")
+    assert has_series(worker, "fluid_loops_degraded", loop="lease-loop", owner="io-worker")
     assert has_series(scheduler, "fluid_loops_degraded", loop="scheduler-pass")

@@ -220,6 +220,12 @@ async def test_dead_letter_calls_refuse_malformed_arguments(
     calls: list[tuple[Awaitable[Any], str]] = [
         (stub.ListDeadLetters(dispatcher_pb2.ListDeadLettersRequest(limit=501)), "limit"),
         (stub.ListDeadLetters(dispatcher_pb2.ListDeadLettersRequest(cursor="x")), "cursor"),
+        (
+            stub.ListDeadLetters(
+                dispatcher_pb2.ListDeadLettersRequest(cursor="99999999999999999999-1")
+            ),
+            "cursor",
+        ),
         (stub.RetryDeadLetters(dispatcher_pb2.RetryDeadLettersRequest()), "ids"),
         (stub.DropDeadLetters(dispatcher_pb2.DropDeadLettersRequest(ids=["nope"])), "ids[0]"),
         (

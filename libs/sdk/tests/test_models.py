@@ -108,6 +108,12 @@ def test_invalid_transition_is_a_value_error() -> None:
     assert issubclass(InvalidTransition, ValueError)
 
 
+def test_a_delay_past_any_float_is_max_wait() -> None:
+    # The 1025th doubling of a 1 s wait overflows a float; the cap still holds.
+    assert RetryPolicy(wait=1, backoff=2, max_wait=60).delay(1025) == 60
+    assert RetryPolicy(max_attempts=1000, wait=1, backoff=100, max_wait=60).delay(1000) == 60
+
+
 def test_retry_policy_defaults() -> None:
     policy = RetryPolicy()
     assert policy.max_attempts is None

@@ -35,6 +35,23 @@ def test_a_failing_loop_is_logged_once_per_incident_and_its_recovery_once(
     assert caplog.records[1].exc_info is not None and caplog.records[0].exc_info is None
 
 
+def test_a_failure_of_another_kind_is_logged_again_and_shown_as_the_latest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = LoopHealth()
+    caplog.set_level(logging.INFO, logger="fluid.loops")
+
+    health.failed("forwarder", UnavailableError("history is away"))
+    since = health.degraded()[0].since
+    health.failed("forwarder", UnavailableError("history is still away"))
+    health.failed("forwarder", OverflowError("a bug behind the outage"))
+
+    (loop,) = health.degraded()
+    assert (loop.error, loop.since) == ("OverflowError: a bug behind the outage", since)
+    assert [record.levelname for record in caplog.records] == ["WARNING", "ERROR"]
+    assert caplog.records[1].exc_info is not None
+
+
 def test_backoff_doubles_up_to_its_cap_and_starts_again_after_a_reset() -> None:
     backoff = Backoff(first=0.1, cap=0.5)
 

@@ -307,6 +307,7 @@ def test_definition_without_a_name_raises_wire_error() -> None:
     [
         ({"params_schema": "{not json"}, "task.params_schema"),
         ({"params_schema": "[1, 2]"}, "task.params_schema"),
+        ({"params_schema": "[" * 100_000}, "task.params_schema"),
         ({"timeout_seconds": -1.0}, "task.timeout_seconds"),
         ({"max_concurrency": -1}, "task.max_concurrency"),
         ({"max_queued": -1}, "task.max_queued"),

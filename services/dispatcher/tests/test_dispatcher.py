@@ -701,5 +701,25 @@ async def test_a_full_memory_store_refuses_new_runs_and_keeps_the_queued_ones() 
         await queue(dispatcher)
     with pytest.raises(ResourceExhaustedError):
         await dispatcher.queue_runs([QueueRequest(task="add", params={"a": 1})])
+    # A retried call for a run the store holds is answered, full or not.
+    again, created = await dispatcher.queue_run(
+        QueueRequest(task="add", params={"a": 1}, run_id=kept[0].id)
+    )
+    assert (again.id, created) == (kept[0].id, False)
 
     assert [(await dispatcher.get_run(run.id)).state for run in kept] == [TaskState.queued] * 2
+
+
+async def test_a_worker_concurrency_past_one_calls_worth_of_ids_is_refused(
+    dispatcher: Dispatcher,
+) -> None:
+    # Its leases and heartbeats would carry more ids than any call takes: it could never work.
+    with pytest.raises(InvalidArgumentError, match=r"^concurrency"):
+        await dispatcher.register_worker(IO_WORKER, WorkerKind.io, [ADD], limits().ids_per_call + 1)
+
+
+async def test_reports_of_a_worker_that_is_not_registered_are_a_failed_precondition(
+    dispatcher: Dispatcher,
+) -> None:
+    with pytest.raises(FailedPreconditionError):
+        await dispatcher.report_all("stranger", [("run-1", 0, RunOutcome(TaskState.success))])

@@ -26,11 +26,14 @@ PROMPTLY = 10.0
 @dataclass
 class RefusingHistory(history_pb2_grpc.HistoryServiceServicer):
     """Stores what it is sent, except: runs named in ``refuse`` (listed as refused), any
-    request holding a run of ``poison`` (refused whole, as a too-large request is), and
-    the first ``down_for`` calls (UNAVAILABLE, as a restarting history is)."""
+    request holding a run of ``poison`` (refused whole, as a too-large request is) or of
+    ``crash`` (INTERNAL), and the first ``down_for`` calls (UNAVAILABLE, as a restarting
+    history is)."""
 
     refuse: set[str] = field(default_factory=set)
     poison: set[str] = field(default_factory=set)
+    # Runs that make history fail with INTERNAL (a bug a snapshot triggers).
+    crash: set[str] = field(default_factory=set)
     down_for: int = 0
     stored: dict[str, int] = field(default_factory=dict)
     calls: int = 0
@@ -43,6 +46,8 @@ class RefusingHistory(history_pb2_grpc.HistoryServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "history is restarting")
         if any(run.id in self.poison for run in request.runs):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "request too large")
+        if any(run.id in self.crash for run in request.runs):
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in RecordRuns")
         refused = []
         for run in request.runs:
             if run.id in self.refuse:
@@ -136,6 +141,20 @@ async def test_a_batch_refused_whole_is_split_until_the_culprit_stands_alone(
     await _drained(store)
     assert "run-17" in history.stored
     assert await store.dead_letter_summary() == (0, None)
+
+
+async def test_a_snapshot_history_keeps_failing_on_is_buried_after_a_few_tries(
+    history: RefusingHistory, forwarding: tuple[MemoryQueueStore, LoopHealth]
+) -> None:
+    store, _ = forwarding
+    history.crash = {"run-2"}
+
+    await _add(store, *(f"run-{index}" for index in range(6)))
+    await _drained(store)
+
+    assert set(history.stored) == {f"run-{index}" for index in range(6)} - {"run-2"}
+    (letter,) = await store.dead_letters(10)
+    assert letter.run_id == "run-2" and letter.reason.startswith("INTERNAL")
 
 
 async def test_history_down_for_a_while_loses_nothing_and_buries_nothing(

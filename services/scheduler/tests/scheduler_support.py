@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError
 from fluid_scheduler.domain.leadership import Leadership
 from fluid_scheduler.domain.records import ScheduledTask, SlotRun
 from fluid_scheduler.domain.scheduler import Scheduler, SchedulerConfig
@@ -62,7 +62,8 @@ class FakeDispatcher:
     key, and a bulk call that queues all its runs or none.
 
     ``failures`` are raised by the next calls, one each; runs of the ``refused`` tasks are
-    refused (INVALID_ARGUMENT); a call takes ``rpc_seconds`` on the ``clock``.
+    refused (INVALID_ARGUMENT), runs of the ``full`` tasks too (RESOURCE_EXHAUSTED: at
+    their max_queued); a call takes ``rpc_seconds`` on the ``clock``.
     """
 
     clock: FakeClock
@@ -70,6 +71,7 @@ class FakeDispatcher:
     runs: dict[str, QueuedRun] = field(default_factory=dict)
     failures: list[Exception] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)
+    full: set[str] = field(default_factory=set)
     calls: int = 0
     bulk_calls: int = 0
     rpc_seconds: float = 0.0
@@ -85,6 +87,8 @@ class FakeDispatcher:
         for index, run in enumerate(runs):
             if run.task in self.refused:
                 raise InvalidArgumentError(f"runs[{index}]: params.name: field required")
+            if run.task in self.full:
+                raise ResourceExhaustedError(f"task {run.task} has 3 runs waiting")
 
     def _add(self, run: SlotRun) -> str:
         if run.key not in self.runs:

@@ -159,6 +159,18 @@ async def test_a_refused_run_does_not_hold_back_the_others_of_its_bulk_call() ->
     assert (await store.load_slots())["t1"].cursor == at(2)  # refused slots pass
 
 
+async def test_a_task_at_its_max_queued_does_not_hold_back_the_others_of_its_bulk_call() -> None:
+    tasks = [ScheduledTask(f"t{n}", every(timedelta(seconds=1))) for n in range(3)]
+    clock, dispatcher, store = system(*tasks)
+    dispatcher.full = {"t1"}
+    scheduler = await started(dispatcher, store)
+    await run_until(clock, at(2.5), scheduler)
+    assert seconds(dispatcher.fired("t0")) == seconds(dispatcher.fired("t2")) == [1, 2]
+    assert dispatcher.fired("t1") == []
+    status = {item.task: item for item in (await scheduler.status()).schedules}
+    assert "runs waiting" in status["t1"].last_error
+
+
 async def test_a_new_leader_goes_on_from_the_stored_cursor_without_gaps() -> None:
     clock, dispatcher, store = system(EVERY_SECOND, CATCH_UP)
     # Grace above the lease TTL: the slots of the failover fire late instead of missing.

@@ -31,9 +31,18 @@ from .store.base import OutboxEvent, QueueStore
 logger = logging.getLogger("fluid.dispatcher.history")
 
 LOOP_NAME = "history-forwarder"
-# Refusals that concern the request's content: splitting it finds the culprit. Any
-# other status (history down, restarting, overloaded) is retried as it is.
+# Refusals that concern the request's content: splitting it finds the culprit.
 _CONTENT_REFUSALS = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)
+# History away, restarting or slow: the same request is sent again, however often.
+_NOT_NOW = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
+# Any other failure (INTERNAL: a bug in history that a snapshot may trigger) is retried
+# this many times in a row, then handled as a refusal of the content, so that one
+# snapshot cannot hold up delivery for good.
+BATCH_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,7 @@ class HistoryForwarder:
         self.batch_size = batch_size
         self.linger = linger
         self.health = health or LoopHealth()
+        self._strikes = 0  # failures in a row that are neither refusals nor "not now"
 
     async def run(self) -> None:
         """Forward forever (cancel to stop); no failure ends the loop."""
@@ -109,6 +119,9 @@ class HistoryForwarder:
                 )
             await self.store.bury(refused, utcnow())
         await self.store.ack_outbox(events)
+        # Only a whole round delivered ends a series of failures: within the round, the
+        # halves of a split that still fail are refusals once the series was long enough.
+        self._strikes = 0
         return len(events)
 
     async def _deliver(
@@ -122,8 +135,13 @@ class HistoryForwarder:
                 timeout=30,
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() not in _CONTENT_REFUSALS:
+            code = error.code()
+            if code in _NOT_NOW:
                 raise
+            if code not in _CONTENT_REFUSALS:
+                self._strikes += 1
+                if self._strikes < BATCH_TRIES:
+                    raise
             if len(batch) == 1:
                 return [(batch[0].event, f"{error.code().name}: {error.details()}")]
             middle = len(batch) // 2

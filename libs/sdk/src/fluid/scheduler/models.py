@@ -95,7 +95,11 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        return min(self.wait * self.backoff ** max(retry - 1, 0), self.max_wait)
+        try:
+            return min(self.wait * self.backoff ** max(retry - 1, 0), self.max_wait)
+        except OverflowError:
+            # The thousandth retry of a doubling wait is past any float: it is max_wait.
+            return self.max_wait
 
     def allows(self, retry: int, error_type: str | None = None) -> bool:
         """Whether retry number ``retry`` may happen after an error of ``error_type``."""

@@ -333,6 +333,8 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
         raise WireError(f"{field}.name", "a task needs a name")
     try:
         schema = json.loads(message.params_schema) if message.params_schema else {}
+    except RecursionError:
+        raise WireError(f"{field}.params_schema", "nested too deep") from None
     except ValueError as exc:
         raise WireError(f"{field}.params_schema", f"not valid JSON: {exc}") from None
     if not isinstance(schema, dict):

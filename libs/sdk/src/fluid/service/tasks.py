@@ -57,6 +57,11 @@ class _RpcFailure(Protocol):
 _PEER_AWAY = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
+def _kind(summary: str) -> str:
+    """The exception type or status code a summary starts with."""
+    return summary.partition(":")[0]
+
+
 def _described(error: BaseException) -> tuple[str, bool]:
     """A one-line summary of ``error``, and whether it says a peer is away (not a bug)."""
     if isinstance(error, _RpcFailure):
@@ -73,7 +78,7 @@ _gauge_ready = False
 
 def _observe(options: CallbackOptions) -> Iterable[Observation]:
     return [
-        Observation(int(name in health._degraded), {"loop": name})
+        Observation(int(name in health._degraded), {"loop": name, "owner": health.owner})
         for health in list(_REGISTRY)
         for name in sorted(health._seen)
     ]
@@ -98,11 +103,13 @@ class LoopHealth:
     """What the background loops of a process report about themselves.
 
     A loop calls ``failed`` when a round raises and ``ok`` when one succeeds. The
-    first failure of an incident is logged with its traceback and the recovery once;
-    the rounds in between are not, so a store that is down for a minute does not
-    flood the log.
+    first failure of an incident is logged (a bug with its traceback), again when the
+    kind of failure changes, and the recovery once; the rounds in between are not, so a
+    store that is down for a minute does not flood the log. ``owner`` names the service
+    in the metric, since embedded services run loops of the same names.
     """
 
+    owner: str = ""
     _degraded: dict[str, DegradedLoop] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
 
@@ -111,15 +118,20 @@ class LoopHealth:
 
     def failed(self, loop: str, error: BaseException) -> None:
         self._seen.add(loop)
-        if loop in self._degraded:
-            return
         summary, expected = _described(error)
+        known = self._degraded.get(loop)
+        if known is not None:
+            # The status shows the latest error; the log hears of it when its kind changes.
+            self._degraded[loop] = DegradedLoop(loop, summary, known.since)
+            if _kind(known.error) == _kind(summary):
+                return
         if expected:
             # A peer or store away for a while is an incident, not a bug: no traceback.
             logger.warning("%s failed (%s); retrying with back-off", loop, summary)
         else:
             logger.error("%s failed (%s); retrying with back-off", loop, summary, exc_info=error)
-        self._degraded[loop] = DegradedLoop(loop, summary, utcnow())
+        if known is None:
+            self._degraded[loop] = DegradedLoop(loop, summary, utcnow())
 
     def ok(self, loop: str) -> None:
         self._seen.add(loop)

@@ -98,6 +98,7 @@ class LeasingWorker:
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or new_worker_id("cpu" if self.cpu_bound else "io")
+        self._health.owner = "cpu-runner" if self.cpu_bound else "io-worker"
         if self.lifecycle is None:
             self.lifecycle = manager_for_modules(task.module for task in self.own_tasks)
         self._reporter = Reporter(

@@ -109,7 +109,7 @@ class Dispatcher:
         self.clock = clock
         self.metrics = DispatcherMetrics()
         # The background loops of this replica (housekeeping, history forwarder).
-        self.health = LoopHealth()
+        self.health = LoopHealth(owner="dispatcher")
         self._tasks: dict[str, tuple[TaskRecord, float]] = {}
         # Bumped by every change this replica makes to a task: a read that overlapped
         # a change may hold the old record and must not be cached.
@@ -446,7 +446,12 @@ class Dispatcher:
                     results[run_id] = None
                     continue
                 run, lease = current
-                new = decide(run, lease)
+                try:
+                    new = decide(run, lease)
+                except Exception:
+                    # A bug in one decision leaves that run as it is, not its batch.
+                    logger.exception("deciding what run %s becomes failed; left as it is", run_id)
+                    new = None
                 if new is None:
                     results[run_id] = None
                 else:
@@ -479,6 +484,7 @@ class Dispatcher:
         instead of refusing the batch, so one bad report never blocks a worker's others.
         """
         door.check_count(len(sent), "reports")
+        await self._worker(worker_id)
         rejected: list[tuple[str, str]] = []
         reports: list[tuple[str, int, RunOutcome]] = []
         for index, (run_id, attempt, outcome) in enumerate(sent):

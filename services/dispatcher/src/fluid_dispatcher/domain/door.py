@@ -32,17 +32,22 @@ def check_run_id(value: str, field: str = "run_id") -> None:
         )
 
 
+def _is_letter_id(value: str) -> bool:
+    # Each part must fit 64 bits, as Redis stream ids do.
+    return bool(_LETTER_ID.match(value)) and all(int(part) < 2**64 for part in value.split("-"))
+
+
 def check_letter_ids(ids: Sequence[str], field: str = "ids") -> None:
     most = limits().queue_batch_runs
     if len(ids) > most:
         raise InvalidArgumentError(f"{field}: at most {most} per call, got {len(ids)}")
     for index, letter_id in enumerate(ids):
-        if not _LETTER_ID.match(letter_id):
+        if not _is_letter_id(letter_id):
             raise InvalidArgumentError(f"{field}[{index}]: not a dead-letter id")
 
 
 def check_cursor(cursor: str) -> None:
-    if cursor and not _LETTER_ID.match(cursor):
+    if cursor and not _is_letter_id(cursor):
         raise InvalidArgumentError("cursor: malformed")
 
 
@@ -102,4 +107,6 @@ def check_definition(definition: TaskDefinition, field: str) -> None:
 
 
 def check_concurrency(concurrency: int) -> None:
-    _check_number(concurrency, "concurrency", 0, limits().max_concurrency)
+    # A worker leases and heartbeats up to its concurrency in one call: past ids_per_call
+    # every one of those calls would be refused.
+    _check_number(concurrency, "concurrency", 0, limits().ids_per_call)

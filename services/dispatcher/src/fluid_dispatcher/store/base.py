@@ -208,7 +208,8 @@ class QueueStore(Protocol):
     # -- dead letters --------------------------------------------------------------
     async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
         """Keep each refused snapshot with its reason as a dead letter, then acknowledge it
-        in the outbox (a crash in between leaves it in both: history is idempotent)."""
+        in the outbox (a crash in between leaves it in both: history is idempotent). A
+        snapshot no longer in the outbox (another replica settled it) is left alone."""
 
     async def dead_letters(self, limit: int, after: str = "") -> list[DeadLetter]:
         """Up to ``limit`` dead letters, oldest first, after the one with id ``after``."""

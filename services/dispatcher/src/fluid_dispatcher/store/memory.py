@@ -141,12 +141,13 @@ class MemoryQueueStore:
     async def add_runs(
         self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
     ) -> list[tuple[Run, bool]]:
-        if len(self._runs) + len(runs) > self.max_runs:
+        new = Counter(run.task for run, key in runs if not self._exists(run, key))
+        # Runs already there (a retried call) are answered, not counted.
+        if len(self._runs) + sum(new.values()) > self.max_runs:
             raise ResourceExhaustedError(
                 f"the in-memory queue is full: it holds {len(self._runs)} runs, its limit "
                 f"is {self.max_runs} (FLUID_MEMORY_MAX_RUNS); use Redis for more"
             )
-        new = Counter(run.task for run, key in runs if not self._exists(run, key))
         for task, count in new.items():
             check_room(task, self._queued[task], count, (max_queued or {}).get(task, 0))
         return [self._add(run, key) for run, key in runs]
@@ -389,7 +390,10 @@ class MemoryQueueStore:
 
     # -- dead letters --------------------------------------------------------------
     async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+        waiting = {event.event_id for event in self._outbox}
         for event, reason in refused:
+            if event.event_id not in waiting:
+                continue  # acknowledged meanwhile: nothing to keep
             letter_id = f"{next(self._seq):016d}"
             task, state, size = _described(event)
             self._dead[letter_id] = (

@@ -158,11 +158,18 @@ def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
 
 
 def _outbox_event(entry_id: str, entry: Mapping[str, str]) -> OutboxEvent:
-    snapshot = entry["snapshot"]
-    fields = json.loads(snapshot)
-    return OutboxEvent(
-        entry_id, fields["id"], int(fields["v"]), functools.partial(run_from_fields, fields)
-    )
+    """An outbox entry as an event; one that cannot be read becomes an event whose
+    ``run()`` raises, so the forwarder buries it instead of failing on it every round."""
+    try:
+        fields = json.loads(entry["snapshot"])
+        return OutboxEvent(
+            entry_id, fields["id"], int(fields["v"]), functools.partial(run_from_fields, fields)
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        problem = f"outbox entry {entry_id} cannot be read: {type(error).__name__}: {error}"
+        return OutboxEvent(
+            entry_id, entry.get("id", ""), 0, functools.partial(_unreadable, problem)
+        )
 
 
 _StoreClass = TypeVar("_StoreClass", bound=type)
@@ -239,6 +246,8 @@ class RedisQueueStore:
         self._renew = self.redis.register_script(redis_scripts.RENEW)
         self._request_abort = self.redis.register_script(redis_scripts.REQUEST_ABORT)
         self._purge = self.redis.register_script(redis_scripts.PURGE)
+        self._rebuild_waiting = self.redis.register_script(redis_scripts.REBUILD_WAITING)
+        self._waiting_checked = False
         self._work = Signal()
         # Per watched run, the queues of its local watchers: a snapshot, or None meaning
         # "changes may have been missed, read the run again".
@@ -433,6 +442,10 @@ class RedisQueueStore:
     ) -> list[tuple[Run, bool]]:
         limits = {task: most for task, most in (max_queued or {}).items() if most}
         limited = [value for task, most in limits.items() for value in (task, str(most))]
+        if limits and not self._waiting_checked:
+            if await self._rebuild_waiting(args=[self.prefix]):
+                logger.info("rebuilt the counts of waiting runs per task (max_queued)")
+            self._waiting_checked = True
         existing_ids: list[str] = []
         # A script call per chunk: one command instead of one per run, and no single call
         # holds Redis for long. A batch with a max_queued to honour is one call, so that
@@ -680,7 +693,9 @@ class RedisQueueStore:
             found = await pipe.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
             for (event, reason), entries in zip(refused, found, strict=True):
-                snapshot = entries[0][1].get("snapshot", "") if entries else ""
+                if not entries:
+                    continue  # another consumer claimed and settled it meanwhile
+                snapshot = entries[0][1].get("snapshot", "")
                 fields = _snapshot_fields(snapshot)
                 pipe.xadd(
                     self.key("dead"),
@@ -726,24 +741,30 @@ class RedisQueueStore:
                 found = await pipe.execute()
             yield [entry for entries in found for entry in entries]
             return
-        # Each chunk is removed before the next is read: "-" always finds the oldest left.
+        start = "-"
         for _ in range(MAX_DEAD_LETTERS // ADD_CHUNK + 1):
-            chunk = await self.redis.xrange(dead, "-", "+", count=ADD_CHUNK)
+            chunk = await self.redis.xrange(dead, start, "+", count=ADD_CHUNK)
             if not chunk:
                 return
             yield chunk
+            start = f"({chunk[-1][0]}"
 
     async def retry_dead_letters(self, ids: Sequence[str] | None) -> int:
         retried = 0
         async for chunk in self._dead_entries(ids):
+            # A letter without a snapshot has nothing to send again: it stays, saying
+            # what was lost, until it is dropped.
+            sendable = [(entry_id, fields) for entry_id, fields in chunk if fields.get("snapshot")]
+            if not sendable:
+                continue
             async with self.redis.pipeline(transaction=True) as pipe:
-                for _, fields in chunk:
+                for _, fields in sendable:
                     pipe.xadd(
                         self.key("outbox"), {"id": fields["run_id"], "snapshot": fields["snapshot"]}
                     )
-                pipe.xdel(self.key("dead"), *(entry_id for entry_id, _ in chunk))
+                pipe.xdel(self.key("dead"), *(entry_id for entry_id, _ in sendable))
                 await pipe.execute()
-            retried += len(chunk)
+            retried += len(sendable)
         return retried
 
     async def drop_dead_letters(self, ids: Sequence[str] | None) -> int:
@@ -759,6 +780,10 @@ class RedisQueueStore:
         """Remove every key of this namespace (tests and resets)."""
         async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
             await self.redis.delete(key)
+
+
+def _unreadable(problem: str) -> Run:
+    raise ValueError(problem)
 
 
 def _snapshot_fields(snapshot: str) -> dict[str, Any]:

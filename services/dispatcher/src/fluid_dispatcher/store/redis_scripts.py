@@ -270,3 +270,24 @@ for _, id in ipairs(old) do
 end
 return purged
 """
+
+# Rebuild the ``waiting`` counts (runs queued per task, for max_queued) from the queue's
+# indexes, once per namespace: a namespace written before the counts existed has queued
+# runs they never counted. ARGV: prefix. Returns 1 when it rebuilt, 0 when already done.
+REBUILD_WAITING = """
+local p = ARGV[1]
+if redis.call('EXISTS', p .. 'waiting-v1') == 1 then return 0 end
+redis.call('DEL', p .. 'waiting')
+for _, task in ipairs(redis.call('HKEYS', p .. 'tasks')) do
+  local ready = redis.call('ZCARD', p .. 'ready:' .. task)
+  if ready > 0 then redis.call('HINCRBY', p .. 'waiting', task, ready) end
+end
+for _, index in ipairs({'delayed', 'blocked'}) do
+  for _, id in ipairs(redis.call('ZRANGE', p .. index, 0, -1)) do
+    local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'state')
+    if run[2] == 'queued' then redis.call('HINCRBY', p .. 'waiting', run[1], 1) end
+  end
+end
+redis.call('SET', p .. 'waiting-v1', '1')
+return 1
+"""

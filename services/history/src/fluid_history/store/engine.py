@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from fluid.scheduler.errors import UnavailableError
 
 from . import dialects
+
+logger = logging.getLogger("fluid.history.store")
 
 
 def database_url(url: str | URL) -> URL:
@@ -67,15 +70,20 @@ async def database_errors() -> AsyncIterator[None]:
     failover, ``pg_terminate_backend``), a deadlock victim and a pool with no free
     connection. The transaction was rolled back in each case, so the retry is safe.
     """
+    # The caller hears what happened, never the driver's text: it names the server's
+    # address and port. The details go to this service's log.
     try:
         yield
     except OperationalError as error:
-        raise UnavailableError(f"history database unavailable: {error.orig}") from error
+        logger.warning("history database unavailable: %s", error.orig)
+        raise UnavailableError("history database unavailable; try again") from error
     except PoolTimeoutError as error:
-        raise UnavailableError(f"history database busy: {error}") from error
+        logger.warning("history database busy: %s", error)
+        raise UnavailableError("history database busy; try again") from error
     except DBAPIError as error:
         if error.connection_invalidated:
-            raise UnavailableError(f"history database connection lost: {error.orig}") from error
+            logger.warning("history database connection lost: %s", error.orig)
+            raise UnavailableError("history database connection lost; try again") from error
         raise
 
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from fluid.scheduler.errors import FluidError, InvalidArgumentError, NotFoundError
+from fluid.scheduler.errors import (
+    AlreadyExistsError,
+    FluidError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from fluid.scheduler.models import ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
 from fluid.service.tasks import LoopHealth
@@ -139,7 +145,7 @@ class Scheduler:
         self._loaded_term = 0
         self._one_by_one = asyncio.Semaphore(self.config.max_concurrent_queues)
         # The background loops (passes, task refresh) report here: once per incident.
-        self.health = LoopHealth()
+        self.health = LoopHealth(owner="scheduler")
 
     # -- learning the tasks --------------------------------------------------------
     async def refresh(self) -> None:
@@ -239,11 +245,16 @@ class Scheduler:
             if len(runs) == 1:
                 return [await self._bounded(self.queuer.queue_slot(runs[0]))]
             return list(await self._bounded(self.queuer.queue_slots(runs)))
-        except (NotFoundError, InvalidArgumentError) as error:
+        except (
+            NotFoundError,
+            InvalidArgumentError,
+            AlreadyExistsError,
+            ResourceExhaustedError,
+        ) as error:
             if len(runs) == 1:
                 return [error]
-            # One refused run refuses its whole batch: queue them one by one, so that only
-            # the refused ones fail.
+            # One refused run refuses its whole batch (a task at its max_queued too): queue
+            # them one by one, so that only the refused ones fail.
             return list(await asyncio.gather(*(self._queue_one(run) for run in runs)))
         except Exception as error:
             return [error] * len(runs)
