@@ -132,16 +132,8 @@ def _check_value(value: Any, field: str, max_depth: int, depth: int) -> None:
     if isinstance(value, Mapping | list | tuple):
         if depth > max_depth:
             raise InvalidArgumentError(f"{field}: nested deeper than {max_depth} levels")
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise InvalidArgumentError(f"{field}: object keys must be strings")
-                if "\x00" in key:
-                    raise InvalidArgumentError(f"{field}: a key holds a NUL character")
-                _check_value(item, f"{field}.{key}", max_depth, depth + 1)
-        else:
-            for index, item in enumerate(value):
-                _check_value(item, f"{field}[{index}]", max_depth, depth + 1)
+        for name, item in _members(value, field):
+            _check_value(item, name, max_depth, depth + 1)
     elif isinstance(value, str):
         if "\x00" in value:
             raise InvalidArgumentError(f"{field}: holds a NUL character")
@@ -150,6 +142,18 @@ def _check_value(value: Any, field: str, max_depth: int, depth: int) -> None:
             raise InvalidArgumentError(f"{field}: {value} is not a finite number")
     elif value is not None and not isinstance(value, bool | int):
         raise InvalidArgumentError(f"{field}: {type(value).__name__} is not a JSON value")
+
+
+def _members(container: Any, field: str) -> list[tuple[str, Any]]:
+    """The items of an object or a list, each with the field name it is reported as."""
+    if not isinstance(container, Mapping):
+        return [(f"{field}[{index}]", item) for index, item in enumerate(container)]
+    for key in container:
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"{field}: object keys must be strings")
+        if "\x00" in key:
+            raise InvalidArgumentError(f"{field}: a key holds a NUL character")
+    return [(f"{field}.{key}", item) for key, item in container.items()]
 
 
 def check_text(value: str, field: str, max_chars: int) -> None:

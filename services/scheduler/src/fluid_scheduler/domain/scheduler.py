@@ -304,28 +304,40 @@ class Scheduler:
                 )
                 progress.next_due = accepted + self.config.retry_delay
                 return
-            lateness = (accepted - slot).total_seconds()
-            if fire.missed:
-                # Late by design: a catch-up run would drown the lateness figures.
-                progress.missed += fire.missed
-                logger.warning(
-                    "%s: %d slot(s) missed up to %s; queued one catch-up run for that slot",
-                    task.name,
-                    fire.missed,
-                    slot.isoformat(),
-                )
-            else:
-                self.lateness.record(lateness)
-                self._recent.record(lateness)
-                self._lateness_metric.record(task.name, lateness)
-                if lateness > LATE_WARNING_SECONDS:
-                    logger.warning("%s: slot %s queued %.3f s late", task.name, slot, lateness)
-            logger.debug(
-                "%s: queued run %s for slot %s (%.1f ms)", task.name, outcome, slot, 1e3 * lateness
-            )
-            progress.last_error = ""
+            self._record_fired(task, progress, fire, outcome, accepted)
             if not await self._advance(task, progress, slot, outcome):
                 return
+
+    def _record_fired(
+        self,
+        task: ScheduledTask,
+        progress: _Progress,
+        fire: _Fire,
+        run_id: str,
+        accepted: datetime,
+    ) -> None:
+        """Count a slot whose run was queued: its lateness, or the slots it caught up."""
+        slot = fire.slot
+        lateness = (accepted - slot).total_seconds()
+        if fire.missed:
+            # Late by design: a catch-up run would drown the lateness figures.
+            progress.missed += fire.missed
+            logger.warning(
+                "%s: %d slot(s) missed up to %s; queued one catch-up run for that slot",
+                task.name,
+                fire.missed,
+                slot.isoformat(),
+            )
+        else:
+            self.lateness.record(lateness)
+            self._recent.record(lateness)
+            self._lateness_metric.record(task.name, lateness)
+            if lateness > LATE_WARNING_SECONDS:
+                logger.warning("%s: slot %s queued %.3f s late", task.name, slot, lateness)
+        logger.debug(
+            "%s: queued run %s for slot %s (%.1f ms)", task.name, run_id, slot, 1e3 * lateness
+        )
+        progress.last_error = ""
 
     async def _advance(
         self, task: ScheduledTask, progress: _Progress, slot: datetime, run_id: str = ""
