@@ -26,18 +26,14 @@ logger = logging.getLogger("fluid.dispatcher")
 
 def open_store(settings: DispatcherSettings) -> QueueStore:
     """The queue store the broker URL names."""
-    url = settings.broker_url
-    if url.startswith("memory://"):
+    # The settings refused any other scheme: not memory:// is a Redis URL.
+    if settings.in_memory:
         return MemoryQueueStore(outbox=settings.history_forward, max_runs=settings.memory_max_runs)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisQueueStore(
-            url,
-            namespace=settings.broker_namespace,
-            outbox=settings.history_forward,
-            max_connections=settings.broker_max_connections,
-        )
-    raise ValueError(
-        f"FLUID_BROKER_URL: unsupported broker {url!r} (memory://, redis://, rediss://, unix://)"
+    return RedisQueueStore(
+        settings.broker_url,
+        namespace=settings.broker_namespace,
+        outbox=settings.history_forward,
+        max_connections=settings.broker_max_connections,
     )
 
 

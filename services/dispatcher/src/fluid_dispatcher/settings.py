@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fluid.service.settings import FluidBaseSettings
+from fluid.service.settings import BrokerSettings
 
 
-class DispatcherSettings(FluidBaseSettings):
-    """Where the queue lives and how long leases last."""
+class DispatcherSettings(BrokerSettings):
+    """Where the queue lives (``FLUID_BROKER_URL``, shared with the scheduler) and how
+    long leases last."""
 
-    # memory:// keeps the queue in this process (embedded mode, one dispatcher only).
-    broker_url: str = "memory://"
-    # Keys live under the hash tag {namespace}: one Redis Cluster slot per namespace.
-    broker_namespace: str = "fluid"
     broker_max_connections: int = Field(default=64, gt=0)
     # memory:// only: runs held at most before new ones are refused (RESOURCE_EXHAUSTED).
     memory_max_runs: int = Field(default=1_000_000, gt=0)
