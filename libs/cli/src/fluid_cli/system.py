@@ -10,7 +10,7 @@ import typer
 
 from fluid.service.host import Host, available_services
 from fluid.service.logs import LogFormat, configure_logging
-from fluid.service.settings import ServerSettings
+from fluid.service.settings import ServerSettings, TaskModuleSettings
 
 from .render import console, print_error
 
@@ -26,10 +26,8 @@ TasksOption = Annotated[
 
 
 def _modules(tasks: list[str] | None, default: list[str]) -> list[str]:
-    if tasks:
-        return tasks
-    configured = os.environ.get("FLUID_TASK_MODULES", "")
-    return [m.strip() for m in configured.split(",") if m.strip()] or default
+    # --tasks, else FLUID_TASK_MODULES read as the workers read it, else the default.
+    return tasks or TaskModuleSettings().task_modules or default
 
 
 def _serve(
