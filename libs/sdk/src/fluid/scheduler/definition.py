@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import RetryPolicy, TaskPriority
+from .models import DEFAULT_TIMEOUT_SECONDS, RetryPolicy, TaskPriority
 from .schedules import Scheduler
 from .task import Task
 
@@ -19,7 +19,7 @@ class TaskDefinition:
     short_description: str = ""
     description: str = ""
     cpu_bound: bool = False
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     max_concurrency: int = 0
     max_queued: int = 0
     priority: TaskPriority = TaskPriority.medium

@@ -10,6 +10,9 @@ from typing import Any
 
 from .schedules import Scheduler
 
+# A task's timeout when it sets none (the seed's default), wherever a definition is made.
+DEFAULT_TIMEOUT_SECONDS = 60.0
+
 
 class TaskState(enum.StrEnum):
     """Lifecycle state of a run."""
@@ -145,7 +148,7 @@ class TaskInfo:
     name: str
     short_description: str = ""
     cpu_bound: bool = False
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     max_concurrency: int = 0
     priority: TaskPriority = TaskPriority.medium
     tags: frozenset[str] = field(default_factory=frozenset)

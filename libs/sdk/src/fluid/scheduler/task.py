@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypeVar
 
 from .common import is_in_cpu_process
-from .models import RetryPolicy, TaskPriority
+from .models import DEFAULT_TIMEOUT_SECONDS, RetryPolicy, TaskPriority
 from .schedules import Scheduler
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Task:
     priority: TaskPriority = TaskPriority.medium
     cpu_bound: bool = False
     k8s_config: Mapping[str, Any] | None = None
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     tags: frozenset[str] = frozenset()
     retry: RetryPolicy | None = None
     rate_limit_retry: RetryPolicy | None = None
@@ -233,7 +233,7 @@ def task(
     priority: TaskPriority | None = None,
     cpu_bound: bool = False,
     k8s_config: Mapping[str, Any] | None = None,
-    timeout_seconds: float = 60.0,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     tags: tuple[str, ...] | list[str] | frozenset[str] = (),
     retry: RetryPolicy | None = None,
     rate_limit_retry: RetryPolicy | None = None,

@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from .definition import TaskDefinition
 from .models import (
+    DEFAULT_TIMEOUT_SECONDS,
     DeadLetter,
     DegradedLoop,
     QueueStatus,
@@ -348,7 +349,7 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
         short_description=message.short_description,
         description=message.description,
         cpu_bound=message.cpu_bound,
-        timeout_seconds=message.timeout_seconds or 60.0,
+        timeout_seconds=message.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
         max_concurrency=message.max_concurrency,
         max_queued=message.max_queued,
         priority=priority_from_pb(message.priority, f"{field}.priority") or TaskPriority.medium,
