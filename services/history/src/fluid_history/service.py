@@ -15,10 +15,10 @@ from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory
+from .domain.ports import RunStore
 from .domain.retention import Retention
 from .metrics import IngestLag
 from .settings import HistorySettings
-from .store.base import RunStore
 from .store.engine import database_errors
 from .store.sql import SqlRunStore
 from .tracing import RecordSpans

@@ -1,10 +1,13 @@
-"""History's domain: what a query is, how pages are cut, and the rules of recording runs.
+"""History's domain: what a query is, how pages are cut, the rules of recording runs, and
+the store they need (``ports``).
 
-Nothing here imports grpc or a database driver: errors are fluid's typed errors.
+Nothing here imports grpc, a database driver, ``store`` or ``api``: those import the
+domain. Errors are fluid's typed errors.
 """
 
 from .cursor import Cursor
 from .history import RunHistory
+from .ports import ExpiringStore, RunStore
 from .query import DEFAULT_LIMIT, MAX_LIMIT, RunPage, RunQuery
 from .snapshots import SKIP_DB_TAG, RecordResult, RefusedSnapshot, newest_first_per_run
 
@@ -13,10 +16,12 @@ __all__ = [
     "MAX_LIMIT",
     "SKIP_DB_TAG",
     "Cursor",
+    "ExpiringStore",
     "RecordResult",
     "RefusedSnapshot",
     "RunHistory",
     "RunPage",
     "RunQuery",
+    "RunStore",
     "newest_first_per_run",
 ]

@@ -6,16 +6,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from fluid.scheduler.errors import InvalidArgumentError, NotFoundError
 from fluid.scheduler.run import Run, utcnow
 
+from .ports import RunStore
 from .query import RunPage, RunQuery
 from .snapshots import RecordResult, RefusedSnapshot, refuse_invalid, storable
-
-if TYPE_CHECKING:
-    from fluid_history.store.base import RunStore
 
 RecordedHook = Callable[[Sequence[Run], int], None]
 """Told the snapshots a committed batch applied and when (ns since epoch) the write began."""

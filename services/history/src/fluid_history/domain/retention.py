@@ -6,18 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.run import utcnow
 
+from .ports import ExpiringStore
+
 logger = logging.getLogger("fluid.history.retention")
-
-
-class ExpiringStore(Protocol):
-    """The part of ``RunStore`` retention uses."""
-
-    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int: ...
 
 
 class Retention:

@@ -1,6 +1,5 @@
-"""Where history keeps runs: the ``RunStore`` interface and its SQL implementation."""
+"""Where history keeps runs: the SQL implementation of ``domain.ports.RunStore``."""
 
-from .base import RunStore
 from .sql import SqlRunStore
 
-__all__ = ["RunStore", "SqlRunStore"]
+__all__ = ["SqlRunStore"]

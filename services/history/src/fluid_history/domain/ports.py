@@ -1,4 +1,8 @@
-"""The interface every run store implements (and the contract tests hold it to)."""
+"""What the domain needs from outside it: the run store, as protocols.
+
+Stores implement these (and the contract tests hold them to it); they depend on the
+domain, never the other way around.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,19 @@ from datetime import datetime
 from typing import Protocol
 
 from fluid.scheduler.run import Run
-from fluid_history.domain.query import RunPage, RunQuery
-from fluid_history.domain.snapshots import RecordResult
+
+from .query import RunPage, RunQuery
+from .snapshots import RecordResult
 
 
-class RunStore(Protocol):
+class ExpiringStore(Protocol):
+    """The part of ``RunStore`` retention uses."""
+
+    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` runs queued before ``cutoff``, oldest first; return how many."""
+
+
+class RunStore(ExpiringStore, Protocol):
     """Durable run snapshots, one row per run: the highest version seen."""
 
     async def open(self) -> None:
@@ -35,6 +47,3 @@ class RunStore(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None:
         """The stored run, or None."""
-
-    async def delete_queued_before(self, cutoff: datetime, limit: int) -> int:
-        """Delete up to ``limit`` runs queued before ``cutoff``, oldest first; return how many."""
