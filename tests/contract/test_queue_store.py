@@ -18,10 +18,10 @@ import pytest
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import RunError, TaskPriority, TaskState
+from fluid.scheduler.models import RunError, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
-from fluid_dispatcher.domain import outcomes
-from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind, WorkerRecord
+from fluid_dispatcher.domain import transitions
+from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerRecord
 from fluid_dispatcher.store.base import BLOCKED_RECOVERY, OutboxEvent, QueueStore
 
 RunChange = Callable[[Run, Lease | None], Run | None]
@@ -288,14 +288,14 @@ async def test_a_write_is_a_compare_and_set_on_the_version(store: QueueStore) ->
     assert await store.write_runs([replace(first, params={}, version=3)]) == [True]
 
 
-async def test_a_leased_run_is_what_outcomes_leased_makes_of_it(store: QueueStore) -> None:
+async def test_a_leased_run_is_what_transitions_leased_makes_of_it(store: QueueStore) -> None:
     worker = await register(store)
     queued = queued_run("run-1", params={"a": 1})
     await store.add_run(queued)
 
     [(running, held)] = await lease(store, worker, at(3))
 
-    expected = replace(outcomes.leased(queued, worker.worker_id, at(3)), version=2)
+    expected = replace(transitions.leased(queued, worker.worker_id, at(3)), version=2)
     assert running == expected == await store.get_run("run-1")
     assert (held.worker_id, held.attempt, held.deadline) == (worker.worker_id, 0, at(3) + TTL)
 
@@ -600,10 +600,10 @@ async def test_extend_leases_renews_only_the_workers_own_leases(store: QueueStor
         deadline_of.append(run.id)
         return at(100)
 
-    outcome = await store.extend_leases(WORKER, ["mine", "theirs", "missing"], deadline, at(10))
+    report = await store.extend_leases(WORKER, ["mine", "theirs", "missing"], deadline, at(10))
 
-    assert outcome.aborts == {}
-    assert sorted(outcome.lost_run_ids) == ["missing", "theirs"]
+    assert report.aborts == {}
+    assert sorted(report.lost) == ["missing", "theirs"]
     assert deadline_of == ["mine"]
     worker_now = await store.get_worker(WORKER)
     assert worker_now is not None and worker_now.last_seen == at(10)
@@ -619,8 +619,8 @@ async def test_a_finished_run_has_no_lease(store: QueueStore) -> None:
 
     await update(store, "run-1", finish(at(1)))
 
-    outcome = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
-    assert outcome.lost_run_ids == ["run-1"]
+    report = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
+    assert report.lost == ["run-1"]
     assert await store.expired_leases(at(1000), 10) == []
 
 
@@ -631,9 +631,9 @@ async def test_request_abort_reaches_the_lease_and_the_heartbeat(store: QueueSto
 
     assert await store.request_abort("run-1", "operator said so") is True
 
-    outcome = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(1))
-    assert outcome.aborts == {"run-1": "operator said so"}
-    assert outcome.lost_run_ids == []
+    report = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(1))
+    assert report.aborts == {"run-1": "operator said so"}
+    assert report.lost == []
     leases: list[Lease | None] = []
 
     def capture(run: Run, held: Lease | None) -> None:

@@ -15,11 +15,11 @@ from fluid.scheduler.limits import (
     check_text,
     json_size,
     limits,
-    sendable_outcome,
+    sendable_report,
     storable_text,
     truncated,
 )
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskState
 
 
 def _nested(depth: int) -> dict[str, object]:
@@ -79,29 +79,29 @@ def test_storable_text_replaces_nul_and_lone_surrogates() -> None:
 
 def test_a_result_over_the_limit_fails_the_run_keeping_its_other_fields() -> None:
     size = limits().result_bytes
-    outcome, problem = sendable_outcome(
-        RunOutcome(TaskState.success, result="x" * size, output_tail=("line",))
+    report, problem = sendable_report(
+        RunReport(TaskState.success, result="x" * size, output_tail=("line",))
     )
 
-    assert outcome.state is TaskState.failure and outcome.result is None
-    assert outcome.error is not None and outcome.error.type == "ResultTooLargeError"
+    assert report.state is TaskState.failure and report.result is None
+    assert report.error is not None and report.error.type == "ResultTooLargeError"
     assert f"result of {size + 2} bytes" in problem and "FLUID_LIMIT_RESULT_BYTES" in problem
-    assert outcome.output_tail == ("line",)
+    assert report.output_tail == ("line",)
 
 
 @pytest.mark.parametrize("result", [math.nan, {"a": [math.inf]}, {"a": {1, 2}}, _nested(30)])
 def test_a_result_that_is_not_json_fails_the_run(result: object) -> None:
-    outcome, problem = sendable_outcome(RunOutcome(TaskState.success, result=result))
+    report, problem = sendable_report(RunReport(TaskState.success, result=result))
 
-    assert outcome.state is TaskState.failure
-    assert outcome.error is not None and outcome.error.type == "ResultNotSerializableError"
+    assert report.state is TaskState.failure
+    assert report.error is not None and report.error.type == "ResultNotSerializableError"
     assert problem.startswith("result")
 
 
 def test_task_text_is_cut_and_made_storable_but_not_refused() -> None:
     limit = limits()
-    outcome, problem = sendable_outcome(
-        RunOutcome(
+    report, problem = sendable_report(
+        RunReport(
             TaskState.failure,
             result={"k\x00": "v\udcff"},
             error=RunError("Boom\x00", "m" * (limit.error_message_chars * 2), "t" * 10**6 + "END"),
@@ -111,15 +111,15 @@ def test_task_text_is_cut_and_made_storable_but_not_refused() -> None:
     )
 
     assert problem == ""
-    assert outcome.result == {"k\ufffd": "v\ufffd"}
-    assert outcome.error is not None and outcome.error.type == "Boom\ufffd"
-    assert len(outcome.error.message) <= limit.error_message_chars
-    assert len(outcome.error.traceback) <= limit.traceback_chars
-    assert outcome.error.traceback.endswith("END")
-    assert outcome.reason == "r\ufffd"
-    assert len(outcome.output_tail) == limit.output_lines
-    assert outcome.output_tail[-1] == f"line {limit.output_lines + 4}\ufffd"
-    assert json_size(outcome.result) < 100
+    assert report.result == {"k\ufffd": "v\ufffd"}
+    assert report.error is not None and report.error.type == "Boom\ufffd"
+    assert len(report.error.message) <= limit.error_message_chars
+    assert len(report.error.traceback) <= limit.traceback_chars
+    assert report.error.traceback.endswith("END")
+    assert report.reason == "r\ufffd"
+    assert len(report.output_tail) == limit.output_lines
+    assert report.output_tail[-1] == f"line {limit.output_lines + 4}\ufffd"
+    assert json_size(report.result) < 100
 
 
 def test_limits_refuse_a_batch_that_cannot_hold_the_largest_run() -> None:

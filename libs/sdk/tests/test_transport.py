@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 import pytest
 
-from fluid.scheduler.client import Client, RunRequest
+from fluid.scheduler.client import Client
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.limits import MIB
+from fluid.scheduler.models import RunRequest
 from fluid.scheduler.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -221,10 +222,10 @@ async def test_a_burst_of_calls_from_one_channel_is_served_whole(
             *(call(str(n).encode(), timeout=60) for n in range(CALLS_AT_ONCE)),
             return_exceptions=True,
         )
-    outcomes = Counter(
+    reports = Counter(
         reply.code().name if isinstance(reply, grpc.aio.AioRpcError) else "OK" for reply in replies
     )
-    assert outcomes == {"OK": CALLS_AT_ONCE}
+    assert reports == {"OK": CALLS_AT_ONCE}
     assert replies == [str(n).encode() for n in range(CALLS_AT_ONCE)]
 
 

@@ -20,7 +20,7 @@ from fluid.scheduler import (
     task,
 )
 from fluid.scheduler.models import (
-    RunOutcome,
+    RunReport,
     ScheduleInfo,
     SchedulerStatus,
     SlotLateness,
@@ -30,9 +30,9 @@ from fluid.scheduler.wire import (
     WireError,
     definition_from_pb,
     definition_to_pb,
-    outcome_from_pb,
-    outcome_to_pb,
     priority_from_pb,
+    report_from_pb,
+    report_to_pb,
     run_from_pb,
     run_to_pb,
     scheduler_status_from_pb,
@@ -89,18 +89,18 @@ def test_run_round_trip_preserves_every_field() -> None:
 
 
 @pytest.mark.parametrize(
-    "outcome",
+    "report",
     [
-        RunOutcome(TaskState.success, result={"n": 1}, output_tail=("one", "two")),
-        RunOutcome(TaskState.failure, error=RunError("ValueError", "bad", "Traceback ...")),
-        RunOutcome(TaskState.aborted, reason="nothing to do", output_tail=("skipping",)),
+        RunReport(TaskState.success, result={"n": 1}, output_tail=("one", "two")),
+        RunReport(TaskState.failure, error=RunError("ValueError", "bad", "Traceback ...")),
+        RunReport(TaskState.aborted, reason="nothing to do", output_tail=("skipping",)),
     ],
 )
-def test_an_outcome_round_trips_with_its_output_tail(outcome: RunOutcome) -> None:
-    encoded = outcome_to_pb("run-1", 2, outcome).SerializeToString()
+def test_an_report_round_trips_with_its_output_tail(report: RunReport) -> None:
+    encoded = report_to_pb("run-1", 2, report).SerializeToString()
     message = dispatcher_pb2.RunStateReport.FromString(encoded)
     assert (message.run_id, message.attempt) == ("run-1", 2)
-    assert outcome_from_pb(message, "report") == outcome
+    assert report_from_pb(message, "report") == report
 
 
 def test_a_minimal_run_round_trips() -> None:

@@ -20,17 +20,22 @@ from fluid.scheduler.errors import (
 )
 from fluid.scheduler.lifecycle import TaskManager
 from fluid.scheduler.limits import limits
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import (
+    HeartbeatReply,
+    ReportReply,
+    RunError,
+    RunReport,
+    TaskState,
+    WorkerKind,
+)
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task, TaskRun, task
 from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
 from fluid.service.worker import LeasingWorker
 from fluid.service.worker_link import (
     DispatcherLink,
-    HeartbeatReply,
+    EncodedReport,
     LeaseReply,
-    Report,
-    ReportReply,
     UnreadableLease,
 )
 from fluid.service.worker_reports import Reporter
@@ -63,8 +68,8 @@ class FakeLink:
         self.offers: asyncio.Queue[LeaseReply] = asyncio.Queue()
         self.heartbeat_replies: asyncio.Queue[HeartbeatReply] = asyncio.Queue()
         self.failures: defaultdict[str, list[Exception]] = defaultdict(list)
-        self.refuse: Callable[[Sequence[Report]], Exception | None] = lambda reports: None
-        self.reports: dict[str, RunOutcome] = {}
+        self.refuse: Callable[[Sequence[EncodedReport]], Exception | None] = lambda reports: None
+        self.reports: dict[str, RunReport] = {}
         # The run ids of every batch the worker tried to send, taken or not.
         self.attempted: list[list[str]] = []
         self.released: list[str] = []
@@ -82,12 +87,12 @@ class FakeLink:
         async with asyncio.timeout(PROMPTLY), self._changed:
             await self._changed.wait_for(done)
 
-    async def reported(self, run_id: str) -> RunOutcome:
+    async def reported(self, run_id: str) -> RunReport:
         await self.until(lambda: run_id in self.reports)
         return self.reports[run_id]
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, cpu_bound: bool, concurrency: int
+        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
     ) -> float:
         await self._call("register")
         return self.lease_ttl
@@ -109,18 +114,18 @@ class FakeLink:
         return self.heartbeat_replies.get_nowait()
 
     def encode_report(
-        self, run_id: str, attempt: int, outcome: RunOutcome, *, replacement: bool = False
-    ) -> Report:
-        return Report(run_id, attempt, outcome, len(repr(outcome)), replacement)
+        self, run_id: str, attempt: int, report: RunReport, *, replacement: bool = False
+    ) -> EncodedReport:
+        return EncodedReport(run_id, attempt, report, len(repr(report)), replacement)
 
-    async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+    async def report(self, worker_id: str, reports: Sequence[EncodedReport]) -> ReportReply:
         self.attempted.append([report.run_id for report in reports])
         await self._call("report")
         refusal = self.refuse(reports)
         if refusal is not None:
             raise refusal
         async with self._changed:
-            self.reports.update((report.run_id, report.outcome) for report in reports)
+            self.reports.update((report.run_id, report.report) for report in reports)
             self._changed.notify_all()
         return ReportReply()
 
@@ -130,16 +135,16 @@ class FakeLink:
 
 
 class Executor:
-    """Executes attempts as a test says: ``outcomes`` by run id (success otherwise); runs
+    """Executes attempts as a test says: ``reports`` by run id (success otherwise); runs
     in ``held`` go on until cancelled."""
 
     def __init__(self) -> None:
-        self.outcomes: dict[str, RunOutcome] = {}
+        self.reports: dict[str, RunReport] = {}
         self.held: set[str] = set()
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.cancelled: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
-    async def __call__(self, task: Task, run: Run) -> RunOutcome:
+    async def __call__(self, task: Task, run: Run) -> RunReport:
         self.started[run.id].set()
         if run.id in self.held:
             try:
@@ -147,7 +152,7 @@ class Executor:
             except asyncio.CancelledError:
                 self.cancelled[run.id].set()
                 raise
-        return self.outcomes.get(run.id, RunOutcome(TaskState.success, result=f"did {run.id}"))
+        return self.reports.get(run.id, RunReport(TaskState.success, result=f"did {run.id}"))
 
 
 @pytest.fixture
@@ -188,13 +193,13 @@ async def wait_for(event: asyncio.Event) -> None:
 # -- execution and heartbeats --------------------------------------------------------
 
 
-async def test_a_leased_run_is_executed_and_its_outcome_reported(
+async def test_a_leased_run_is_executed_and_its_report_reported(
     link: FakeLink, executor: Executor
 ) -> None:
     async with started(worker_for(link, executor)):
         await link.offers.put(LeaseReply(runs=[leased("r1")]))
-        outcome = await link.reported("r1")
-    assert outcome == RunOutcome(TaskState.success, result="did r1")
+        report = await link.reported("r1")
+    assert report == RunReport(TaskState.success, result="did r1")
 
 
 async def test_an_abort_from_the_heartbeat_cancels_the_run_and_reports_it_aborted(
@@ -206,9 +211,9 @@ async def test_an_abort_from_the_heartbeat_cancels_the_run_and_reports_it_aborte
         await link.offers.put(LeaseReply(runs=[leased("r1")]))
         await wait_for(executor.started["r1"])
         await link.heartbeat_replies.put(HeartbeatReply(aborts={"r1": "enough"}))
-        outcome = await link.reported("r1")
+        report = await link.reported("r1")
     assert executor.cancelled["r1"].is_set()
-    assert outcome == RunOutcome(TaskState.aborted, reason="enough")
+    assert report == RunReport(TaskState.aborted, reason="enough")
 
 
 async def test_a_lost_lease_stops_the_run_without_a_report(executor: Executor) -> None:
@@ -239,7 +244,7 @@ async def test_a_stopping_worker_hands_back_the_runs_that_did_not_finish(
     assert "slow" not in link.reports
 
 
-async def test_lifecycle_handlers_see_the_attempt_start_and_its_sent_outcome_after_the_report(
+async def test_lifecycle_handlers_see_the_attempt_start_and_its_sent_report_after_the_report(
     link: FakeLink, executor: Executor
 ) -> None:
     seen: list[tuple[TaskState, str]] = []
@@ -257,7 +262,7 @@ async def test_lifecycle_handlers_see_the_attempt_start_and_its_sent_outcome_aft
 
     manager.register_async_handler("running", on_running)
     manager.register_async_handler("failure", on_failure)
-    executor.outcomes["r1"] = RunOutcome(TaskState.success, result=float("nan"))
+    executor.reports["r1"] = RunReport(TaskState.success, result=float("nan"))
     async with started(worker_for(link, executor, lifecycle=manager)):
         await link.offers.put(LeaseReply(runs=[leased("r1")]))
         await wait_for(ended)
@@ -267,21 +272,21 @@ async def test_lifecycle_handlers_see_the_attempt_start_and_its_sent_outcome_aft
     ]
 
 
-# -- outcomes made sendable ----------------------------------------------------------
+# -- reports made sendable ----------------------------------------------------------
 
 
 async def test_a_result_over_the_limit_fails_the_run_and_keeps_its_other_fields(
     link: FakeLink, executor: Executor
 ) -> None:
     size = limits().result_bytes + 1
-    executor.outcomes["big"] = RunOutcome(
+    executor.reports["big"] = RunReport(
         TaskState.success, result="x" * (size - 2), output_tail=("working", "done")
     )
     async with started(worker_for(link, executor)):
         await link.offers.put(LeaseReply(runs=[leased("big"), leased("small")]))
-        outcome = await link.reported("big")
+        report = await link.reported("big")
         small = await link.reported("small")
-    assert outcome == RunOutcome(
+    assert report == RunReport(
         TaskState.failure,
         error=RunError(
             "ResultTooLargeError",
@@ -297,12 +302,12 @@ async def test_a_result_over_the_limit_fails_the_run_and_keeps_its_other_fields(
 async def test_a_result_that_is_not_json_fails_the_run(
     link: FakeLink, executor: Executor, result: Any
 ) -> None:
-    executor.outcomes["r1"] = RunOutcome(TaskState.success, result=result)
+    executor.reports["r1"] = RunReport(TaskState.success, result=result)
     async with started(worker_for(link, executor)):
         await link.offers.put(LeaseReply(runs=[leased("r1")]))
-        outcome = await link.reported("r1")
-    assert outcome.state is TaskState.failure and outcome.result is None
-    assert outcome.error is not None and outcome.error.type == "ResultNotSerializableError"
+        report = await link.reported("r1")
+    assert report.state is TaskState.failure and report.result is None
+    assert report.error is not None and report.error.type == "ResultNotSerializableError"
 
 
 async def test_error_text_and_output_are_cut_to_the_limits_and_made_storable(
@@ -310,31 +315,33 @@ async def test_error_text_and_output_are_cut_to_the_limits_and_made_storable(
 ) -> None:
     limit = limits()
     traceback = "Traceback\n" + "frame\n" * limit.traceback_chars + "ValueError: boom"
-    executor.outcomes["r1"] = RunOutcome(
+    executor.reports["r1"] = RunReport(
         TaskState.failure,
         error=RunError("ValueError", "bad\x00" * limit.error_message_chars, traceback),
         output_tail=tuple(f"line {n}\x00" for n in range(limit.output_lines + 5)),
     )
     async with started(worker_for(link, executor)):
         await link.offers.put(LeaseReply(runs=[leased("r1")]))
-        outcome = await link.reported("r1")
-    assert outcome.error is not None
-    assert "\x00" not in outcome.error.message
-    assert outcome.error.message.startswith("bad\ufffdbad")
-    assert len(outcome.error.message) < limit.error_message_chars + 100
-    assert outcome.error.traceback.endswith("ValueError: boom")
-    assert len(outcome.error.traceback) < limit.traceback_chars + 100
-    assert len(outcome.output_tail) == limit.output_lines
-    assert outcome.output_tail[-1] == f"line {limit.output_lines + 4}\ufffd"
+        report = await link.reported("r1")
+    assert report.error is not None
+    assert "\x00" not in report.error.message
+    assert report.error.message.startswith("bad\ufffdbad")
+    assert len(report.error.message) < limit.error_message_chars + 100
+    assert report.error.traceback.endswith("ValueError: boom")
+    assert len(report.error.traceback) < limit.traceback_chars + 100
+    assert len(report.output_tail) == limit.output_lines
+    assert report.output_tail[-1] == f"line {limit.output_lines + 4}\ufffd"
 
 
 # -- reports -------------------------------------------------------------------------
 
 
-def refusing(run_id: str, *, replacement_too: bool = False) -> Callable[[Sequence[Report]], Any]:
+def refusing(
+    run_id: str, *, replacement_too: bool = False
+) -> Callable[[Sequence[EncodedReport]], Any]:
     """Refuse every batch holding ``run_id``'s report (and its replacement if asked)."""
 
-    def refuse(reports: Sequence[Report]) -> Exception | None:
+    def refuse(reports: Sequence[EncodedReport]) -> Exception | None:
         for report in reports:
             if report.run_id == run_id and (replacement_too or not report.replacement):
                 return ResourceExhaustedError("RESOURCE_EXHAUSTED: message too large")
@@ -358,10 +365,10 @@ async def test_a_refused_batch_is_split_and_a_lone_refused_report_replaced_by_a_
     link.refuse = refusing("big")
     reporter = Reporter(link, "w", batch_bytes=10_000, batch_size=10)
     for run_id in ("a", "big", "c"):
-        reporter.add(run_id, 1, RunOutcome(TaskState.success, result="x"))
+        reporter.add(run_id, 1, RunReport(TaskState.success, result="x"))
     await deliver_all(reporter)
     assert link.attempted == [["a", "big", "c"], ["a"], ["big", "c"], ["big"], ["big"], ["c"]]
-    assert link.reports["a"] == link.reports["c"] == RunOutcome(TaskState.success, result="x")
+    assert link.reports["a"] == link.reports["c"] == RunReport(TaskState.success, result="x")
     replaced = link.reports["big"]
     assert replaced.state is TaskState.failure
     assert replaced.result is None and replaced.output_tail == ()
@@ -375,7 +382,7 @@ async def test_a_report_refused_even_as_a_failure_is_dropped_and_named(
     link.refuse = refusing("big", replacement_too=True)
     reporter = Reporter(link, "w", batch_bytes=10_000, batch_size=10)
     for run_id in ("big", "next"):
-        reporter.add(run_id, 0, RunOutcome(TaskState.success))
+        reporter.add(run_id, 0, RunReport(TaskState.success))
     with caplog.at_level(logging.ERROR, logger="fluid.worker"):
         await deliver_all(reporter)
     assert list(link.reports) == ["next"]
@@ -402,8 +409,8 @@ async def test_an_unreachable_dispatcher_gets_the_same_batch_again_after_a_back_
 ) -> None:
     link.failures["report"] = [UnavailableError("UNAVAILABLE: restarting")] * 3
     reporter = Reporter(link, "w", batch_bytes=10_000, batch_size=10)
-    reporter.add("a", 0, RunOutcome(TaskState.success))
-    reporter.add("b", 0, RunOutcome(TaskState.success))
+    reporter.add("a", 0, RunReport(TaskState.success))
+    reporter.add("b", 0, RunReport(TaskState.success))
     for _ in range(3):
         with pytest.raises(UnavailableError):
             await reporter.step()
@@ -417,7 +424,7 @@ async def test_an_unforeseen_failure_of_a_batch_is_retried_a_few_times_then_hand
 ) -> None:
     link.failures["report"] = [RuntimeError("bug")] * 100
     reporter = Reporter(link, "w", batch_bytes=10_000, batch_size=10)
-    reporter.add("a", 0, RunOutcome(TaskState.success))
+    reporter.add("a", 0, RunReport(TaskState.success))
     for _ in range(4):
         with pytest.raises(RuntimeError):
             await reporter.step()
@@ -433,14 +440,14 @@ async def test_reports_rejected_by_the_dispatcher_are_logged_once_each(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Rejecting(FakeLink):
-        async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+        async def report(self, worker_id: str, reports: Sequence[EncodedReport]) -> ReportReply:
             await super().report(worker_id, reports)
             return ReportReply(rejected=[(report.run_id, "state: unknown") for report in reports])
 
     link = Rejecting()
     reporter = Reporter(link, "w", batch_bytes=10_000, batch_size=10)
-    reporter.add("a", 0, RunOutcome(TaskState.success))
-    reporter.add("b", 0, RunOutcome(TaskState.success))
+    reporter.add("a", 0, RunReport(TaskState.success))
+    reporter.add("b", 0, RunReport(TaskState.success))
     with caplog.at_level(logging.WARNING, logger="fluid.worker"):
         await deliver_all(reporter)
     warnings = [record.getMessage() for record in caplog.records]
@@ -574,7 +581,7 @@ async def test_the_link_sizes_a_report_as_encoded_and_reads_rejections() -> None
         rejected=[dispatcher_pb2.RejectedReport(run_id="r1", reason="bad")],
     )
     link = DispatcherLink(StubDispatcher(response))  # type: ignore[arg-type]
-    report = link.encode_report("r1", 3, RunOutcome(TaskState.success, result="x" * 1000))
+    report = link.encode_report("r1", 3, RunReport(TaskState.success, result="x" * 1000))
     assert 1000 < report.size < 1100
     assert await link.report("w", [report]) == ReportReply(
         ignored=["old"], rejected=[("r1", "bad")]

@@ -15,7 +15,7 @@ from fluid.scheduler.client import Client
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.lifecycle import TaskManager
 from fluid.scheduler.limits import MIB, limits
-from fluid.scheduler.models import RunOutcome, TaskState
+from fluid.scheduler.models import RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task, TaskRun, task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
@@ -60,7 +60,7 @@ async def test_a_result_too_large_fails_its_run_and_the_next_run_succeeds(dispat
     channel = open_channel(dispatcher)
     async with Client(dispatcher) as client:
 
-        async def execute(task: Task, run: Run) -> RunOutcome:
+        async def execute(task: Task, run: Run) -> RunReport:
             return await execute_run(task, run, client)
 
         worker = LeasingWorker(

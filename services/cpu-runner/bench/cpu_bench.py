@@ -78,8 +78,8 @@ async def bench_mode(mode: str, folder: Path) -> tuple[list[float], list[float]]
     await backend.start()
 
     async def process_only() -> None:
-        outcome = await backend.execute(task, Run(id="bench", task="cpu_noop"))
-        assert outcome.state is TaskState.success, outcome.error
+        report = await backend.execute(task, Run(id="bench", task="cpu_noop"))
+        assert report.state is TaskState.success, report.error
 
     return system, await _timed(process_only)
 

@@ -39,7 +39,7 @@ class FakeJob:
     body: dict[str, Any]
     process: subprocess.Popen[bytes] | None = None
     log: str = ""
-    outcome: str = "running"  # running, succeeded, failed, deadline
+    report: str = "running"  # running, succeeded, failed, deadline
     deleted_with: dict[str, str] | None = None
     lines: list[str] = field(default_factory=list)
     ended: bool = False  # the container exited: a followed log ends
@@ -66,11 +66,11 @@ class FakeJob:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
     def status(self) -> dict[str, Any]:
-        if self.outcome == "running":
+        if self.report == "running":
             return {"active": 1}
-        if self.outcome == "succeeded":
+        if self.report == "succeeded":
             return {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-        reason = "DeadlineExceeded" if self.outcome == "deadline" else "BackoffLimitExceeded"
+        reason = "DeadlineExceeded" if self.report == "deadline" else "BackoffLimitExceeded"
         return {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": reason}]}
 
 
@@ -182,14 +182,14 @@ class KubernetesStandIn:
         with self.changed:
             job.log = "\n".join(job.lines) + "\n"
             job.ended = True
-            if job.outcome == "running":
-                job.outcome = "succeeded" if code == 0 else "failed"
+            if job.report == "running":
+                job.report = "succeeded" if code == 0 else "failed"
             self.changed.notify_all()
 
     def _deadline(self, job: FakeJob) -> None:
         with self.changed:
-            if job.outcome == "running" and job.process is not None:
-                job.outcome = "deadline"
+            if job.report == "running" and job.process is not None:
+                job.report = "deadline"
                 job.stop()
 
     # -- the HTTP API ----------------------------------------------------------

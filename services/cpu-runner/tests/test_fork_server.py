@@ -40,10 +40,8 @@ def _backend(launcher: ForkLauncher) -> LocalBackend:
 
 async def _run(backend: LocalBackend, task: str, run_id: str) -> Run:
     definition = load_tasks(["cpu_tasks"])[task]
-    outcome = await backend.execute(definition, Run(id=run_id, task=task))
-    return Run(
-        id=run_id, task=task, state=outcome.state, result=outcome.result, error=outcome.error
-    )
+    report = await backend.execute(definition, Run(id=run_id, task=task))
+    return Run(id=run_id, task=task, state=report.state, result=report.result, error=report.error)
 
 
 async def test_a_fork_holds_the_task_modules_not_the_runners_main_program(

@@ -204,7 +204,7 @@ async def test_the_jobs_log_reaches_the_runners_log_once(
         f"[run {run.id} log] line 0",
         f"[run {run.id} log] line 1",
     ]
-    assert not any("FLUID_OUTCOME" in line for line in lines)
+    assert not any("FLUID_REPORT" in line for line in lines)
     assert run.output_tail[:2] == ("line 0", "line 1")
 
 

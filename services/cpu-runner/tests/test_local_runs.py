@@ -111,7 +111,7 @@ async def test_output_streams_to_the_runner_log_tagged_with_the_run(
     assert all(f"[run {run.id} " in line for line in lines)
 
 
-async def test_an_exit_without_an_outcome_fails_with_the_code_and_last_lines(
+async def test_an_exit_without_an_report_fails_with_the_code_and_last_lines(
     client: Client,
 ) -> None:
     run = await client.queue_and_wait("crash", timeout=30)

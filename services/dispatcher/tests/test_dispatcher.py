@@ -18,11 +18,19 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
 )
 from fluid.scheduler.limits import limits
-from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskPriority, TaskState
+from fluid.scheduler.models import (
+    RetryPolicy,
+    RunError,
+    RunReport,
+    RunRequest,
+    TaskPriority,
+    TaskState,
+    WorkerKind,
+)
 from fluid.scheduler.run import Run
-from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig, QueueRequest
-from fluid_dispatcher.domain.outcomes import INTERRUPTION_RETRY
-from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerKind
+from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig
+from fluid_dispatcher.domain.records import Lease, TaskRecord
+from fluid_dispatcher.domain.transitions import INTERRUPTION_RETRY
 from fluid_dispatcher.store.memory import MemoryQueueStore
 from fluid_dispatcher.store.signals import WorkTicket
 
@@ -100,7 +108,7 @@ async def queue(
     dispatcher: Dispatcher, task: str = "add", params: dict[str, Any] | None = None, **fields: Any
 ) -> Run:
     run, created = await dispatcher.queue_run(
-        QueueRequest(task=task, params={"a": 1} if params is None else params, **fields)
+        RunRequest(task=task, params={"a": 1} if params is None else params, **fields)
     )
     assert created
     return run
@@ -116,8 +124,8 @@ async def lease_ids(dispatcher: Dispatcher, worker_id: str = IO_WORKER) -> list[
     return [run.id for run, _ in await dispatcher.lease_runs(worker_id, 10, timedelta(0))]
 
 
-def failed(error_type: str = "ValueError") -> RunOutcome:
-    return RunOutcome(TaskState.failure, error=RunError(error_type, "boom", "Traceback ..."))
+def failed(error_type: str = "ValueError") -> RunReport:
+    return RunReport(TaskState.failure, error=RunError(error_type, "boom", "Traceback ..."))
 
 
 # -- queueing ------------------------------------------------------------------------
@@ -143,16 +151,16 @@ async def test_queue_run_of_an_unknown_task_is_not_found(dispatcher: Dispatcher)
     await register(dispatcher, ADD)
 
     with pytest.raises(NotFoundError, match="missing"):
-        await dispatcher.queue_run(QueueRequest(task="missing", params={}))
+        await dispatcher.queue_run(RunRequest(task="missing", params={}))
 
 
 async def test_queue_run_names_the_params_failing_the_schema(dispatcher: Dispatcher) -> None:
     await register(dispatcher, ADD)
 
     with pytest.raises(InvalidArgumentError, match=r"params\.a") as wrong_type:
-        await dispatcher.queue_run(QueueRequest(task="add", params={"a": "one"}))
+        await dispatcher.queue_run(RunRequest(task="add", params={"a": "one"}))
     with pytest.raises(InvalidArgumentError, match=r"params\.a: field required"):
-        await dispatcher.queue_run(QueueRequest(task="add", params={"b": 2}))
+        await dispatcher.queue_run(RunRequest(task="add", params={"b": 2}))
 
     assert "add" in str(wrong_type.value)
     assert await dispatcher.store.read_outbox(10) == []
@@ -163,7 +171,7 @@ async def test_queue_run_refuses_a_malformed_run_id(dispatcher: Dispatcher, run_
     await register(dispatcher, ADD)
 
     with pytest.raises(InvalidArgumentError, match="run_id"):
-        await dispatcher.queue_run(QueueRequest(task="add", params={"a": 1}, run_id=run_id))
+        await dispatcher.queue_run(RunRequest(task="add", params={"a": 1}, run_id=run_id))
 
 
 async def test_queue_run_with_a_known_run_id_returns_the_existing_run(
@@ -173,7 +181,7 @@ async def test_queue_run_with_a_known_run_id_returns_the_existing_run(
     first = await queue(dispatcher, run_id="order-42:charge")
 
     again, created = await dispatcher.queue_run(
-        QueueRequest(task="add", params={"a": 2}, run_id="order-42:charge")
+        RunRequest(task="add", params={"a": 2}, run_id="order-42:charge")
     )
 
     assert (again, created) == (first, False)
@@ -187,7 +195,7 @@ async def test_queue_run_with_a_known_idempotency_key_returns_the_existing_run(
     first = await queue(dispatcher, idempotency_key="nightly-2026-01-01")
 
     again, created = await dispatcher.queue_run(
-        QueueRequest(task="add", params={"a": 2}, idempotency_key="nightly-2026-01-01")
+        RunRequest(task="add", params={"a": 2}, idempotency_key="nightly-2026-01-01")
     )
 
     assert (again, created) == (first, False)
@@ -226,7 +234,7 @@ async def test_a_successful_report_stores_the_result(
 
     clock.advance(3)
     reported = await dispatcher.report(
-        IO_WORKER, run.id, 0, RunOutcome(TaskState.success, result={"sum": 3})
+        IO_WORKER, run.id, 0, RunReport(TaskState.success, result={"sum": 3})
     )
 
     assert reported is True
@@ -292,8 +300,8 @@ async def test_an_aborted_report_is_never_retried(dispatcher: Dispatcher) -> Non
     run_id = (await queue(dispatcher)).id
     await lease_one(dispatcher)
 
-    outcome = RunOutcome(TaskState.aborted, reason="nothing to do")
-    assert await dispatcher.report(IO_WORKER, run_id, 0, outcome) is True
+    report = RunReport(TaskState.aborted, reason="nothing to do")
+    assert await dispatcher.report(IO_WORKER, run_id, 0, report) is True
 
     run = await dispatcher.get_run(run_id)
     assert (run.state, run.reason, run.attempt) == (TaskState.aborted, "nothing to do", 0)
@@ -307,7 +315,7 @@ async def test_a_report_from_a_worker_without_the_lease_is_ignored(
     await register(dispatcher, ADD, worker_id="io-2")
     run_id = (await queue(dispatcher)).id
     await lease_one(dispatcher)
-    success = RunOutcome(TaskState.success, result=1)
+    success = RunReport(TaskState.success, result=1)
 
     assert await dispatcher.report("io-2", run_id, 0, success) is False
     assert await dispatcher.report(IO_WORKER, run_id, 1, success) is False  # stale attempt
@@ -328,7 +336,7 @@ async def test_a_report_in_a_state_that_does_not_end_a_run_fails_only_that_run(
 
     result = await dispatcher.report_all(
         IO_WORKER,
-        [(bad, 0, RunOutcome(TaskState.queued)), (good, 0, RunOutcome(TaskState.success))],
+        [(bad, 0, RunReport(TaskState.queued)), (good, 0, RunReport(TaskState.success))],
     )
 
     assert result.ignored == []
@@ -350,8 +358,8 @@ async def test_a_too_large_result_fails_its_run_and_keeps_the_others(
     result = await dispatcher.report_all(
         IO_WORKER,
         [
-            (big, 0, RunOutcome(TaskState.success, result=huge)),
-            (small, 0, RunOutcome(TaskState.success, result="\x00ok")),
+            (big, 0, RunReport(TaskState.success, result=huge)),
+            (small, 0, RunReport(TaskState.success, result="\x00ok")),
         ],
     )
 
@@ -408,7 +416,7 @@ async def test_a_late_report_after_expiry_is_ignored(
     clock.advance(TTL.total_seconds() + 1)
     await dispatcher.expire_leases()
 
-    assert await dispatcher.report(IO_WORKER, run_id, 0, RunOutcome(TaskState.success)) is False
+    assert await dispatcher.report(IO_WORKER, run_id, 0, RunReport(TaskState.success)) is False
     assert (await dispatcher.get_run(run_id)).state is TaskState.queued
 
 
@@ -597,7 +605,7 @@ async def test_a_rate_limit_retry_keeps_the_run_queued(
     assert (run.state, run.rate_limit_attempt, run.attempt) == (TaskState.queued, 1, 0)
     assert run.execute_after == clock.now + timedelta(seconds=5)
     # Once the first is done and the back-off is over, it runs.
-    await dispatcher.report(IO_WORKER, first.id, 0, RunOutcome(TaskState.success))
+    await dispatcher.report(IO_WORKER, first.id, 0, RunReport(TaskState.success))
     clock.advance(5)
     assert await lease_ids(dispatcher) == [second.id]
 
@@ -700,10 +708,10 @@ async def test_a_full_memory_store_refuses_new_runs_and_keeps_the_queued_ones() 
     with pytest.raises(ResourceExhaustedError, match="FLUID_MEMORY_MAX_RUNS"):
         await queue(dispatcher)
     with pytest.raises(ResourceExhaustedError):
-        await dispatcher.queue_runs([QueueRequest(task="add", params={"a": 1})])
+        await dispatcher.queue_runs([RunRequest(task="add", params={"a": 1})])
     # A retried call for a run the store holds is answered, full or not.
     again, created = await dispatcher.queue_run(
-        QueueRequest(task="add", params={"a": 1}, run_id=kept[0].id)
+        RunRequest(task="add", params={"a": 1}, run_id=kept[0].id)
     )
     assert (again.id, created) == (kept[0].id, False)
 
@@ -722,4 +730,4 @@ async def test_reports_of_a_worker_that_is_not_registered_are_a_failed_precondit
     dispatcher: Dispatcher,
 ) -> None:
     with pytest.raises(FailedPreconditionError):
-        await dispatcher.report_all("stranger", [("run-1", 0, RunOutcome(TaskState.success))])
+        await dispatcher.report_all("stranger", [("run-1", 0, RunReport(TaskState.success))])

@@ -11,9 +11,8 @@ import pytest
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import TaskState
+from fluid.scheduler.models import TaskState, WorkerKind
 from fluid.scheduler.run import Run
-from fluid_dispatcher.domain.records import WorkerKind
 from fluid_dispatcher.store.redis import RedisQueueStore
 
 from servers import redis_url

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fluid.scheduler import Run, RunPage, TaskInfo, TaskState
-from fluid.scheduler.models import DeadLetter, QueueStatus, ScheduleInfo
+from fluid.scheduler.models import DeadLetter, QueueStatus, ScheduleInfo, WorkerKind
 
 console = Console()
 # Errors, progress bars and notes go to stderr so that stdout stays parseable.
@@ -208,8 +208,20 @@ def print_dead_letters(letters: list[DeadLetter], next_cursor: str, as_json: boo
 
 
 def _task_json(info: TaskInfo, schedule: ScheduleInfo | None) -> dict[str, Any]:
-    data = asdict(info)
-    data["tags"] = sorted(info.tags)
+    definition = info.definition
+    data: dict[str, Any] = {
+        "name": definition.name,
+        "short_description": definition.short_description,
+        "cpu_bound": definition.cpu_bound,
+        "timeout_seconds": definition.timeout_seconds,
+        "max_concurrency": definition.max_concurrency,
+        "priority": definition.priority.value,
+        "tags": sorted(definition.tags),
+        "schedule": str(definition.schedule) if definition.schedule else "",
+        "enabled": info.enabled,
+        "workers": info.workers,
+        "running": info.running,
+    }
     data["next_fire"] = schedule.next_fire.isoformat() if schedule and schedule.next_fire else None
     data["last_slot"] = schedule.last_slot.isoformat() if schedule and schedule.last_slot else None
     data["last_run_id"] = schedule.last_run_id if schedule else ""
@@ -239,13 +251,13 @@ def print_tasks(infos: list[TaskInfo], schedules: dict[str, ScheduleInfo], as_js
             last_run = f"{_when(schedule.last_slot)}\n[dim]{schedule.last_run_id}[/]"
         table.add_row(
             info.name,
-            "cpu" if info.cpu_bound else "io",
+            WorkerKind.of(info.definition.cpu_bound).value,
             "yes" if info.enabled else "[yellow]no[/]",
             str(info.workers),
             str(info.running),
-            info.schedule or "-",
+            str(info.definition.schedule or "-"),
             _when(schedule.next_fire if schedule else None),
             last_run,
-            info.short_description,
+            info.definition.short_description,
         )
     console.print(table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import RunReport
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 
@@ -20,6 +20,6 @@ class Backend(Protocol):
 
     async def start(self) -> None: ...
 
-    async def execute(self, task: Task, run: Run) -> RunOutcome: ...
+    async def execute(self, task: Task, run: Run) -> RunReport: ...
 
     async def stop(self) -> None: ...

@@ -1,10 +1,10 @@
 """The process side of a cpu-bound run: import the task's module, execute, report.
 
 ``python -m fluid_cpu_runner.child --control-fd N`` (local backend): the request arrives
-on the inherited socket N and the outcome leaves on it, one JSON line each way, so
+on the inherited socket N and the report leaves on it, one JSON line each way, so
 stdout and stderr stay the task's own. Without ``--control-fd`` (a Kubernetes Job) the
-request is in ``FLUID_RUN_JSON`` and the outcome is printed as the last line of stdout
-after ``OUTCOME_MARKER``. ``fluid_cpu_runner.forkserver`` calls ``serve_control`` in a
+request is in ``FLUID_RUN_JSON`` and the report is printed as the last line of stdout
+after ``REPORT_MARKER``. ``fluid_cpu_runner.forkserver`` calls ``serve_control`` in a
 process forked from the warm fork server.
 
 The exit status says how the run ended (0 success or aborted, 1 failure) so that a Job's
@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.loader import TaskModuleError, load_tasks
-from fluid.scheduler.models import RunError, RunOutcome, TaskPriority, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.service.telemetry import configure_tracing, otlp_configured
 
 from .handoff import (
-    OUTCOME_MARKER,
-    REQUEST_ENV,
+    HANDOFF_ENV,
+    REPORT_MARKER,
+    Handoff,
     HandoffError,
-    RunRequest,
-    decode_request,
-    encode_outcome,
+    decode_handoff,
+    encode_report,
 )
 
 if TYPE_CHECKING:
@@ -85,19 +85,19 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _find_task(request: RunRequest) -> Task | RunOutcome:
+def _find_task(request: Handoff) -> Task | RunReport:
     try:
         tasks = load_tasks([request.module])
     except TaskModuleError as exc:
-        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+        return RunReport(TaskState.failure, error=RunError.from_exception(exc))
     task = tasks.get(request.run.task)
     if task is None:
         message = f"module {request.module} defines no task {request.run.task}"
-        return RunOutcome(TaskState.failure, error=RunError("LookupError", message))
+        return RunReport(TaskState.failure, error=RunError("LookupError", message))
     return task
 
 
-async def _execute(task: Task, run: Run) -> RunOutcome:
+async def _execute(task: Task, run: Run) -> RunReport:
     queuer = _LazyQueuer()
     try:
         return await execute_run(task, run, queuer)
@@ -105,17 +105,17 @@ async def _execute(task: Task, run: Run) -> RunOutcome:
         await queuer.close()
 
 
-def execute(request: RunRequest) -> RunOutcome:
+def execute(request: Handoff) -> RunReport:
     """Execute one attempt of the request's run in this process."""
     signal.signal(signal.SIGTERM, _terminated)
     found = _find_task(request)
-    if isinstance(found, RunOutcome):
+    if isinstance(found, RunReport):
         return found
     return asyncio.run(_execute(found, request.run))
 
 
-def exit_status(outcome: RunOutcome) -> int:
-    return 1 if outcome.state is TaskState.failure else 0
+def exit_status(report: RunReport) -> int:
+    return 1 if report.state is TaskState.failure else 0
 
 
 def _flush_output() -> None:
@@ -126,28 +126,28 @@ def _flush_output() -> None:
 
 
 def serve_control(control_fd: int) -> int:
-    """Read the request from the control socket, execute it, send the outcome back."""
+    """Read the request from the control socket, execute it, send the report back."""
     with socket.socket(fileno=control_fd) as control:
         # The task's own subprocesses must not hold the runner's channel open.
         control.set_inheritable(False)
         with control.makefile("rb") as incoming:
             line = incoming.readline()
-        request = decode_request(line.decode())
-        outcome = execute(request)
+        request = decode_handoff(line.decode())
+        report = execute(request)
         _flush_output()
-        control.sendall(encode_outcome(request.run, outcome).encode() + b"\n")
-    return exit_status(outcome)
+        control.sendall(encode_report(request.run, report).encode() + b"\n")
+    return exit_status(report)
 
 
 def serve_environment(environ: Mapping[str, str]) -> int:
-    """Execute the request in ``FLUID_RUN_JSON``; print the outcome as stdout's last line."""
-    if REQUEST_ENV not in environ:
-        raise HandoffError(f"{REQUEST_ENV} is not set")
-    request = decode_request(environ[REQUEST_ENV])
-    outcome = execute(request)
+    """Execute the request in ``FLUID_RUN_JSON``; print the report as stdout's last line."""
+    if HANDOFF_ENV not in environ:
+        raise HandoffError(f"{HANDOFF_ENV} is not set")
+    request = decode_handoff(environ[HANDOFF_ENV])
+    report = execute(request)
     _flush_output()
-    print(OUTCOME_MARKER + encode_outcome(request.run, outcome), flush=True)
-    return exit_status(outcome)
+    print(REPORT_MARKER + encode_report(request.run, report), flush=True)
+    return exit_status(report)
 
 
 def configure_child_logging() -> None:

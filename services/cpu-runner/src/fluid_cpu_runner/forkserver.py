@@ -35,11 +35,11 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run, utcnow
 
 from .child import configure_child_logging, configure_child_tracing, exit_now, serve_control
-from .handoff import RunRequest, decode_outcome, decode_request, encode_outcome, encode_request
+from .handoff import Handoff, decode_handoff, decode_report, encode_handoff, encode_report
 
 MAX_MESSAGE = 1024 * 1024
 """Bytes of one channel message: the run's environment is the biggest part."""
@@ -91,14 +91,14 @@ def warm_up() -> None:
         tags=frozenset({"warm-up"}),
         trace_context={"traceparent": "00-" + "1" * 32 + "-" + "1" * 16 + "-01"},
     )
-    decode_request(encode_request(RunRequest(module="warm_up", run=run)))
+    decode_handoff(encode_handoff(Handoff(module="warm_up", run=run)))
     failure = RunError("WarmUp", "warm-up", "Traceback")
-    for outcome in (
-        RunOutcome(TaskState.success, result={"warm": [1, "up"]}, output_tail=("line",)),
-        RunOutcome(TaskState.failure, error=failure),
-        RunOutcome(TaskState.aborted, reason="warm-up"),
+    for report in (
+        RunReport(TaskState.success, result={"warm": [1, "up"]}, output_tail=("line",)),
+        RunReport(TaskState.failure, error=failure),
+        RunReport(TaskState.aborted, reason="warm-up"),
     ):
-        decode_outcome(encode_outcome(run, outcome))
+        decode_report(encode_report(run, report))
 
 
 class ForkServer:

@@ -1,11 +1,11 @@
 """The contract between the runner and the process that executes one run.
 
-The runner hands over a ``RunRequest`` (the task's module and the run) and gets back the
-attempt's ``RunOutcome``. Both travel as one line of JSON: the proto3 JSON form of the
+The runner hands over a ``Handoff`` (the task's module and the run) and gets back the
+attempt's ``RunReport``. Both travel as one line of JSON: the proto3 JSON form of the
 ``fluid.scheduler.v1`` messages, built by ``wire``, so the process boundary speaks the
 services' own format. Locally the lines cross a socket the process inherits; a
-Kubernetes Job gets the request in an environment variable and prints the outcome as
-the last line of its log, after ``OUTCOME_MARKER``.
+Kubernetes Job gets the request in an environment variable and prints the report as
+the last line of its log, after ``REPORT_MARKER``.
 
 The child imports this module for every run: it must not pull in grpc.
 """
@@ -20,13 +20,13 @@ from google.protobuf import json_format
 
 from fluid.scheduler import wire
 from fluid.scheduler.common import CPU_PROCESS_ENV
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import RunReport
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
 
-REQUEST_ENV = "FLUID_RUN_JSON"
-OUTCOME_MARKER = "FLUID_OUTCOME "
+HANDOFF_ENV = "FLUID_RUN_JSON"
+REPORT_MARKER = "FLUID_REPORT "
 DISPATCHER_ENV = "FLUID_DISPATCHER_ADDRESS"
 # The W3C names OpenTelemetry's environment-variable propagation reads, so code the task
 # instruments itself joins the run's trace too.
@@ -34,11 +34,11 @@ _TRACE_ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
 
 
 class HandoffError(ValueError):
-    """A request or outcome line that cannot be decoded."""
+    """A request or report line that cannot be decoded."""
 
 
 @dataclass(frozen=True, slots=True)
-class RunRequest:
+class Handoff:
     """What the process needs to execute one attempt: where the task is and the run."""
 
     module: str
@@ -50,30 +50,30 @@ def _to_json(message: run_pb2.Run | dispatcher_pb2.RunStateReport) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def encode_request(request: RunRequest) -> str:
+def encode_handoff(request: Handoff) -> str:
     data = {"module": request.module, "run": json.loads(_to_json(wire.run_to_pb(request.run)))}
     return json.dumps(data, separators=(",", ":"))
 
 
-def decode_request(text: str) -> RunRequest:
+def decode_handoff(text: str) -> Handoff:
     try:
         data = json.loads(text)
         message = json_format.ParseDict(data["run"], run_pb2.Run())
-        return RunRequest(module=str(data["module"]), run=wire.run_from_pb(message))
+        return Handoff(module=str(data["module"]), run=wire.run_from_pb(message))
     except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
         raise HandoffError(f"invalid run request: {exc}") from exc
 
 
-def encode_outcome(run: Run, outcome: RunOutcome) -> str:
-    return _to_json(wire.outcome_to_pb(run.id, run.attempt, outcome))
+def encode_report(run: Run, report: RunReport) -> str:
+    return _to_json(wire.report_to_pb(run.id, run.attempt, report))
 
 
-def decode_outcome(text: str) -> RunOutcome:
+def decode_report(text: str) -> RunReport:
     try:
         message = json_format.ParseDict(json.loads(text), dispatcher_pb2.RunStateReport())
-        return wire.outcome_from_pb(message, "outcome")
+        return wire.report_from_pb(message, "report")
     except (ValueError, TypeError, json_format.ParseError) as exc:
-        raise HandoffError(f"invalid run outcome: {exc}") from exc
+        raise HandoffError(f"invalid run report: {exc}") from exc
 
 
 def child_environment(task: Task, run: Run, dispatcher_address: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Owns the Job's life for one attempt: create it from the operator's pod template (read
 from a Deployment on every run, so a rollout changes the Jobs too), poll its status,
-follow its pod's log into the runner's log while it runs (the last line is the outcome),
+follow its pod's log into the runner's log while it runs (the last line is the report),
 and delete it when the run is aborted from outside. The official ``kubernetes`` client is
 synchronous: every call runs in a thread.
 """
@@ -17,19 +17,19 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.service.tasks import cancel_and_wait
 
 from .handoff import (
-    OUTCOME_MARKER,
-    REQUEST_ENV,
+    HANDOFF_ENV,
+    REPORT_MARKER,
+    Handoff,
     HandoffError,
-    RunRequest,
     child_environment,
-    decode_outcome,
-    encode_request,
+    decode_report,
+    encode_handoff,
 )
 from .k8s_job import (
     JobPhase,
@@ -81,12 +81,12 @@ def _default_namespace() -> str:
     return str(namespace or "default")
 
 
-def _outcome_line(log: str) -> tuple[str | None, list[str]]:
-    """The outcome JSON after the marker, and the log's other lines."""
+def _report_line(log: str) -> tuple[str | None, list[str]]:
+    """The report JSON after the marker, and the log's other lines."""
     lines = log.splitlines()
     for index in range(len(lines) - 1, -1, -1):
-        if lines[index].startswith(OUTCOME_MARKER):
-            return lines[index][len(OUTCOME_MARKER) :], lines[:index] + lines[index + 1 :]
+        if lines[index].startswith(REPORT_MARKER):
+            return lines[index][len(REPORT_MARKER) :], lines[:index] + lines[index + 1 :]
     return None, lines
 
 
@@ -146,7 +146,7 @@ class KubernetesBackend:
         if self._api_client is not None:
             await asyncio.to_thread(self._api_client.close)
 
-    async def execute(self, task: Task, run: Run) -> RunOutcome:
+    async def execute(self, task: Task, run: Run) -> RunReport:
         """Run the attempt as a Job; cancelling this deletes the Job."""
         name = job_name(task, run)
         output = RunOutput(run.id, task.name, self.output_lines)
@@ -175,12 +175,12 @@ class KubernetesBackend:
         if not phase.is_done:
             await self._delete(name, "Kubernetes did not enforce the deadline")
             phase = JobPhase.deadline_exceeded
-        line = follower.outcome_line
+        line = follower.report_line
         if line is None:
             # The log could not be followed (or lost its end): read what the pod kept.
-            line = await self._read_outcome(task, run, output, log_lines=not follower.streamed)
-        outcome = self._outcome(task, phase, status, line)
-        return with_output(outcome, output.tail)
+            line = await self._read_report(task, run, output, log_lines=not follower.streamed)
+        report = self._report(task, phase, status, line)
+        return with_output(report, output.tail)
 
     async def _stop_following(
         self, follower: PodLogFollower, following: asyncio.Task[None], *, drain: bool
@@ -203,7 +203,7 @@ class KubernetesBackend:
         if deployment.spec is None:
             raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
         environment = child_environment(task, run, self.dispatcher_address)
-        environment[REQUEST_ENV] = encode_request(RunRequest(module=task.module, run=run))
+        environment[HANDOFF_ENV] = encode_handoff(Handoff(module=task.module, run=run))
         # The log is the only channel back: print as written, nothing lost in a buffer.
         environment["PYTHONUNBUFFERED"] = "1"
         job = build_job(
@@ -243,10 +243,10 @@ class KubernetesBackend:
                 return phase, job.status
             await asyncio.sleep(self.settings.poll_interval_seconds)
 
-    async def _read_outcome(
+    async def _read_report(
         self, task: Task, run: Run, output: RunOutput, *, log_lines: bool
     ) -> str | None:
-        """The outcome line from the pod's last lines, which are logged when ``log_lines``."""
+        """The report line from the pod's last lines, which are logged when ``log_lines``."""
         try:
             pods = await asyncio.to_thread(
                 self.apis.core.list_namespaced_pod,
@@ -265,33 +265,33 @@ class KubernetesBackend:
         except client.ApiException as error:
             logger.warning("no log for run %s: %s %s", run.id, error.status, error.reason)
             return None
-        line, other = _outcome_line(log)
+        line, other = _report_line(log)
         if log_lines:
             output.lines("log", "\n".join(other))
         return line
 
-    def _outcome(
+    def _report(
         self,
         task: Task,
         phase: JobPhase,
         status: client.V1JobStatus | None,
         line: str | None,
-    ) -> RunOutcome:
+    ) -> RunReport:
         if line is not None:
             try:
-                return decode_outcome(line)
+                return decode_report(line)
             except HandoffError as exc:
-                return RunOutcome(TaskState.failure, error=RunError("HandoffError", str(exc)))
+                return RunReport(TaskState.failure, error=RunError("HandoffError", str(exc)))
         if phase is JobPhase.succeeded:
             # Exit status 0 means success or abort; without the log, success is the answer.
-            logger.warning("job of %s succeeded but its log has no outcome", task.name)
-            return RunOutcome(TaskState.success)
+            logger.warning("job of %s succeeded but its log has no report", task.name)
+            return RunReport(TaskState.success)
         if phase is JobPhase.deadline_exceeded:
             message = (
                 f"task {task.name} timed out after {task.timeout_seconds:g}s: its Job was stopped"
             )
-            return RunOutcome(TaskState.failure, error=RunError("TimeoutError", message))
-        return RunOutcome(
+            return RunReport(TaskState.failure, error=RunError("TimeoutError", message))
+        return RunReport(
             TaskState.failure, error=RunError("JobFailedError", failure_reason(status))
         )
 

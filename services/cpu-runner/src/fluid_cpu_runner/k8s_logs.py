@@ -3,7 +3,7 @@
 The official client streams ``follow=true`` logs through a blocking read: each follower
 reads in a thread of its own (a run can last hours, and the event loop's shared
 executor is for short calls) and hands every line to the event loop. The line after
-``OUTCOME_MARKER`` is the run's outcome and is kept apart rather than logged.
+``REPORT_MARKER`` is the run's report and is kept apart rather than logged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
-from .handoff import OUTCOME_MARKER
+from .handoff import REPORT_MARKER
 from .output import MAX_BUFFERED_LINE, RunOutput
 
 logger = logging.getLogger("fluid.cpu_runner.k8s")
@@ -44,7 +44,7 @@ class PodLogFollower:
         self.selector = selector
         self.output = output
         self.poll_interval = poll_interval
-        self.outcome_line: str | None = None
+        self.report_line: str | None = None
         self.streamed = False
         self._response: Any = None
         self._closed = threading.Event()
@@ -134,7 +134,7 @@ class PodLogFollower:
     def _line(self, text: str) -> None:
         self.streamed = True
         text = text.rstrip("\r")
-        if text.startswith(OUTCOME_MARKER):
-            self.outcome_line = text[len(OUTCOME_MARKER) :]
+        if text.startswith(REPORT_MARKER):
+            self.report_line = text[len(REPORT_MARKER) :]
         else:
             self.output.line("log", text)

@@ -2,7 +2,7 @@
 
 It owns a run's process from start to end: starting it (a fresh interpreter, or a fork
 of the warm forkserver), handing it the run over a socket pair, following its stdout and
-stderr, taking its outcome, and stopping it. A process is the leader of its own session,
+stderr, taking its report, and stopping it. A process is the leader of its own session,
 so stopping it signals the whole group: SIGTERM, then SIGKILL after a grace period, and
 a final SIGKILL sweep once the leader is gone so no grandchild outlives its run.
 """
@@ -21,27 +21,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.service.tasks import cancel_and_wait
 
 from . import forkserver
 from .handoff import (
+    Handoff,
     HandoffError,
-    RunRequest,
     child_environment,
-    decode_outcome,
-    encode_request,
+    decode_report,
+    encode_handoff,
 )
 from .output import RunOutput, with_output
 
 logger = logging.getLogger("fluid.cpu_runner")
 
-# After the process exits, how long its outcome and last output may take to arrive.
+# After the process exits, how long its report and last output may take to arrive.
 _DRAIN_SECONDS = 2.0
-# Outcome lines carry results up to the size gRPC accepts.
-_MAX_OUTCOME_BYTES = 64 * 1024 * 1024
+# Report lines carry results up to the size gRPC accepts.
+_MAX_REPORT_BYTES = 64 * 1024 * 1024
 # How long the fork server may take to answer a fork request before it counts as broken.
 _FORK_REPLY_SECONDS = 10.0
 
@@ -304,8 +304,8 @@ def signal_group(pid: int, signum: int) -> bool:
 
 
 async def _exchange(control: socket.socket, request: str) -> str | None:
-    """Send the request line; return the outcome line (None: closed without one)."""
-    reader, writer = await asyncio.open_unix_connection(sock=control, limit=_MAX_OUTCOME_BYTES)
+    """Send the request line; return the report line (None: closed without one)."""
+    reader, writer = await asyncio.open_unix_connection(sock=control, limit=_MAX_REPORT_BYTES)
     try:
         writer.write(request.encode() + b"\n")
         await writer.drain()
@@ -351,7 +351,7 @@ class LocalBackend:
     async def stop(self) -> None:
         await self.launcher.stop()
 
-    async def execute(self, task: Task, run: Run) -> RunOutcome:
+    async def execute(self, task: Task, run: Run) -> RunReport:
         """Run one attempt in a new process; cancelling this kills the process group."""
         output = RunOutput(run.id, task.name, self.output_lines)
         control, child_control = socket.socketpair()
@@ -359,7 +359,7 @@ class LocalBackend:
         err_read, err_write = os.pipe()
         # Sent before the process exists: the socket holds the request, so the process
         # reads it as soon as it starts instead of waiting for this loop to get round to it.
-        request = encode_request(RunRequest(module=task.module, run=run))
+        request = encode_handoff(Handoff(module=task.module, run=run))
         answer = asyncio.create_task(_exchange(control, request))
         try:
             process = await self.launcher.launch(
@@ -384,12 +384,12 @@ class LocalBackend:
         ]
         exited = asyncio.create_task(process.wait())
         try:
-            outcome = await self._supervise(task, run, process, answer, exited)
+            report = await self._supervise(task, run, process, answer, exited)
         finally:
             # Shielded: a second cancellation (shutdown during an abort) must not leave
             # the group running.
             await asyncio.shield(self._finish(process, exited, answer, followers, control))
-        return with_output(outcome, output.tail)
+        return with_output(report, output.tail)
 
     async def _supervise(
         self,
@@ -398,7 +398,7 @@ class LocalBackend:
         process: RunProcess,
         answer: asyncio.Task[str | None],
         exited: asyncio.Task[int],
-    ) -> RunOutcome:
+    ) -> RunReport:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + task.timeout_seconds
         pending: set[asyncio.Task[int] | asyncio.Task[str | None]] = {answer, exited}
@@ -414,7 +414,7 @@ class LocalBackend:
                     task.timeout_seconds,
                     process.pid,
                 )
-                return RunOutcome(
+                return RunReport(
                     TaskState.failure,
                     error=RunError(
                         "TimeoutError",
@@ -428,7 +428,7 @@ class LocalBackend:
                 await asyncio.wait([exited], timeout=_DRAIN_SECONDS)
                 return self._decode(line)
             if exited in done:
-                # The outcome is written before exiting; give the socket a moment to deliver.
+                # The report is written before exiting; give the socket a moment to deliver.
                 with contextlib.suppress(TimeoutError):
                     late = await asyncio.wait_for(asyncio.shield(answer), _DRAIN_SECONDS)
                     if late is not None:
@@ -436,15 +436,15 @@ class LocalBackend:
                 return self._crashed(exited.result())
         raise AssertionError("unreachable: the process always exits")
 
-    def _decode(self, line: str) -> RunOutcome:
+    def _decode(self, line: str) -> RunReport:
         try:
-            return decode_outcome(line)
+            return decode_report(line)
         except HandoffError as exc:
-            return RunOutcome(TaskState.failure, error=RunError("HandoffError", str(exc)))
+            return RunReport(TaskState.failure, error=RunError("HandoffError", str(exc)))
 
-    def _crashed(self, code: int) -> RunOutcome:
-        message = f"the run's process {_describe_exit(code)} without reporting an outcome"
-        return RunOutcome(TaskState.failure, error=RunError("ProcessExitError", message))
+    def _crashed(self, code: int) -> RunReport:
+        message = f"the run's process {_describe_exit(code)} without a report"
+        return RunReport(TaskState.failure, error=RunError("ProcessExitError", message))
 
     async def _finish(
         self,

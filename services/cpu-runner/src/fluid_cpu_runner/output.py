@@ -8,7 +8,7 @@ import os
 from collections import deque
 from dataclasses import replace
 
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import RunReport
 
 logger = logging.getLogger("fluid.cpu_runner.output")
 
@@ -89,13 +89,13 @@ class _LineReader(asyncio.Protocol):
         self.output.line(self.stream, bytes(raw).decode(errors="replace").rstrip("\r"))
 
 
-def with_output(outcome: RunOutcome, tail: tuple[str, ...]) -> RunOutcome:
-    """The outcome with the process's last output lines.
+def with_output(report: RunReport, tail: tuple[str, ...]) -> RunReport:
+    """The report with the process's last output lines.
 
     An error the runner made up (timeout, crash) has no traceback: the last lines are the
     best account of what happened, and the error is what history shows today.
     """
-    error = outcome.error
+    error = report.error
     if error is not None and not error.traceback and tail:
         error = replace(error, traceback="last output lines:\n" + "\n".join(tail))
-    return replace(outcome, error=error, output_tail=tail)
+    return replace(report, error=error, output_tail=tail)

@@ -1,7 +1,7 @@
 """Composition root of the cpu-runner: task modules, backend, dispatcher channel, worker.
 
 The shared ``LeasingWorker`` leases cpu-bound runs, heartbeats them and reports their
-outcomes; this service only decides where a run executes (``Backend``) and wraps each
+reports; this service only decides where a run executes (``Backend``) and wraps each
 execution in a span, whose context the run's process inherits.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import replace
 import grpc
 
 from fluid.scheduler.loader import load_tasks
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import RunReport, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
@@ -74,7 +74,7 @@ class CpuRunnerService:
     def attach(self, server: grpc.aio.Server) -> list[str]:
         return []  # the runner serves only health and reflection
 
-    async def _execute(self, task: Task, run: Run) -> RunOutcome:
+    async def _execute(self, task: Task, run: Run) -> RunReport:
         with run_span(
             "fluid.cpu_runner",
             f"cpu-run {task.name}",
@@ -84,11 +84,11 @@ class CpuRunnerService:
             # The process's own span ("run <task>") hangs under this one. A runner-side
             # error (no fork server, the API refused the Job) ends the attempt as a failure
             # in the worker runtime.
-            outcome = await self.backend.execute(
+            report = await self.backend.execute(
                 task, replace(run, trace_context=current_trace_context())
             )
-            span.set_attribute("fluid.state", str(outcome.state))
-            return outcome
+            span.set_attribute("fluid.state", str(report.state))
+            return report
 
     async def start(self) -> None:
         await self.backend.start()
@@ -97,7 +97,7 @@ class CpuRunnerService:
             link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(self._channel)),
             executor=self._execute,
             tasks=self.tasks,
-            cpu_bound=True,
+            kind=WorkerKind.cpu,
             concurrency=self.settings.concurrency,
             lease_wait=self.settings.lease_wait_seconds,
             report_batch_size=self.settings.report_batch_size,

@@ -13,7 +13,7 @@ import grpc
 from fluid.scheduler.client import Client
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.loader import load_tasks
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import RunReport
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
@@ -44,12 +44,12 @@ class IoWorkerService:
     def attach(self, server: grpc.aio.Server) -> list[str]:
         return []  # the worker serves only health and reflection
 
-    async def _execute(self, task: Task, run: Run) -> RunOutcome:
+    async def _execute(self, task: Task, run: Run) -> RunReport:
         assert self._client is not None, "started"
         with self._logs.capturing(run.id) as tail:
-            outcome = await execute_run(task, run, self._client)
+            report = await execute_run(task, run, self._client)
         # `fluid logs RUN_ID` shows what the run logged (ctx.logger and any logger).
-        return replace(outcome, output_tail=tuple(tail))
+        return replace(report, output_tail=tuple(tail))
 
     async def start(self) -> None:
         logging.getLogger().addHandler(self._logs)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from fluid.scheduler.client import Client, RunRequest
+from fluid.scheduler.client import Client
+from fluid.scheduler.models import RunRequest
 
 from .domain.records import ScheduledTask, SlotRun
 
@@ -30,7 +31,7 @@ class DispatcherTasks:
                 enabled=registered.enabled,
                 randomize=self.randomizers.get(registered.definition.name),
             )
-            for registered in await self.client.list_registered_tasks()
+            for registered in await self.client.list_tasks()
             if registered.definition.schedule is not None
         ]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .definition import TaskDefinition
+from .definition import TaskDefinition, TaskInfo
 from .errors import (
     FailedPreconditionError,
     FluidError,
@@ -18,7 +18,14 @@ from .errors import (
     UnavailableError,
 )
 from .lifecycle import TaskManager, TaskManagerPlugin
-from .models import InvalidTransition, RetryPolicy, RunError, TaskInfo, TaskPriority, TaskState
+from .models import (
+    InvalidTransition,
+    RetryPolicy,
+    RunError,
+    RunRequest,
+    TaskPriority,
+    TaskState,
+)
 from .run import Run
 from .schedules import Scheduler, crontab, every
 from .task import AnyParams, Task, TaskAbortedError, TaskContext, TaskRun, task
@@ -49,6 +56,7 @@ __all__ = [
     "Run",
     "RunError",
     "RunPage",
+    "RunRequest",
     "RunTimeoutError",
     "Scheduler",
     "Task",

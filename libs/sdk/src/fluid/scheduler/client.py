@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -16,14 +16,14 @@ from fluid.service.channel import open_channel
 from fluid.service.settings import ClientSettings
 
 from . import wire
-from .definition import RegisteredTask
+from .definition import TaskInfo
 from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
 from .limits import batches, limits
 from .models import (
     DeadLetter,
     QueueStatus,
+    RunRequest,
     SchedulerStatus,
-    TaskInfo,
     TaskPriority,
     TaskState,
 )
@@ -70,57 +70,21 @@ class RunPage:
     next_cursor: str
 
 
-def _registered_task(message: Any) -> RegisteredTask:
-    return RegisteredTask(
-        definition=wire.definition_from_pb(message.definition, "task"),
-        enabled=message.enabled,
-        workers=message.workers,
-        running=message.running,
-    )
-
-
-def _task_info(message: Any) -> TaskInfo:
-    registered = _registered_task(message)
-    definition = registered.definition
-    return TaskInfo(
-        name=definition.name,
-        short_description=definition.short_description,
-        cpu_bound=definition.cpu_bound,
-        timeout_seconds=definition.timeout_seconds,
-        max_concurrency=definition.max_concurrency,
-        priority=definition.priority,
-        tags=definition.tags,
-        schedule=str(definition.schedule) if definition.schedule else "",
-        enabled=registered.enabled,
-        workers=registered.workers,
-        running=registered.running,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """One run to queue, with every option ``QueueRun`` takes (see ``Client.queue_requests``)."""
-
-    task: str | Task
-    params: Mapping[str, Any] = field(default_factory=dict)
-    priority: TaskPriority | None = None
-    run_id: str = ""
-    idempotency_key: str = ""
-    execute_after: datetime | None = None
-    from_run_id: str = ""
-
-
 def _message_size(message: dispatcher_pb2.QueueRunRequest) -> int:
     return message.ByteSize()
 
 
-def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
-    if isinstance(request.task, Task):
+def _run_request(task: str | Task, params: Mapping[str, Any], **options: Any) -> RunRequest:
+    if isinstance(task, Task):
         # Validate locally first: the caller gets pydantic's own errors, no round trip.
         # The caller's values travel, not the model's dump, which masks SecretStr.
-        request.task.validate_params(request.params)
+        task.validate_params(params)
+    return RunRequest(str(task), params, **options)
+
+
+def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
     return dispatcher_pb2.QueueRunRequest(
-        task=str(request.task),
+        task=request.task,
         params=wire.struct_from_dict(to_jsonable_python(dict(request.params))),
         priority=wire.priority_to_pb(request.priority),
         # An id made here, not by the dispatcher, makes queueing idempotent: the channel
@@ -201,7 +165,7 @@ class Client:
         from_run_id: str = "",
     ) -> Run:
         """Queue a run with every option: a ``run_id`` or ``idempotency_key`` queues once."""
-        request = RunRequest(
+        request = _run_request(
             task,
             params,
             priority=priority,
@@ -226,7 +190,7 @@ class Client:
         Each batch is all-or-nothing: an invalid params mapping refuses its batch.
         """
         return await self.queue_requests(
-            [RunRequest(task, values, priority=priority) for values in params],
+            [_run_request(task, values, priority=priority) for values in params],
             batch_size=batch_size,
         )
 
@@ -329,14 +293,11 @@ class Client:
 
     @_rpc
     async def list_tasks(self) -> list[TaskInfo]:
+        """Every registered task: its full definition (schedule included) and status."""
         response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
-        return [_task_info(item) for item in response.tasks]
-
-    @_rpc
-    async def list_registered_tasks(self) -> list[RegisteredTask]:
-        """Every registered task with its full definition (schedule included)."""
-        response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
-        return [_registered_task(item) for item in response.tasks]
+        return [
+            wire.task_info_from_pb(item, f"tasks[{i}]") for i, item in enumerate(response.tasks)
+        ]
 
     @_rpc
     async def list_schedules(self) -> SchedulerStatus:
@@ -352,7 +313,7 @@ class Client:
         response = await self._dispatcher.SetTaskEnabled(
             dispatcher_pb2.SetTaskEnabledRequest(name=name, enabled=enabled)
         )
-        return _task_info(response.task)
+        return wire.task_info_from_pb(response.task, "task")
 
     @_rpc
     async def list_runs(

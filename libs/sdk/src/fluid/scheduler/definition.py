@@ -50,10 +50,15 @@ class TaskDefinition:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisteredTask:
-    """A task the dispatcher knows: its full definition and its live status."""
+class TaskInfo:
+    """A registered task: its definition, whether operators enabled it, and the live
+    workers that execute it and the runs they hold now."""
 
     definition: TaskDefinition
     enabled: bool = True
     workers: int = 0
     running: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.definition.name

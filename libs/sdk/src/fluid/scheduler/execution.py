@@ -1,7 +1,7 @@
 """Executes one attempt of a run in this process and says how it ended.
 
 Shared by the io-worker (on its event loop) and the cpu-runner's subprocess, so both
-turn params errors, timeouts, aborts and exceptions into the same outcomes.
+turn params errors, timeouts, aborts and exceptions into the same reports.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from fluid.service.telemetry import run_span
 
-from .models import RunError, RunOutcome, TaskState
+from .models import RunError, RunReport, TaskState
 from .run import Run, current_run
 from .task import RunQueuer, Task, TaskAbortedError, TaskRun
 
@@ -28,7 +28,7 @@ def _json_result(value: object) -> object:
     return json.loads(json.dumps(value))
 
 
-async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
+async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
     """Run the task function for ``run`` under its timeout; never raises but on cancel.
 
     The span joins the trace the run was queued in (stored on the run), so an attempt
@@ -40,42 +40,42 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
         # Log lines of the task and of fluid name the run (see fluid.service.logs).
         token = current_run.set(run)
         try:
-            outcome = await _attempt(task, run, queuer)
+            report = await _attempt(task, run, queuer)
         finally:
             current_run.reset(token)
-        span.set_attribute("fluid.state", str(outcome.state))
-        if outcome.state is TaskState.failure:
-            span.set_status(trace.StatusCode.ERROR, outcome.error.message if outcome.error else "")
-        return outcome
+        span.set_attribute("fluid.state", str(report.state))
+        if report.state is TaskState.failure:
+            span.set_status(trace.StatusCode.ERROR, report.error.message if report.error else "")
+        return report
 
 
-async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunOutcome:
+async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
     try:
         params = task.validate_params(run.params)
     except ValidationError as exc:
-        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+        return RunReport(TaskState.failure, error=RunError.from_exception(exc))
     ctx: TaskRun[Any, Any] = TaskRun(run=run, task=task, params=params, queuer=queuer)
     try:
         async with asyncio.timeout(task.timeout_seconds):
             value = await task.executor(ctx)
     except TaskAbortedError as exc:
         logger.info("run %s of %s aborted itself: %s", run.id, task.name, exc.reason)
-        return RunOutcome(TaskState.aborted, reason=exc.reason)
+        return RunReport(TaskState.aborted, reason=exc.reason)
     except TimeoutError as exc:
         error = RunError(
             "TimeoutError",
             f"task {task.name} timed out after {task.timeout_seconds:g}s",
             RunError.from_exception(exc).traceback,
         )
-        return RunOutcome(TaskState.failure, error=error)
+        return RunReport(TaskState.failure, error=error)
     except Exception as exc:
         logger.warning("run %s of %s failed: %r", run.id, task.name, exc)
-        return RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+        return RunReport(TaskState.failure, error=RunError.from_exception(exc))
     try:
         result = _json_result(value)
     except (TypeError, ValueError) as exc:
-        return RunOutcome(
+        return RunReport(
             TaskState.failure,
             error=RunError("TypeError", f"the return value of {task.name} is not JSON: {exc}"),
         )
-    return RunOutcome(TaskState.success, result=result)
+    return RunReport(TaskState.success, result=result)

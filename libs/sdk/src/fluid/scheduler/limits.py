@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import InvalidArgumentError
-from .models import RunError, RunOutcome, TaskState
+from .models import RunError, RunReport, TaskState
 
 T = TypeVar("T")
 
@@ -200,8 +200,8 @@ def _storable_json(value: Any) -> Any:
     return value
 
 
-def sendable_outcome(outcome: RunOutcome) -> tuple[RunOutcome, str]:
-    """The outcome as it may travel and be stored, and why it changed ("" if only cut).
+def sendable_report(report: RunReport) -> tuple[RunReport, str]:
+    """The report as it may travel and be stored, and why it changed ("" if only cut).
 
     Text is cut to its limits and NUL made storable; a result that is not JSON (NaN,
     infinities, other types) or is over ``result_bytes`` fails the run with an error
@@ -210,7 +210,7 @@ def sendable_outcome(outcome: RunOutcome) -> tuple[RunOutcome, str]:
     """
     limit = limits()
     problem = ""
-    state, result, error = outcome.state, outcome.result, outcome.error
+    state, result, error = report.state, report.result, report.error
     if result is not None:
         result = _storable_json(result)
         try:
@@ -234,13 +234,13 @@ def sendable_outcome(outcome: RunOutcome) -> tuple[RunOutcome, str]:
             message=truncated(storable_text(error.message), limit.error_message_chars),
             traceback=truncated(storable_text(error.traceback), limit.traceback_chars, True),
         )
-    tail = outcome.output_tail[-limit.output_lines :] if limit.output_lines else ()
+    tail = report.output_tail[-limit.output_lines :] if limit.output_lines else ()
     return (
-        RunOutcome(
+        RunReport(
             state=state,
             result=result,
             error=error,
-            reason=truncated(storable_text(outcome.reason), limit.reason_chars),
+            reason=truncated(storable_text(report.reason), limit.reason_chars),
             output_tail=tuple(
                 truncated(storable_text(line), limit.output_line_chars) for line in tail
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,7 +131,7 @@ class RunError:
 
 
 @dataclass(frozen=True, slots=True)
-class RunOutcome:
+class RunReport:
     """How one attempt of a run ended, as its worker reports it."""
 
     state: TaskState
@@ -142,20 +143,22 @@ class RunOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """A registered task as the dispatcher sees it."""
+class RunRequest:
+    """A request to queue one run of ``task``, with every option ``QueueRun`` takes.
 
-    name: str
-    short_description: str = ""
-    cpu_bound: bool = False
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    max_concurrency: int = 0
-    priority: TaskPriority = TaskPriority.medium
-    tags: frozenset[str] = field(default_factory=frozenset)
-    schedule: str = ""
-    enabled: bool = True
-    workers: int = 0
-    running: int = 0
+    A ``run_id`` or an ``idempotency_key`` makes it queue once however often it is sent.
+    """
+
+    task: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    priority: TaskPriority | None = None
+    run_id: str = ""
+    idempotency_key: str = ""
+    execute_after: datetime | None = None
+    from_run_id: str = ""
+    # The W3C trace context the run's execution joins: set by the dispatcher from the
+    # caller's span, never sent by callers.
+    trace_context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +201,47 @@ class SchedulerStatus:
     lateness: SlotLateness = field(default_factory=SlotLateness)
 
 
+class WorkerKind(enum.StrEnum):
+    """Which runs a worker executes: a task's ``cpu_bound`` flag picks its workers' kind."""
+
+    io = "io"
+    cpu = "cpu"
+
+    @classmethod
+    def of(cls, cpu_bound: bool) -> WorkerKind:
+        return cls.cpu if cpu_bound else cls.io
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerStatus:
     """A live worker and its load, as the dispatcher sees it."""
 
     worker_id: str
-    kind: str
+    kind: WorkerKind
     tasks: tuple[str, ...]
     concurrency: int
     running: int
     last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    """What a heartbeat tells its worker."""
+
+    # Runs aborted from outside, with the reason: cancel them and report them aborted.
+    aborts: dict[str, str] = field(default_factory=dict)
+    # Runs whose lease this worker lost: cancel them and report nothing.
+    lost: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReply:
+    """What became of a batch of reports."""
+
+    # Runs whose report was ignored: the worker no longer held their lease.
+    ignored: list[str] = field(default_factory=list)
+    # (run id, reason) of reports refused as malformed: their runs ended failed.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from .definition import TaskDefinition
+from .definition import TaskDefinition, TaskInfo
 from .models import (
     DEFAULT_TIMEOUT_SECONDS,
     DeadLetter,
@@ -20,12 +20,13 @@ from .models import (
     QueueStatus,
     RetryPolicy,
     RunError,
-    RunOutcome,
+    RunReport,
     ScheduleInfo,
     SchedulerStatus,
     SlotLateness,
     TaskPriority,
     TaskState,
+    WorkerKind,
     WorkerStatus,
 )
 from .run import JsonValue, Run
@@ -369,22 +370,22 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
     )
 
 
-def outcome_to_pb(run_id: str, attempt: int, outcome: RunOutcome) -> dispatcher_pb2.RunStateReport:
+def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2.RunStateReport:
     message = dispatcher_pb2.RunStateReport(
         run_id=run_id,
         attempt=attempt,
-        state=state_to_pb(outcome.state),
-        error=error_to_pb(outcome.error),
-        reason=outcome.reason,
-        output_tail=outcome.output_tail,
+        state=state_to_pb(report.state),
+        error=error_to_pb(report.error),
+        reason=report.reason,
+        output_tail=report.output_tail,
     )
-    if outcome.result is not None:
-        message.result.CopyFrom(value_from_json(outcome.result))
+    if report.result is not None:
+        message.result.CopyFrom(value_from_json(report.result))
     return message
 
 
-def outcome_from_pb(message: dispatcher_pb2.RunStateReport, field: str) -> RunOutcome:
-    return RunOutcome(
+def report_from_pb(message: dispatcher_pb2.RunStateReport, field: str) -> RunReport:
+    return RunReport(
         state=state_from_pb(message.state, f"{field}.state"),
         result=json_from_value(message.result) if message.HasField("result") else None,
         error=error_from_pb(message.error) if message.HasField("error") else None,
@@ -465,11 +466,40 @@ def scheduler_status_from_pb(message: scheduler_pb2.ListSchedulesResponse) -> Sc
     )
 
 
+def task_info_to_pb(info: TaskInfo) -> task_pb2.TaskInfo:
+    return task_pb2.TaskInfo(
+        definition=definition_to_pb(info.definition),
+        enabled=info.enabled,
+        workers=info.workers,
+        running=info.running,
+    )
+
+
+def task_info_from_pb(message: task_pb2.TaskInfo, field: str) -> TaskInfo:
+    return TaskInfo(
+        definition=definition_from_pb(message.definition, f"{field}.definition"),
+        enabled=message.enabled,
+        workers=message.workers,
+        running=message.running,
+    )
+
+
 _WORKER_KIND_TO_PB = {
-    "io": dispatcher_pb2.WORKER_KIND_IO,
-    "cpu": dispatcher_pb2.WORKER_KIND_CPU,
+    WorkerKind.io: dispatcher_pb2.WORKER_KIND_IO,
+    WorkerKind.cpu: dispatcher_pb2.WORKER_KIND_CPU,
 }
 _WORKER_KIND_FROM_PB = {value: key for key, value in _WORKER_KIND_TO_PB.items()}
+
+
+def worker_kind_to_pb(kind: WorkerKind) -> dispatcher_pb2.WorkerKind.ValueType:
+    return _WORKER_KIND_TO_PB[kind]
+
+
+def worker_kind_from_pb(kind: dispatcher_pb2.WorkerKind.ValueType, field: str) -> WorkerKind:
+    try:
+        return _WORKER_KIND_FROM_PB[kind]
+    except KeyError:
+        raise WireError(field, "must be WORKER_KIND_IO or WORKER_KIND_CPU") from None
 
 
 def _optional_time(message: Any, name: str) -> datetime | None:
@@ -511,7 +541,7 @@ def queue_status_to_pb(status: QueueStatus) -> dispatcher_pb2.GetQueueStatusResp
         workers=[
             dispatcher_pb2.WorkerStatus(
                 worker_id=worker.worker_id,
-                kind=_WORKER_KIND_TO_PB.get(worker.kind, dispatcher_pb2.WORKER_KIND_UNSPECIFIED),
+                kind=worker_kind_to_pb(worker.kind),
                 tasks=worker.tasks,
                 concurrency=worker.concurrency,
                 running=worker.running,
@@ -541,7 +571,7 @@ def queue_status_from_pb(message: dispatcher_pb2.GetQueueStatusResponse) -> Queu
         workers=tuple(
             WorkerStatus(
                 worker_id=worker.worker_id,
-                kind=_WORKER_KIND_FROM_PB.get(worker.kind, "unknown"),
+                kind=worker_kind_from_pb(worker.kind, "workers.kind"),
                 tasks=tuple(worker.tasks),
                 concurrency=worker.concurrency,
                 running=worker.running,

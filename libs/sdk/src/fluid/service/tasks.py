@@ -158,5 +158,5 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_every: float
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=retry_every)
-    # Collect the outcomes so no exception is reported as never retrieved.
+    # Collect the reports so no exception is reported as never retrieved.
     await asyncio.gather(*every, return_exceptions=True)

@@ -4,7 +4,7 @@ A worker leases runs of its kind from the dispatcher and hands each to an execut
 io-worker runs the task on this event loop; the cpu-runner in a separate process). Three
 loops cooperate: the lease loop asks for as many runs as there are free slots (long poll),
 the heartbeat loop renews the leases of runs in flight and learns of external aborts, and
-the report loop delivers outcomes in batches (``fluid.service.worker_reports``). Each loop
+the report loop delivers reports in batches (``fluid.service.worker_reports``). Each loop
 survives any failure: it is logged once per incident, the loop backs off and goes on, and
 ``degraded()`` says which loops are failing. A stopping worker leases nothing more, lets
 runs in flight finish within the grace period, then hands back the rest so they run
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
 from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
-from fluid.scheduler.limits import limits, sendable_outcome
-from fluid.scheduler.models import DegradedLoop, RunError, RunOutcome, TaskState
+from fluid.scheduler.limits import limits, sendable_report
+from fluid.scheduler.models import DegradedLoop, RunError, RunReport, TaskState, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 
 from .tasks import Backoff, LoopHealth, cancel_and_wait
-from .worker_hooks import AttemptHook, LifecycleEvents, SendableOutcome
+from .worker_hooks import AttemptHook, LifecycleEvents, SendableReport
 from .worker_link import WorkerLink
 from .worker_reports import Reporter
 
@@ -42,7 +42,11 @@ logger = logging.getLogger("fluid.worker")
 REGISTER_TRIES = 1000
 
 
-def new_worker_id(kind: str) -> str:
+# The service a worker of each kind runs in, as its loops' health metrics name it.
+_OWNERS = {WorkerKind.io: "io-worker", WorkerKind.cpu: "cpu-runner"}
+
+
+def new_worker_id(kind: WorkerKind) -> str:
     return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
@@ -58,7 +62,7 @@ class InFlight:
     stopped: bool = False
 
 
-RunExecutor = Callable[[Task, Run], Awaitable[RunOutcome]]
+RunExecutor = Callable[[Task, Run], Awaitable[RunReport]]
 """Executes one attempt of a run and says how it ended (cancelled on abort or shutdown)."""
 
 
@@ -69,7 +73,7 @@ class LeasingWorker:
     link: WorkerLink
     executor: RunExecutor
     tasks: Mapping[str, Task]
-    cpu_bound: bool = False
+    kind: WorkerKind = WorkerKind.io
     concurrency: int = 100
     lease_wait: float = 1.0
     report_batch_size: int = 256
@@ -97,8 +101,8 @@ class LeasingWorker:
     _hooks: list[AttemptHook] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.worker_id = self.worker_id or new_worker_id("cpu" if self.cpu_bound else "io")
-        self._health.owner = "cpu-runner" if self.cpu_bound else "io-worker"
+        self.worker_id = self.worker_id or new_worker_id(self.kind)
+        self._health.owner = _OWNERS[self.kind]
         if self.lifecycle is None:
             self.lifecycle = manager_for_modules(task.module for task in self.own_tasks)
         self._reporter = Reporter(
@@ -107,14 +111,14 @@ class LeasingWorker:
             batch_bytes=self.report_batch_bytes or limits().batch_bytes,
             batch_size=self.report_batch_size,
         )
-        # In this order: the outcome is made sendable, queued for reporting, and only
+        # In this order: the report is made sendable, queued for reporting, and only
         # then are the lifecycle handlers called (a slow handler delays no report).
-        self._hooks = [SendableOutcome(), self._reporter, LifecycleEvents(self.lifecycle)]
+        self._hooks = [SendableReport(), self._reporter, LifecycleEvents(self.lifecycle)]
 
     @property
     def own_tasks(self) -> list[Task]:
         """The tasks of this worker's kind (the others are for the other kind of worker)."""
-        return [task for task in self.tasks.values() if task.cpu_bound == self.cpu_bound]
+        return [task for task in self.tasks.values() if WorkerKind.of(task.cpu_bound) is self.kind]
 
     def degraded(self) -> tuple[DegradedLoop, ...]:
         """The loops failing now (by name), each with the error that began the incident."""
@@ -123,7 +127,7 @@ class LeasingWorker:
     async def register(self) -> None:
         """Tell the dispatcher this worker and its tasks; take the lease TTL it says."""
         ttl = await self.link.register(
-            self.worker_id, self.own_tasks, cpu_bound=self.cpu_bound, concurrency=self.concurrency
+            self.worker_id, self.own_tasks, kind=self.kind, concurrency=self.concurrency
         )
         self.lease_ttl = ttl or self.lease_ttl
         logger.info(
@@ -231,11 +235,11 @@ class LeasingWorker:
         reply = await self.link.lease(self.worker_id, free, self.lease_wait)
         for bad in reply.unreadable:
             logger.error("leased run %s cannot be read: %s", bad.run_id, bad.problem)
-            failure = RunOutcome(
+            failure = RunReport(
                 TaskState.failure,
                 error=RunError("LeaseRejectedError", f"the worker cannot read it: {bad.problem}"),
             )
-            self._reporter.add(bad.run_id, bad.attempt, sendable_outcome(failure)[0])
+            self._reporter.add(bad.run_id, bad.attempt, sendable_report(failure)[0])
         if self._stopping.is_set():
             await self._release([run.id for run in reply.runs])
             return
@@ -250,7 +254,7 @@ class LeasingWorker:
     async def _execute(self, run: Run, task: Task | None) -> None:
         try:
             if task is None:
-                outcome = RunOutcome(
+                report = RunReport(
                     TaskState.failure,
                     error=RunError(
                         "LookupError", f"worker {self.worker_id} has no task {run.task}"
@@ -259,24 +263,24 @@ class LeasingWorker:
             else:
                 for hook in self._hooks:
                     await hook.started(run)
-                outcome = await self.executor(task, run)
+                report = await self.executor(task, run)
         except asyncio.CancelledError:
             flight = self._in_flight.get(run.id)
             if flight is None or flight.stopped or flight.stop_reason is None:
                 return  # shutdown hands it back; a lost lease is the dispatcher's to settle
-            outcome = RunOutcome(TaskState.aborted, reason=flight.stop_reason)
+            report = RunReport(TaskState.aborted, reason=flight.stop_reason)
         except Exception as exc:
             # An executor's own failure (not the task's) still ends the attempt.
             logger.exception("executing run %s failed", run.id)
-            outcome = RunOutcome(TaskState.failure, error=RunError.from_exception(exc))
+            report = RunReport(TaskState.failure, error=RunError.from_exception(exc))
         finally:
             self._in_flight.pop(run.id, None)
             self._slot_free.set()
         for hook in self._hooks:
             try:
-                outcome = await hook.ended(run, outcome)
+                report = await hook.ended(run, report)
             except Exception:
-                # The hooks after it (the report) still get the outcome.
+                # The hooks after it (the report) still get the report.
                 logger.exception("%s failed after run %s", type(hook).__name__, run.id)
 
     # -- heartbeats ----------------------------------------------------------------------

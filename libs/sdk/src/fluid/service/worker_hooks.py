@@ -1,7 +1,7 @@
 """What a worker does around each attempt it executes, as small hooks.
 
 The worker calls every hook's ``started`` before the executor and, once the attempt
-ended, every hook's ``ended`` in order, each receiving the outcome the previous one
+ended, every hook's ``ended`` in order, each receiving the report the previous one
 returned. A lost lease or a shutdown ends an attempt without calling ``ended``: the
 dispatcher, not this worker, settles those runs.
 """
@@ -12,30 +12,30 @@ import logging
 from dataclasses import replace
 
 from fluid.scheduler.lifecycle import TaskManager
-from fluid.scheduler.limits import sendable_outcome
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.limits import sendable_report
+from fluid.scheduler.models import RunReport
 from fluid.scheduler.run import Run, utcnow
 
 logger = logging.getLogger("fluid.worker")
 
 
 class AttemptHook:
-    """A per-attempt concern; the defaults do nothing and pass the outcome on."""
+    """A per-attempt concern; the defaults do nothing and pass the report on."""
 
     async def started(self, run: Run) -> None:
         return None
 
-    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
-        return outcome
+    async def ended(self, run: Run, report: RunReport) -> RunReport:
+        return report
 
 
-class SendableOutcome(AttemptHook):
-    """Fits the outcome to the limits before it is reported, so the report is small and
+class SendableReport(AttemptHook):
+    """Fits the report to the limits before it is reported, so the report is small and
     the dispatcher takes it: a result that is not JSON or is too large fails the run
-    (saying why), text is cut and NUL made storable (``limits.sendable_outcome``)."""
+    (saying why), text is cut and NUL made storable (``limits.sendable_report``)."""
 
-    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
-        sendable, problem = sendable_outcome(outcome)
+    async def ended(self, run: Run, report: RunReport) -> RunReport:
+        sendable, problem = sendable_report(report)
         if problem:
             logger.warning("run %s fails: %s", run.id, problem)
         return sendable
@@ -51,16 +51,16 @@ class LifecycleEvents(AttemptHook):
     async def started(self, run: Run) -> None:
         await self._manager.emit(run)
 
-    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
+    async def ended(self, run: Run, report: RunReport) -> RunReport:
         await self._manager.emit(
             replace(
                 run,
-                state=outcome.state,
-                result=outcome.result,
-                error=outcome.error,
-                reason=outcome.reason,
+                state=report.state,
+                result=report.result,
+                error=report.error,
+                reason=report.reason,
                 end=utcnow(),
-                output_tail=outcome.output_tail,
+                output_tail=report.output_tail,
             )
         )
-        return outcome
+        return report

@@ -19,7 +19,7 @@ import grpc
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ERRORS_BY_CODE, FluidError, UnavailableError
-from fluid.scheduler.models import RunOutcome
+from fluid.scheduler.models import HeartbeatReply, ReportReply, RunReport, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
@@ -41,28 +41,12 @@ class LeaseReply:
 
 
 @dataclass(frozen=True, slots=True)
-class HeartbeatReply:
-    # Runs aborted from outside, with the reason: cancel them and report them aborted.
-    aborts: dict[str, str] = field(default_factory=dict)
-    # Runs whose lease this worker lost: cancel them and report nothing.
-    lost: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ReportReply:
-    # Runs whose report was ignored: this worker no longer held their lease.
-    ignored: list[str] = field(default_factory=list)
-    # (run id, reason) of reports refused as malformed: their runs ended failed.
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """An attempt's outcome, encoded for sending by the link that made it."""
+class EncodedReport:
+    """An attempt's report, encoded for sending by the link that made it."""
 
     run_id: str
     attempt: int
-    outcome: RunOutcome
+    report: RunReport
     # Bytes it adds to a batch.
     size: int
     # A failure report standing in for a refused one: never replaced again.
@@ -75,7 +59,7 @@ class WorkerLink(Protocol):
     """The calls a worker makes to the dispatcher, in domain types."""
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, cpu_bound: bool, concurrency: int
+        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
     ) -> float:
         """Register the worker and its tasks; the lease TTL in seconds (0: not said)."""
 
@@ -88,11 +72,11 @@ class WorkerLink(Protocol):
         """Renew the leases of the runs in flight; which of them to stop."""
 
     def encode_report(
-        self, run_id: str, attempt: int, outcome: RunOutcome, *, replacement: bool = False
-    ) -> Report:
-        """The outcome ready to send (raises when it cannot be encoded)."""
+        self, run_id: str, attempt: int, report: RunReport, *, replacement: bool = False
+    ) -> EncodedReport:
+        """The report ready to send (raises when it cannot be encoded)."""
 
-    async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+    async def report(self, worker_id: str, reports: Sequence[EncodedReport]) -> ReportReply:
         """Send one batch of reports."""
 
     async def release(self, worker_id: str, run_ids: Sequence[str]) -> None:
@@ -133,11 +117,11 @@ class DispatcherLink:
         self._stub = stub
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, cpu_bound: bool, concurrency: int
+        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
     ) -> float:
         request = dispatcher_pb2.RegisterWorkerRequest(
             worker_id=worker_id,
-            kind=dispatcher_pb2.WORKER_KIND_CPU if cpu_bound else dispatcher_pb2.WORKER_KIND_IO,
+            kind=wire.worker_kind_to_pb(kind),
             tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in tasks],
             concurrency=concurrency,
         )
@@ -176,12 +160,12 @@ class DispatcherLink:
         )
 
     def encode_report(
-        self, run_id: str, attempt: int, outcome: RunOutcome, *, replacement: bool = False
-    ) -> Report:
-        message = wire.outcome_to_pb(run_id, attempt, outcome)
-        return Report(run_id, attempt, outcome, message.ByteSize(), replacement, message)
+        self, run_id: str, attempt: int, report: RunReport, *, replacement: bool = False
+    ) -> EncodedReport:
+        message = wire.report_to_pb(run_id, attempt, report)
+        return EncodedReport(run_id, attempt, report, message.ByteSize(), replacement, message)
 
-    async def report(self, worker_id: str, reports: Sequence[Report]) -> ReportReply:
+    async def report(self, worker_id: str, reports: Sequence[EncodedReport]) -> ReportReply:
         messages = []
         for report in reports:
             if not isinstance(report.encoded, dispatcher_pb2.RunStateReport):

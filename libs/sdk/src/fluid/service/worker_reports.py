@@ -1,4 +1,4 @@
-"""Delivery of a worker's run outcomes to the dispatcher, in batches cut by bytes.
+"""Delivery of a worker's run reports to the dispatcher, in batches cut by bytes.
 
 No report can hold the others up. A batch the dispatcher refuses (too large for a
 message, or malformed) is sent again in halves until the refusal stands alone; a lone
@@ -20,12 +20,12 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from fluid.scheduler.limits import batches, sendable_outcome
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.limits import batches, sendable_report
+from fluid.scheduler.models import ReportReply, RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 
 from .worker_hooks import AttemptHook
-from .worker_link import Report, ReportReply, WorkerLink
+from .worker_link import EncodedReport, WorkerLink
 
 logger = logging.getLogger("fluid.worker")
 
@@ -36,7 +36,7 @@ REFUSALS = (ResourceExhaustedError, InvalidArgumentError)
 BATCH_TRIES = 5
 
 
-def _report_size(report: Report) -> int:
+def _report_size(report: EncodedReport) -> int:
     return report.size
 
 
@@ -46,7 +46,7 @@ def _describe(error: Exception) -> str:
 
 
 class Reporter(AttemptHook):
-    """Queues each attempt's outcome (an attempt hook) and delivers the queue in order."""
+    """Queues each attempt's report (an attempt hook) and delivers the queue in order."""
 
     def __init__(
         self, link: WorkerLink, worker_id: str, *, batch_bytes: int, batch_size: int
@@ -55,29 +55,29 @@ class Reporter(AttemptHook):
         self._worker_id = worker_id
         self._batch_bytes = batch_bytes
         self._batch_size = batch_size
-        self._incoming: asyncio.Queue[Report] = asyncio.Queue()
+        self._incoming: asyncio.Queue[EncodedReport] = asyncio.Queue()
         # Batches cut and not yet delivered, the next one first.
-        self._outgoing: deque[list[Report]] = deque()
+        self._outgoing: deque[list[EncodedReport]] = deque()
         self._tries = 0
         # Set while nothing waits to be delivered (what a stopping worker waits for).
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def ended(self, run: Run, outcome: RunOutcome) -> RunOutcome:
-        self.add(run.id, run.attempt, outcome)
-        return outcome
+    async def ended(self, run: Run, report: RunReport) -> RunReport:
+        self.add(run.id, run.attempt, report)
+        return report
 
-    def add(self, run_id: str, attempt: int, outcome: RunOutcome) -> None:
-        """Queue an outcome for delivery."""
+    def add(self, run_id: str, attempt: int, report: RunReport) -> None:
+        """Queue a report for delivery."""
         try:
-            report: Report | None = self._link.encode_report(run_id, attempt, outcome)
+            encoded: EncodedReport | None = self._link.encode_report(run_id, attempt, report)
         except Exception as error:
-            report = self._replacement(
-                run_id, attempt, outcome, f"it cannot be encoded: {_describe(error)}"
+            encoded = self._replacement(
+                run_id, attempt, report, f"it cannot be encoded: {_describe(error)}"
             )
-        if report is not None:
+        if encoded is not None:
             self._idle.clear()
-            self._incoming.put_nowait(report)
+            self._incoming.put_nowait(encoded)
 
     @property
     def pending(self) -> int:
@@ -126,7 +126,7 @@ class Reporter(AttemptHook):
         if not self._outgoing and self._incoming.empty():
             self._idle.set()
 
-    def _after_refusal(self, batch: list[Report], why: str) -> list[list[Report]]:
+    def _after_refusal(self, batch: list[EncodedReport], why: str) -> list[list[EncodedReport]]:
         """What to send instead of a refused batch."""
         if len(batch) > 1:
             logger.info("the dispatcher refused %d reports (%s): sending halves", len(batch), why)
@@ -147,21 +147,21 @@ class Reporter(AttemptHook):
             why,
         )
         replacement = self._replacement(
-            report.run_id, report.attempt, report.outcome, f"the dispatcher refused it: {why}"
+            report.run_id, report.attempt, report.report, f"the dispatcher refused it: {why}"
         )
         return [] if replacement is None else [[replacement]]
 
     def _replacement(
-        self, run_id: str, attempt: int, outcome: RunOutcome, why: str
-    ) -> Report | None:
+        self, run_id: str, attempt: int, report: RunReport, why: str
+    ) -> EncodedReport | None:
         """A failure report of the run without result or output, saying why (None when
         even that cannot be encoded)."""
-        failure, _ = sendable_outcome(
-            RunOutcome(
+        failure, _ = sendable_report(
+            RunReport(
                 TaskState.failure,
                 error=RunError(
                     "ReportRefusedError",
-                    f"the report of this attempt ({outcome.state}) could not be delivered, "
+                    f"the report of this attempt ({report.state}) could not be delivered, "
                     f"its result and output are lost: {why}",
                 ),
             )

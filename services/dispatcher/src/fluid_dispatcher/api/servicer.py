@@ -11,20 +11,15 @@ import grpc
 from fluid.scheduler import wire
 from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from fluid.scheduler.limits import limits
-from fluid.scheduler.models import RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RunError, RunReport, RunRequest, TaskState
 from fluid.scheduler.run import Run
-from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, task_pb2
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from fluid.service.telemetry import run_trace_context
 
-from ..domain.dispatcher import Dispatcher, QueueRequest, TaskStatus
-from ..domain.records import Lease, WorkerKind
+from ..domain.dispatcher import Dispatcher
+from ..domain.records import Lease
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-_KINDS = {
-    dispatcher_pb2.WORKER_KIND_IO: WorkerKind.io,
-    dispatcher_pb2.WORKER_KIND_CPU: WorkerKind.cpu,
-}
 
 
 @contextmanager
@@ -46,18 +41,9 @@ def _worker_call() -> Iterator[None]:
         raise UnavailableError(str(error)) from None
 
 
-def _task_info(status: TaskStatus) -> task_pb2.TaskInfo:
-    return task_pb2.TaskInfo(
-        definition=wire.definition_to_pb(status.record.definition),
-        enabled=status.record.enabled,
-        workers=status.workers,
-        running=status.running,
-    )
-
-
-def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
+def _run_request(request: dispatcher_pb2.QueueRunRequest) -> RunRequest:
     with _fields():
-        return QueueRequest(
+        return RunRequest(
             task=request.task,
             params=wire.dict_from_struct(request.params, "params"),
             priority=wire.priority_from_pb(request.priority),
@@ -75,13 +61,13 @@ def _queue_request(request: dispatcher_pb2.QueueRunRequest) -> QueueRequest:
         )
 
 
-def _report(item: dispatcher_pb2.RunStateReport, field: str) -> tuple[RunOutcome, str]:
+def _report(item: dispatcher_pb2.RunStateReport, field: str) -> tuple[RunReport, str]:
     """A report as the domain takes it; one that cannot be read fails its run with why."""
     try:
-        return wire.outcome_from_pb(item, field), ""
+        return wire.report_from_pb(item, field), ""
     except wire.WireError as error:
         reason = str(error)
-        return RunOutcome(TaskState.failure, error=RunError("ReportRejectedError", reason)), reason
+        return RunReport(TaskState.failure, error=RunError("ReportRejectedError", reason)), reason
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -91,7 +77,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def QueueRun(
         self, request: dispatcher_pb2.QueueRunRequest, context: Context
     ) -> dispatcher_pb2.QueueRunResponse:
-        run, created = await self.dispatcher.queue_run(_queue_request(request))
+        run, created = await self.dispatcher.queue_run(_run_request(request))
         return dispatcher_pb2.QueueRunResponse(run=wire.run_to_pb(run), created=created)
 
     async def QueueRuns(
@@ -100,7 +86,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         requests = []
         for index, item in enumerate(request.runs):
             try:
-                requests.append(_queue_request(item))
+                requests.append(_run_request(item))
             except InvalidArgumentError as error:
                 raise InvalidArgumentError(f"runs[{index}].{error}") from None
         queued = await self.dispatcher.queue_runs(requests)
@@ -133,13 +119,15 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self, request: dispatcher_pb2.ListTasksRequest, context: Context
     ) -> dispatcher_pb2.ListTasksResponse:
         tasks = await self.dispatcher.list_tasks()
-        return dispatcher_pb2.ListTasksResponse(tasks=[_task_info(status) for status in tasks])
+        return dispatcher_pb2.ListTasksResponse(
+            tasks=[wire.task_info_to_pb(info) for info in tasks]
+        )
 
     async def SetTaskEnabled(
         self, request: dispatcher_pb2.SetTaskEnabledRequest, context: Context
     ) -> dispatcher_pb2.SetTaskEnabledResponse:
         status = await self.dispatcher.set_task_enabled(request.name, request.enabled)
-        return dispatcher_pb2.SetTaskEnabledResponse(task=_task_info(status))
+        return dispatcher_pb2.SetTaskEnabledResponse(task=wire.task_info_to_pb(status))
 
     async def GetQueueStatus(
         self, request: dispatcher_pb2.GetQueueStatusRequest, context: Context
@@ -150,10 +138,8 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self, request: dispatcher_pb2.RegisterWorkerRequest, context: Context
     ) -> dispatcher_pb2.RegisterWorkerResponse:
         with _worker_call():
-            kind = _KINDS.get(request.kind)
-            if kind is None:
-                raise InvalidArgumentError("kind: must be WORKER_KIND_IO or WORKER_KIND_CPU")
             with _fields():
+                kind = wire.worker_kind_from_pb(request.kind, "kind")
                 definitions = [
                     wire.definition_from_pb(item, f"tasks[{index}]")
                     for index, item in enumerate(request.tasks)
@@ -226,12 +212,12 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             reports = []
             unreadable = []
             for index, item in enumerate(request.reports):
-                outcome, problem = _report(item, f"reports[{index}]")
+                report, problem = _report(item, f"reports[{index}]")
                 if problem:
                     unreadable.append(
                         dispatcher_pb2.RejectedReport(run_id=item.run_id, reason=problem)
                     )
-                reports.append((item.run_id, item.attempt, outcome))
+                reports.append((item.run_id, item.attempt, report))
             result = await self.dispatcher.report_all(request.worker_id, reports)
             return dispatcher_pb2.ReportRunStatesResponse(
                 ignored_run_ids=result.ignored,

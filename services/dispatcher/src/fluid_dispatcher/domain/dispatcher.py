@@ -8,9 +8,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from fluid.scheduler.definition import TaskDefinition
+from fluid.scheduler.definition import TaskDefinition, TaskInfo
 from fluid.scheduler.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -18,14 +17,16 @@ from fluid.scheduler.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from fluid.scheduler.limits import check_json, check_text, limits, sendable_outcome
+from fluid.scheduler.limits import check_json, check_text, limits, sendable_report
 from fluid.scheduler.models import (
     DeadLetter,
     QueueStatus,
+    ReportReply,
     RunError,
-    RunOutcome,
-    TaskPriority,
+    RunReport,
+    RunRequest,
     TaskState,
+    WorkerKind,
     WorkerStatus,
 )
 from fluid.scheduler.run import Run, new_run_id, utcnow
@@ -33,9 +34,9 @@ from fluid.service.tasks import LoopHealth
 
 from ..metrics import DispatcherMetrics
 from ..store.base import Blocked, QueueStore
-from . import door, outcomes
+from . import door, transitions
 from .params import check_schema, validate_params
-from .records import Lease, TaskRecord, WorkerKind, WorkerRecord
+from .records import Lease, TaskRecord, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
 
@@ -61,38 +62,6 @@ class DispatcherConfig:
     max_lease_wait: timedelta = timedelta(seconds=30)
     # How long a replica trusts its copy of a task's registration (and enabled flag).
     task_cache_ttl: timedelta = timedelta(seconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
-    """A task with the live figures ListTasks shows."""
-
-    record: TaskRecord
-    workers: int
-    running: int
-
-
-@dataclass(frozen=True, slots=True)
-class QueueRequest:
-    """Everything a caller can say when queueing a run."""
-
-    task: str
-    params: Mapping[str, Any]
-    priority: TaskPriority | None = None
-    run_id: str = ""
-    idempotency_key: str = ""
-    execute_after: datetime | None = None
-    from_run_id: str = ""
-    trace_context: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReportResult:
-    """What became of a batch of reports: runs not held by the worker (ignored), and
-    reports refused as malformed (run id, reason: their runs ended failed)."""
-
-    ignored: list[str]
-    rejected: list[tuple[str, str]]
 
 
 class Dispatcher:
@@ -170,13 +139,14 @@ class Dispatcher:
     def _alive(self, worker: WorkerRecord, now: datetime) -> bool:
         return now - worker.last_seen <= 3 * self.config.lease_ttl
 
-    async def list_tasks(self) -> list[TaskStatus]:
+    async def list_tasks(self) -> list[TaskInfo]:
         now = self.clock()
         workers = [w for w in await self.store.list_workers() if self._alive(w, now)]
         running = await self.store.running_counts()
         return [
-            TaskStatus(
-                record=record,
+            TaskInfo(
+                definition=record.definition,
+                enabled=record.enabled,
                 workers=sum(record.name in worker.task_names for worker in workers),
                 running=running.get(record.name, 0),
             )
@@ -191,7 +161,7 @@ class Dispatcher:
         workers = tuple(
             WorkerStatus(
                 worker_id=worker.worker_id,
-                kind=worker.kind.value,
+                kind=worker.kind,
                 tasks=tuple(sorted(worker.task_names)),
                 concurrency=worker.concurrency,
                 running=loads.get(worker.worker_id, 0),
@@ -210,7 +180,7 @@ class Dispatcher:
             degraded_loops=self.health.degraded(),
         )
 
-    async def set_task_enabled(self, name: str, enabled: bool) -> TaskStatus:
+    async def set_task_enabled(self, name: str, enabled: bool) -> TaskInfo:
         if not name:
             raise InvalidArgumentError("name: required")
         check_text(name, "name", limits().task_name_chars)
@@ -219,16 +189,16 @@ class Dispatcher:
         if record is None:
             raise NotFoundError(f"task {name} not found")
         logger.info("task %s %s", name, "enabled" if enabled else "disabled")
-        return next(status for status in await self.list_tasks() if status.record.name == name)
+        return next(status for status in await self.list_tasks() if status.name == name)
 
     # -- queueing ------------------------------------------------------------------
-    async def queue_run(self, request: QueueRequest) -> tuple[Run, bool]:
+    async def queue_run(self, request: RunRequest) -> tuple[Run, bool]:
         run, definition = await self._new_run(request)
         queued = await self.store.add_run(run, request.idempotency_key, definition.max_queued)
         _check_owner(request, *queued, "")
         return queued
 
-    async def queue_runs(self, requests: Sequence[QueueRequest]) -> list[tuple[Run, bool]]:
+    async def queue_runs(self, requests: Sequence[RunRequest]) -> list[tuple[Run, bool]]:
         """Queue many runs; one invalid request refuses the batch before anything is queued.
 
         A run id or key found to belong to another task's run is only known once the
@@ -254,7 +224,7 @@ class Dispatcher:
             _check_owner(request, run, created, f"runs[{index}].")
         return queued
 
-    async def _new_run(self, request: QueueRequest) -> tuple[Run, TaskDefinition]:
+    async def _new_run(self, request: RunRequest) -> tuple[Run, TaskDefinition]:
         """The queued run a request asks for, once the task and params are checked, and
         its task's definition."""
         limit = limits()
@@ -319,7 +289,7 @@ class Dispatcher:
         now = self.clock()
         aborted = (
             await self._change(
-                [run_id], lambda run, _: outcomes.aborted_while_queued(run, reason, now)
+                [run_id], lambda run, _: transitions.aborted_while_queued(run, reason, now)
             )
         )[run_id]
         if aborted is not None:
@@ -400,10 +370,10 @@ class Dispatcher:
         # with no read of each run.
         tasks = {name: await self._task(name) for name in worker.task_names}
         now = self.clock()
-        outcome = await self.store.extend_leases(
+        report = await self.store.extend_leases(
             worker_id, run_ids, self._lease_deadline(tasks, now), now
         )
-        return outcome.aborts, outcome.lost_run_ids
+        return report.aborts, report.lost
 
     async def _settle_blocked(self, blocked: Sequence[Blocked], now: datetime) -> None:
         """Decide what the runs the lease step blocked become (aborted when their task is
@@ -414,7 +384,7 @@ class Dispatcher:
             task = tasks[run.id]
             if run.state is not TaskState.queued:
                 return None
-            return outcomes.blocked(run, task.definition, task.enabled, now)
+            return transitions.blocked(run, task.definition, task.enabled, now)
 
         for run in (await self._change(list(tasks), decide)).values():
             if run is None:
@@ -471,13 +441,13 @@ class Dispatcher:
             definitions[name] = record.definition if record else None
         return definitions
 
-    async def report(self, worker_id: str, run_id: str, attempt: int, report: RunOutcome) -> bool:
+    async def report(self, worker_id: str, run_id: str, attempt: int, report: RunReport) -> bool:
         """Apply a worker's report; False when the worker no longer holds the run."""
         return not (await self.report_all(worker_id, [(run_id, attempt, report)])).ignored
 
     async def report_all(
-        self, worker_id: str, sent: Sequence[tuple[str, int, RunOutcome]]
-    ) -> ReportResult:
+        self, worker_id: str, sent: Sequence[tuple[str, int, RunReport]]
+    ) -> ReportReply:
         """Apply a batch of reports (one read and one write round trip for all of them).
 
         Each report is decided on its own: a malformed one fails its run with the reason
@@ -486,25 +456,25 @@ class Dispatcher:
         door.check_count(len(sent), "reports")
         await self._worker(worker_id)
         rejected: list[tuple[str, str]] = []
-        reports: list[tuple[str, int, RunOutcome]] = []
-        for index, (run_id, attempt, outcome) in enumerate(sent):
+        reports: list[tuple[str, int, RunReport]] = []
+        for index, (run_id, attempt, report) in enumerate(sent):
             if not run_id:
                 rejected.append(("", f"reports[{index}].run_id: required"))
                 continue
-            decided, problem = _decided_report(outcome, f"reports[{index}]")
+            decided, problem = _decided_report(report, f"reports[{index}]")
             if problem:
                 rejected.append((run_id, problem))
             reports.append((run_id, attempt, decided))
         now = self.clock()
-        by_run = {run_id: (attempt, outcome) for run_id, attempt, outcome in reports}
+        by_run = {run_id: (attempt, report) for run_id, attempt, report in reports}
         # One read of every run, the tasks they need, one write: no second pass.
         found = await self.store.read_runs(list(by_run))
         definitions = await self._definitions(found)
 
         def decide(run: Run, lease: Lease | None) -> Run | None:
-            attempt, outcome = by_run[run.id]
-            return outcomes.reported(
-                run, lease, worker_id, attempt, definitions.get(run.task), outcome, now
+            attempt, report = by_run[run.id]
+            return transitions.reported(
+                run, lease, worker_id, attempt, definitions.get(run.task), report, now
             )
 
         updated = await self._change(list(by_run), decide, found)
@@ -513,7 +483,7 @@ class Dispatcher:
                 self.metrics.changed(run)
             if run is not None and run.state is TaskState.queued:
                 logger.info("run %s of %s failed, retry %d queued", run.id, run.task, run.attempt)
-        return ReportResult(
+        return ReportReply(
             ignored=[run_id for run_id, _, _ in reports if updated.get(run_id) is None],
             rejected=rejected,
         )
@@ -525,9 +495,9 @@ class Dispatcher:
         error = RunError("ParamsRejectedError", reason)
 
         def reject(current: Run, lease: Lease | None) -> Run | None:
-            if not outcomes.holds(lease, worker_id, run.attempt):
+            if not transitions.holds(lease, worker_id, run.attempt):
                 return None
-            return outcomes.rejected(current, error, now)
+            return transitions.rejected(current, error, now)
 
         updated = (await self._change([run.id], reject))[run.id]
         if updated is not None:
@@ -539,9 +509,9 @@ class Dispatcher:
         now = self.clock()
 
         def give_back(current: Run, lease: Lease | None) -> Run | None:
-            if lease is None or not outcomes.holds(lease, worker_id):
+            if lease is None or not transitions.holds(lease, worker_id):
                 return None
-            return outcomes.released(current, lease.abort_reason, now)
+            return transitions.released(current, lease.abort_reason, now)
 
         changed = await self._change(run_ids, give_back)
         return [run_id for run_id in dict.fromkeys(run_ids) if changed.get(run_id) is not None]
@@ -558,7 +528,7 @@ class Dispatcher:
         def decide(run: Run, held: Lease | None) -> Run | None:
             worker_id = expired[run.id].worker_id
             task = definitions.get(run.task)
-            return outcomes.expired(run, held, worker_id, task, now, self.config.lease_ttl)
+            return transitions.expired(run, held, worker_id, task, now, self.config.lease_ttl)
 
         for run_id, updated in (await self._change(list(expired), decide, found)).items():
             lease = expired[run_id]
@@ -632,7 +602,7 @@ def _chosen_letters(ids: Sequence[str], every: bool) -> Sequence[str] | None:
     return ids
 
 
-def _check_owner(request: QueueRequest, run: Run, created: bool, prefix: str) -> None:
+def _check_owner(request: RunRequest, run: Run, created: bool, prefix: str) -> None:
     """An existing run found by id or key must be a run of the requested task: another
     task's run is a conflict, not an answer."""
     if created or run.task == request.task:
@@ -641,14 +611,12 @@ def _check_owner(request: QueueRequest, run: Run, created: bool, prefix: str) ->
     raise AlreadyExistsError(f"{prefix}{field}: already used by run {run.id} of task {run.task}")
 
 
-def _decided_report(outcome: RunOutcome, field: str) -> tuple[RunOutcome, str]:
-    """The outcome the dispatcher applies for a report, and why it differs from what was
+def _decided_report(report: RunReport, field: str) -> tuple[RunReport, str]:
+    """The report the dispatcher applies for a report, and why it differs from what was
     sent ("" when it does not): a run reported in a non-final state fails, and the
     result and texts go through the same limits as on the worker."""
-    if outcome.state not in _FINAL_REPORT_STATES:
-        problem = f"{field}.state: must be success, failure or aborted, not {outcome.state}"
-        return RunOutcome(
-            TaskState.failure, error=RunError("ReportRejectedError", problem)
-        ), problem
-    decided, problem = sendable_outcome(outcome)
+    if report.state not in _FINAL_REPORT_STATES:
+        problem = f"{field}.state: must be success, failure or aborted, not {report.state}"
+        return RunReport(TaskState.failure, error=RunError("ReportRejectedError", problem)), problem
+    decided, problem = sendable_report(report)
     return decided, f"{field}.{problem}" if problem else ""

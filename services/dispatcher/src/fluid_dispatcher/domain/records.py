@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 
 from fluid.scheduler.definition import TaskDefinition
-
-
-class WorkerKind(enum.StrEnum):
-    """Which runs a worker executes."""
-
-    io = "io"
-    cpu = "cpu"
+from fluid.scheduler.models import WorkerKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +42,3 @@ class Lease:
     deadline: datetime
     # Set by an external abort: the worker learns it on its next heartbeat.
     abort_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatOutcome:
-    """What a heartbeat tells the worker."""
-
-    aborts: dict[str, str]
-    lost_run_ids: list[str]

@@ -4,7 +4,7 @@ Methods are coarse and atomic: each one reads and writes what it needs in one st
 a Redis implementation maps each to one Lua script or MULTI/EXEC, and several dispatcher
 replicas can share a store. Decisions belong to the domain (what a report, an abort or a
 blocked lease turns a run into): it reads runs with ``read_runs``, decides with the pure
-functions of ``domain/outcomes.py`` and writes with ``write_runs``, a compare-and-set on
+functions of ``domain/transitions.py`` and writes with ``write_runs``, a compare-and-set on
 each run's version, so a replica that decided on a stale read simply reads again.
 
 The store keeps its indexes in step with each run's state: a ``queued`` run sits in its
@@ -22,10 +22,10 @@ from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, TaskPriority
+from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, WorkerKind
 from fluid.scheduler.run import Run
 
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from ..domain.records import Lease, TaskRecord, WorkerRecord
 from .signals import WorkTicket
 
 
@@ -157,7 +157,7 @@ class QueueStore(Protocol):
         lease_ttl: timedelta,
     ) -> LeaseBatch:
         """Take up to ``max_runs`` ready runs of ``tasks`` in score order and lease them
-        (each becomes ``outcomes.leased(run, worker, now)``).
+        (each becomes ``transitions.leased(run, worker, now)``).
 
         A run whose task is disabled or at ``max_concurrency`` is not leased but blocked,
         atomically with the concurrency count, and that task's other runs stay queued for
@@ -177,7 +177,7 @@ class QueueStore(Protocol):
         run_ids: Sequence[str],
         deadline: Callable[[Run], datetime],
         now: datetime,
-    ) -> HeartbeatOutcome:
+    ) -> HeartbeatReply:
         """Renew the worker's leases on ``run_ids`` and refresh its last_seen."""
 
     async def request_abort(self, run_id: str, reason: str) -> bool:

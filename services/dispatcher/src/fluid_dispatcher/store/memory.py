@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, TaskPriority, TaskState
+from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
 
-from ..domain import outcomes
+from ..domain import transitions
 from ..domain.ordering import ready_score
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from ..domain.records import Lease, TaskRecord, WorkerRecord
 from .base import (
     BLOCKED_RECOVERY,
     MAX_DEAD_LETTERS,
@@ -289,7 +289,7 @@ class MemoryQueueStore:
                 del by_name[name]
                 continue
             running = self._save(
-                replace(outcomes.leased(run, worker.worker_id, now), version=run.version + 1)
+                replace(transitions.leased(run, worker.worker_id, now), version=run.version + 1)
             )
             lease = Lease(run_id, worker.worker_id, run.attempt, now + lease_ttl)
             self._leases[run_id] = lease
@@ -311,7 +311,7 @@ class MemoryQueueStore:
         run_ids: Sequence[str],
         deadline: Callable[[Run], datetime],
         now: datetime,
-    ) -> HeartbeatOutcome:
+    ) -> HeartbeatReply:
         worker = self._workers.get(worker_id)
         if worker is not None:
             self._workers[worker_id] = replace(worker, last_seen=now)
@@ -325,7 +325,7 @@ class MemoryQueueStore:
             self._leases[run_id] = replace(lease, deadline=deadline(self._runs[run_id]))
             if lease.abort_reason is not None:
                 aborts[run_id] = lease.abort_reason
-        return HeartbeatOutcome(aborts=aborts, lost_run_ids=lost)
+        return HeartbeatReply(aborts=aborts, lost=lost)
 
     async def request_abort(self, run_id: str, reason: str) -> bool:
         lease = self._leases.get(run_id)

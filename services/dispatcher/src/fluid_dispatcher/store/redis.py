@@ -51,12 +51,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import FluidError, ResourceExhaustedError, UnavailableError
-from fluid.scheduler.models import DeadLetter, RunError, TaskPriority, TaskState
+from fluid.scheduler.models import (
+    DeadLetter,
+    HeartbeatReply,
+    RunError,
+    TaskPriority,
+    TaskState,
+    WorkerKind,
+)
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import task_pb2
 
 from ..domain.ordering import ready_score
-from ..domain.records import HeartbeatOutcome, Lease, TaskRecord, WorkerKind, WorkerRecord
+from ..domain.records import Lease, TaskRecord, WorkerRecord
 from . import redis_scripts
 from .base import (
     BLOCKED_RECOVERY,
@@ -565,7 +572,7 @@ class RedisQueueStore:
         run_ids: Sequence[str],
         deadline: Callable[[Run], datetime],
         now: datetime,
-    ) -> HeartbeatOutcome:
+    ) -> HeartbeatReply:
         await self.redis.hset(self.key("worker", worker_id), "last_seen", _ts(now))
         held = {
             fields["id"]: fields
@@ -583,8 +590,8 @@ class RedisQueueStore:
             for run_id in renewed
             if held[run_id].get("abort") is not None
         }
-        return HeartbeatOutcome(
-            aborts=aborts, lost_run_ids=[run_id for run_id in run_ids if run_id not in renewed]
+        return HeartbeatReply(
+            aborts=aborts, lost=[run_id for run_id in run_ids if run_id not in renewed]
         )
 
     async def request_abort(self, run_id: str, reason: str) -> bool:

@@ -149,7 +149,7 @@ return 1
 # outbox, worker id, now, lease deadline, max runs, blocked-retry cutoff, task count, then
 # (name, max_concurrency) per task. Returns {the leased runs' HGETALL replies, (blocked id,
 # its task, '1' when that task is enabled else '0') triples, the next delayed run's due
-# time or ""}. A leased run gets the fields outcomes.leased sets (state, start, end,
+# time or ""}. A leased run gets the fields transitions.leased sets (state, start, end,
 # worker_id), atomically with the concurrency count.
 # The enabled flag is read here, not passed in: a replica's cached registration may not
 # have seen an operator disable the task on another replica a moment ago.

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.models import RetryPolicy, RunError, RunOutcome, TaskState
+from fluid.scheduler.models import RetryPolicy, RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 
 from .records import Lease
@@ -39,7 +39,7 @@ def _retry(
     )
 
 
-def finished(run: Run, task: TaskDefinition | None, report: RunOutcome, now: datetime) -> Run:
+def finished(run: Run, task: TaskDefinition | None, report: RunReport, now: datetime) -> Run:
     """The run after its worker reported ``report``: done, or queued again for a retry."""
     # The output of the attempt that ended is what explains it, retried or not.
     run = replace(run, output_tail=report.output_tail)
@@ -85,7 +85,7 @@ def interrupted(
             "TimeoutError",
             f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it",
         )
-        return finished(run, task, RunOutcome(TaskState.failure, error=error), now)
+        return finished(run, task, RunReport(TaskState.failure, error=error), now)
     reason = f"lease expired: worker {run.worker_id} stopped renewing it"
     policy = (task.retry if task else None) or INTERRUPTION_RETRY
     retried = _retry(replace(run, reason=reason), policy, None, now)
@@ -154,7 +154,7 @@ def reported(
     worker_id: str,
     attempt: int,
     task: TaskDefinition | None,
-    report: RunOutcome,
+    report: RunReport,
     now: datetime,
 ) -> Run | None:
     """The run after its worker's report, if that worker still holds this attempt."""
@@ -163,7 +163,7 @@ def reported(
     assert lease is not None
     if lease.abort_reason is not None and report.state is TaskState.failure:
         # Cancelled by an external abort: the cancellation is not a failure.
-        report = RunOutcome(TaskState.aborted, reason=lease.abort_reason)
+        report = RunReport(TaskState.aborted, reason=lease.abort_reason)
     return finished(run, task, report, now)
 
 
