@@ -306,5 +306,5 @@ def test_every_retried_method_is_a_method_of_its_service() -> None:
     for service, methods in RETRIED_METHODS.items():
         assert set(methods) <= services[service], service
     # A stream, and calls whose retries are the worker's own loop.
-    not_retried = {"WatchRun", "LeaseRuns", "ReportRunStates"}
+    not_retried = {"WatchRun", "LeaseRuns", "ReportRuns"}
     assert not not_retried & set(RETRIED_METHODS["fluid.scheduler.v1.DispatcherService"])

@@ -98,7 +98,7 @@ def test_run_round_trip_preserves_every_field() -> None:
 )
 def test_an_report_round_trips_with_its_output_tail(report: RunReport) -> None:
     encoded = report_to_pb("run-1", 2, report).SerializeToString()
-    message = dispatcher_pb2.RunStateReport.FromString(encoded)
+    message = dispatcher_pb2.RunReport.FromString(encoded)
     assert (message.run_id, message.attempt) == ("run-1", 2)
     assert report_from_pb(message, "report") == report
 

@@ -532,7 +532,7 @@ class StubDispatcher:
             raise self.answer
         return self.answer
 
-    async def ReportRunStates(self, request: Any, timeout: float) -> Any:
+    async def ReportRuns(self, request: Any, timeout: float) -> Any:
         return self.answer
 
 
@@ -576,7 +576,7 @@ async def test_the_link_turns_status_codes_into_typed_errors(
 
 
 async def test_the_link_sizes_a_report_as_encoded_and_reads_rejections() -> None:
-    response = dispatcher_pb2.ReportRunStatesResponse(
+    response = dispatcher_pb2.ReportRunsResponse(
         ignored_run_ids=["old"],
         rejected=[dispatcher_pb2.RejectedReport(run_id="r1", reason="bad")],
     )

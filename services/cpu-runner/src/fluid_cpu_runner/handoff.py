@@ -45,7 +45,7 @@ class Handoff:
     run: Run
 
 
-def _to_json(message: run_pb2.Run | dispatcher_pb2.RunStateReport) -> str:
+def _to_json(message: run_pb2.Run | dispatcher_pb2.RunReport) -> str:
     data = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return json.dumps(data, separators=(",", ":"))
 
@@ -70,7 +70,7 @@ def encode_report(run: Run, report: RunReport) -> str:
 
 def decode_report(text: str) -> RunReport:
     try:
-        message = json_format.ParseDict(json.loads(text), dispatcher_pb2.RunStateReport())
+        message = json_format.ParseDict(json.loads(text), dispatcher_pb2.RunReport())
         return wire.report_from_pb(message, "report")
     except (ValueError, TypeError, json_format.ParseError) as exc:
         raise HandoffError(f"invalid run report: {exc}") from exc

@@ -370,8 +370,8 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
     )
 
 
-def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2.RunStateReport:
-    message = dispatcher_pb2.RunStateReport(
+def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2.RunReport:
+    message = dispatcher_pb2.RunReport(
         run_id=run_id,
         attempt=attempt,
         state=state_to_pb(report.state),
@@ -384,7 +384,7 @@ def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2
     return message
 
 
-def report_from_pb(message: dispatcher_pb2.RunStateReport, field: str) -> RunReport:
+def report_from_pb(message: dispatcher_pb2.RunReport, field: str) -> RunReport:
     return RunReport(
         state=state_from_pb(message.state, f"{field}.state"),
         result=json_from_value(message.result) if message.HasField("result") else None,

@@ -47,7 +47,7 @@ _RETRY_POLICY = {
 }
 # Calls that change nothing, and QueueRun(s), which the SDK makes idempotent by giving
 # every run an id (fluid.scheduler.client): a retry returns the run the first attempt
-# queued. Streams (WatchRun) and the workers' calls (LeaseRuns, ReportRunStates, ...)
+# queued. Streams (WatchRun) and the workers' calls (LeaseRuns, ReportRuns, ...)
 # are not retried here: the workers' loops retry them with their own backoff.
 RETRIED_METHODS = {
     "fluid.scheduler.v1.DispatcherService": (

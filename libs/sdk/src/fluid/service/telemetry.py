@@ -83,7 +83,7 @@ _UNTRACED_METHODS = frozenset(
     {
         "LeaseRuns",
         "Heartbeat",
-        "ReportRunStates",
+        "ReportRuns",
         "ReleaseRuns",
         "RegisterWorker",
         "WatchRun",

@@ -168,12 +168,12 @@ class DispatcherLink:
     async def report(self, worker_id: str, reports: Sequence[EncodedReport]) -> ReportReply:
         messages = []
         for report in reports:
-            if not isinstance(report.encoded, dispatcher_pb2.RunStateReport):
+            if not isinstance(report.encoded, dispatcher_pb2.RunReport):
                 raise TypeError(f"the report of run {report.run_id} was not encoded by this link")
             messages.append(report.encoded)
-        request = dispatcher_pb2.ReportRunStatesRequest(worker_id=worker_id, reports=messages)
+        request = dispatcher_pb2.ReportRunsRequest(worker_id=worker_id, reports=messages)
         with _calling():
-            response = await self._stub.ReportRunStates(request, timeout=self.CALL_TIMEOUT)
+            response = await self._stub.ReportRuns(request, timeout=self.CALL_TIMEOUT)
         return ReportReply(
             ignored=list(response.ignored_run_ids),
             rejected=[(item.run_id, item.reason) for item in response.rejected],

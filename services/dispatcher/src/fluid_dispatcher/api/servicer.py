@@ -61,7 +61,7 @@ def _run_request(request: dispatcher_pb2.QueueRunRequest) -> RunRequest:
         )
 
 
-def _report(item: dispatcher_pb2.RunStateReport, field: str) -> tuple[RunReport, str]:
+def _report(item: dispatcher_pb2.RunReport, field: str) -> tuple[RunReport, str]:
     """A report as the domain takes it; one that cannot be read fails its run with why."""
     try:
         return wire.report_from_pb(item, field), ""
@@ -205,9 +205,9 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 lost_run_ids=lost,
             )
 
-    async def ReportRunStates(
-        self, request: dispatcher_pb2.ReportRunStatesRequest, context: Context
-    ) -> dispatcher_pb2.ReportRunStatesResponse:
+    async def ReportRuns(
+        self, request: dispatcher_pb2.ReportRunsRequest, context: Context
+    ) -> dispatcher_pb2.ReportRunsResponse:
         with _worker_call():
             reports = []
             unreadable = []
@@ -219,7 +219,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     )
                 reports.append((item.run_id, item.attempt, report))
             result = await self.dispatcher.report_all(request.worker_id, reports)
-            return dispatcher_pb2.ReportRunStatesResponse(
+            return dispatcher_pb2.ReportRunsResponse(
                 ignored_run_ids=result.ignored,
                 rejected=[
                     *unreadable,

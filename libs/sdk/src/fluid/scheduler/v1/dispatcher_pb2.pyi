@@ -809,8 +809,8 @@ class HeartbeatResponse(_message.Message):
 Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
 
 @_typing.final
-class RunStateReport(_message.Message):
-    """RunStateReport is the outcome of one leased run."""
+class RunReport(_message.Message):
+    """RunReport says how one attempt of a leased run ended, as its worker saw it."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -860,11 +860,11 @@ class RunStateReport(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RunStateReport: _TypeAlias = RunStateReport  # noqa: Y015
+Global___RunReport: _TypeAlias = RunReport  # noqa: Y015
 
 @_typing.final
-class ReportRunStatesRequest(_message.Message):
-    """ReportRunStatesRequest reports outcomes."""
+class ReportRunsRequest(_message.Message):
+    """ReportRunsRequest carries a batch of reports."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -873,14 +873,14 @@ class ReportRunStatesRequest(_message.Message):
     worker_id: _builtins.str
     """Id of the reporting worker."""
     @_builtins.property
-    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStateReport]:
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunReport]:
         """The reports."""
 
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
-        reports: _abc.Iterable[Global___RunStateReport] | None = ...,
+        reports: _abc.Iterable[Global___RunReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -888,11 +888,11 @@ class ReportRunStatesRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReportRunStatesRequest: _TypeAlias = ReportRunStatesRequest  # noqa: Y015
+Global___ReportRunsRequest: _TypeAlias = ReportRunsRequest  # noqa: Y015
 
 @_typing.final
-class ReportRunStatesResponse(_message.Message):
-    """ReportRunStatesResponse says which reports were not applied as sent."""
+class ReportRunsResponse(_message.Message):
+    """ReportRunsResponse says which reports were not applied as sent."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -918,7 +918,7 @@ class ReportRunStatesResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReportRunStatesResponse: _TypeAlias = ReportRunStatesResponse  # noqa: Y015
+Global___ReportRunsResponse: _TypeAlias = ReportRunsResponse  # noqa: Y015
 
 @_typing.final
 class RejectedReport(_message.Message):

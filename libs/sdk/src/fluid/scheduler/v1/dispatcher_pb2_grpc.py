@@ -91,10 +91,10 @@ class DispatcherServiceStub:
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
-        self.ReportRunStates = channel.unary_unary(
-                '/fluid.scheduler.v1.DispatcherService/ReportRunStates',
-                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesRequest.SerializeToString,
-                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesResponse.FromString,
+        self.ReportRuns = channel.unary_unary(
+                '/fluid.scheduler.v1.DispatcherService/ReportRuns',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsResponse.FromString,
                 _registered_method=True)
         self.ReleaseRuns = channel.unary_unary(
                 '/fluid.scheduler.v1.DispatcherService/ReleaseRuns',
@@ -230,8 +230,8 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ReportRunStates(self, request, context):
-        """Report the outcome of leased runs, in batches. A report for a run the
+    def ReportRuns(self, request, context):
+        """Report how attempts of leased runs ended, in batches. A report for a run the
         worker no longer holds (lease expired, aborted) is ignored and listed in
         the response. Each report is decided on its own: a malformed one (non-final
         state, a result over the size limit) ends its run failed with an error that
@@ -333,10 +333,10 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.HeartbeatRequest.FromString,
                     response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.HeartbeatResponse.SerializeToString,
             ),
-            'ReportRunStates': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportRunStates,
-                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesRequest.FromString,
-                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesResponse.SerializeToString,
+            'ReportRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRuns,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsResponse.SerializeToString,
             ),
             'ReleaseRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseRuns,
@@ -669,7 +669,7 @@ class DispatcherService:
             _registered_method=True)
 
     @staticmethod
-    def ReportRunStates(request,
+    def ReportRuns(request,
             target,
             options=(),
             channel_credentials=None,
@@ -682,9 +682,9 @@ class DispatcherService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fluid.scheduler.v1.DispatcherService/ReportRunStates',
-            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesRequest.SerializeToString,
-            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunStatesResponse.FromString,
+            '/fluid.scheduler.v1.DispatcherService/ReportRuns',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ReportRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,8 +98,8 @@ class DispatcherServiceStub:
     them were aborted from outside.
     Errors: FAILED_PRECONDITION when the worker is not registered.
     """
-    ReportRunStates: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunStatesRequest, _dispatcher_pb2.ReportRunStatesResponse]
-    """Report the outcome of leased runs, in batches. A report for a run the
+    ReportRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunsRequest, _dispatcher_pb2.ReportRunsResponse]
+    """Report how attempts of leased runs ended, in batches. A report for a run the
     worker no longer holds (lease expired, aborted) is ignored and listed in
     the response. Each report is decided on its own: a malformed one (non-final
     state, a result over the size limit) ends its run failed with an error that
@@ -194,8 +194,8 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     them were aborted from outside.
     Errors: FAILED_PRECONDITION when the worker is not registered.
     """
-    ReportRunStates: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunStatesRequest, _dispatcher_pb2.ReportRunStatesResponse]  # type: ignore[assignment]
-    """Report the outcome of leased runs, in batches. A report for a run the
+    ReportRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReportRunsRequest, _dispatcher_pb2.ReportRunsResponse]  # type: ignore[assignment]
+    """Report how attempts of leased runs ended, in batches. A report for a run the
     worker no longer holds (lease expired, aborted) is ignored and listed in
     the response. Each report is decided on its own: a malformed one (non-final
     state, a result over the size limit) ends its run failed with an error that
@@ -355,12 +355,12 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def ReportRunStates(
+    def ReportRuns(
         self,
-        request: _dispatcher_pb2.ReportRunStatesRequest,
+        request: _dispatcher_pb2.ReportRunsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_dispatcher_pb2.ReportRunStatesResponse, _abc.Awaitable[_dispatcher_pb2.ReportRunStatesResponse]]:
-        """Report the outcome of leased runs, in batches. A report for a run the
+    ) -> _typing.Union[_dispatcher_pb2.ReportRunsResponse, _abc.Awaitable[_dispatcher_pb2.ReportRunsResponse]]:
+        """Report how attempts of leased runs ended, in batches. A report for a run the
         worker no longer holds (lease expired, aborted) is ignored and listed in
         the response. Each report is decided on its own: a malformed one (non-final
         state, a result over the size limit) ends its run failed with an error that
