@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError
+from fluid_scheduler.domain.firing import FiringConfig, SlotFirer
 from fluid_scheduler.domain.leadership import Leadership
 from fluid_scheduler.domain.records import ScheduledTask, SlotRun
-from fluid_scheduler.domain.scheduler import Scheduler, SchedulerConfig
 from fluid_scheduler.store.memory import MemorySchedulerStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,22 +117,22 @@ class FakeDispatcher:
         ]
 
 
-def make_scheduler(
+def make_firer(
     dispatcher: FakeDispatcher,
     store: MemorySchedulerStore,
     *,
     replica: str = "a",
     ttl: float = 2.0,
     grace: float = 1.0,
-) -> Scheduler:
+) -> SlotFirer:
     clock = dispatcher.clock
-    return Scheduler(
+    return SlotFirer(
         store=store,
         source=dispatcher,
         queuer=dispatcher,
         leadership=Leadership(store, replica, timedelta(seconds=ttl), clock),
         clock=clock,
-        config=SchedulerConfig(misfire_grace=timedelta(seconds=grace)),
+        config=FiringConfig(misfire_grace=timedelta(seconds=grace)),
     )
 
 

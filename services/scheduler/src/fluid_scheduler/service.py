@@ -18,8 +18,8 @@ from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import SchedulerServicer
 from .dispatcher import DispatcherTasks
+from .domain.firing import FiringConfig, SlotFirer
 from .domain.leadership import Leadership, SystemClock
-from .domain.scheduler import Scheduler, SchedulerConfig
 from .settings import SchedulerSettings
 from .store.base import SchedulerStore
 from .store.memory import MemorySchedulerStore
@@ -53,7 +53,7 @@ class SchedulerService:
         self.client = Client(settings=context.clients)
         dispatcher = DispatcherTasks(self.client, randomizers)
         clock = SystemClock()
-        self.scheduler = Scheduler(
+        self.firer = SlotFirer(
             store=self.store,
             source=dispatcher,
             queuer=dispatcher,
@@ -64,7 +64,7 @@ class SchedulerService:
                 clock,
             ),
             clock=clock,
-            config=SchedulerConfig(
+            config=FiringConfig(
                 misfire_grace=timedelta(seconds=settings.scheduler_misfire_grace_seconds),
                 call_timeout=settings.scheduler_call_timeout_seconds,
                 retry_delay=timedelta(seconds=settings.scheduler_tick_seconds),
@@ -76,25 +76,25 @@ class SchedulerService:
 
     def attach(self, server: grpc.aio.Server) -> list[str]:
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.scheduler), server
+            SchedulerServicer(self.firer), server
         )
         return [scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
 
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(
-                self.scheduler.refresh_forever(self.settings.scheduler_refresh_seconds),
+                self.firer.refresh_forever(self.settings.scheduler_refresh_seconds),
                 name="scheduler-refresh",
             ),
             asyncio.create_task(
-                self.scheduler.run(self.settings.scheduler_tick_seconds), name="scheduler-passes"
+                self.firer.run(self.settings.scheduler_tick_seconds), name="scheduler-passes"
             ),
         ]
 
     async def stop(self, grace: float) -> None:
         await cancel_and_wait(self._loops)
         # A standby takes the released lease at its next pass instead of waiting a TTL out.
-        await self.scheduler.leadership.resign()
+        await self.firer.leadership.resign()
         await self.client.close()
         await self.store.close()
 

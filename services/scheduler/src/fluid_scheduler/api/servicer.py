@@ -9,16 +9,16 @@ import grpc
 from fluid.scheduler import wire
 from fluid.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
-from ..domain.scheduler import Scheduler
+from ..domain.firing import SlotFirer
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self, firer: SlotFirer) -> None:
+        self.firer = firer
 
     async def ListSchedules(
         self, request: scheduler_pb2.ListSchedulesRequest, context: Context
     ) -> scheduler_pb2.ListSchedulesResponse:
-        return wire.scheduler_status_to_pb(await self.scheduler.status())
+        return wire.scheduler_status_to_pb(await self.firer.status())

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 
 from fluid.scheduler import crontab, every
 from fluid.scheduler.errors import InvalidArgumentError, UnavailableError
+from fluid_scheduler.domain.firing import SlotFirer
 from fluid_scheduler.domain.records import ScheduledTask
-from fluid_scheduler.domain.scheduler import Scheduler
 from fluid_scheduler.domain.slots import slot_key
 from fluid_scheduler.store.memory import MemorySchedulerStore
 
-from .scheduler_support import T0, FakeClock, FakeDispatcher, at, make_scheduler, seconds
+from .scheduler_support import T0, FakeClock, FakeDispatcher, at, make_firer, seconds
 
 EVERY_SECOND = ScheduledTask("tick", every(timedelta(seconds=1)))
 CATCH_UP = ScheduledTask("catch", every(timedelta(seconds=1), catch_up=True))
@@ -23,10 +23,10 @@ def system(*tasks: ScheduledTask) -> tuple[FakeClock, FakeDispatcher, MemorySche
     return clock, FakeDispatcher(clock, list(tasks)), MemorySchedulerStore(clock.monotonic)
 
 
-async def run_until(clock: FakeClock, until: datetime, *schedulers: Scheduler) -> None:
+async def run_until(clock: FakeClock, until: datetime, *firers: SlotFirer) -> None:
     """What the service loop does, on the fake clock: pass, then sleep until due (≤ a tick)."""
     while clock.now() < until:
-        wakes = [await scheduler.step() for scheduler in schedulers]
+        wakes = [await firer.step() for firer in firers]
         due = [wake for wake in wakes if wake is not None]
         delay = TICK
         if due:
@@ -41,19 +41,19 @@ async def started(
     replica: str = "a",
     ttl: float = 2.0,
     grace: float = 1.0,
-) -> Scheduler:
-    scheduler = make_scheduler(dispatcher, store, replica=replica, ttl=ttl, grace=grace)
-    await scheduler.refresh()
-    return scheduler
+) -> SlotFirer:
+    firer = make_firer(dispatcher, store, replica=replica, ttl=ttl, grace=grace)
+    await firer.refresh()
+    return firer
 
 
 async def test_each_slot_fires_once_at_its_exact_time() -> None:
     clock, dispatcher, store = system(EVERY_SECOND)
     clock.advance(0.5)
-    scheduler = await started(dispatcher, store)
-    assert await scheduler.step() == at(1)  # the next slot, not a run for a past one
+    firer = await started(dispatcher, store)
+    assert await firer.step() == at(1)  # the next slot, not a run for a past one
     assert dispatcher.runs == {}
-    await run_until(clock, at(5.5), scheduler)
+    await run_until(clock, at(5.5), firer)
     assert seconds(dispatcher.fired("tick")) == [1, 2, 3, 4, 5]
     runs = sorted(dispatcher.runs.values(), key=lambda run: run.slot)
     assert [run.queued for run in runs] == [run.slot for run in runs]  # on time, never early
@@ -64,72 +64,72 @@ async def test_each_slot_fires_once_at_its_exact_time() -> None:
 async def test_the_lateness_of_each_fire_is_recorded() -> None:
     clock, dispatcher, store = system(EVERY_SECOND)
     dispatcher.rpc_seconds = 0.004
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(10.5), scheduler)
-    lateness = scheduler.lateness.summary()
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(10.5), firer)
+    lateness = firer.lateness.summary()
     assert lateness.count == 10
     assert abs(lateness.p50 - 0.004) < 1e-6
     assert abs(lateness.p99 - 0.004) < 1e-6
-    status = await scheduler.status()
+    status = await firer.status()
     assert status.lateness == lateness
 
 
 async def test_missed_slots_are_skipped_by_default_and_caught_up_once_with_catch_up() -> None:
     clock, dispatcher, store = system(EVERY_SECOND, CATCH_UP)
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(3.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(3.5), firer)
     clock.move_to(at(30.5))  # the scheduler (or the dispatcher) was away for 27 s
-    await run_until(clock, at(32.5), scheduler)
+    await run_until(clock, at(32.5), firer)
     # Grace 1 s: at 30.5, slots 4..29 are missed, 30 is still on time.
     assert seconds(dispatcher.fired("tick")) == [1, 2, 3, 30, 31, 32]
     assert seconds(dispatcher.fired("catch")) == [1, 2, 3, 29, 30, 31, 32]
     catch_up_run = dispatcher.runs[slot_key("catch", at(29))]
     assert catch_up_run.queued == at(30.5)
-    status = {item.task: item for item in (await scheduler.status()).schedules}
+    status = {item.task: item for item in (await firer.status()).schedules}
     assert status["tick"].missed_slots == 26
     assert status["catch"].missed_slots == 26
     # Slot 30 fired 0.5 s late and counts; the catch-up run (1.5 s) is late by design: not.
-    assert scheduler.lateness.summary().max == 0.5
+    assert firer.lateness.summary().max == 0.5
 
 
 async def test_a_disabled_task_does_not_fire_and_is_not_caught_up_when_enabled() -> None:
     clock, dispatcher, store = system(CATCH_UP)
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(2.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(2.5), firer)
     dispatcher.set_enabled("catch", False)
-    await scheduler.refresh()
-    await run_until(clock, at(20.5), scheduler)
+    await firer.refresh()
+    await run_until(clock, at(20.5), firer)
     assert seconds(dispatcher.fired("catch")) == [1, 2]
-    status = (await scheduler.status()).schedules[0]
+    status = (await firer.status()).schedules[0]
     assert (status.enabled, status.next_fire) == (False, None)
     dispatcher.set_enabled("catch", True)
-    await scheduler.refresh()
-    await run_until(clock, at(23.5), scheduler)
+    await firer.refresh()
+    await run_until(clock, at(23.5), firer)
     # Disabled slots passed on purpose: no catch-up run for them.
     assert seconds(dispatcher.fired("catch")) == [1, 2, 21, 22, 23]
 
 
 async def test_a_failed_queue_call_is_retried_and_the_slot_still_fires() -> None:
     clock, dispatcher, store = system(EVERY_SECOND)
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(1.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(1.5), firer)
     dispatcher.failures = [UnavailableError("dispatcher restarting")] * 3
     clock.move_to(at(2))
-    wake = await scheduler.step()
-    assert wake == at(2) + scheduler.config.retry_delay
-    status = (await scheduler.status()).schedules[0]
+    wake = await firer.step()
+    assert wake == at(2) + firer.config.retry_delay
+    status = (await firer.status()).schedules[0]
     assert "dispatcher restarting" in status.last_error
-    await run_until(clock, at(3.5), scheduler)
+    await run_until(clock, at(3.5), firer)
     assert seconds(dispatcher.fired("tick")) == [1, 2, 3]
     assert dispatcher.runs[slot_key("tick", at(2))].queued == at(2.75)
-    assert (await scheduler.status()).schedules[0].last_error == ""
+    assert (await firer.status()).schedules[0].last_error == ""
 
 
 async def test_a_refused_slot_passes_with_the_reason_kept() -> None:
     clock, dispatcher, store = system(EVERY_SECOND)
-    scheduler = await started(dispatcher, store)
+    firer = await started(dispatcher, store)
     dispatcher.failures = [InvalidArgumentError("params.name: field required")]
-    await run_until(clock, at(2.5), scheduler)
+    await run_until(clock, at(2.5), firer)
     assert seconds(dispatcher.fired("tick")) == [2]
     assert dispatcher.calls == 2  # slot 1 was not asked again
     records = await store.load_slots()
@@ -139,8 +139,8 @@ async def test_a_refused_slot_passes_with_the_reason_kept() -> None:
 async def test_tasks_sharing_a_slot_are_queued_in_one_bulk_call() -> None:
     tasks = [ScheduledTask(f"t{n}", every(timedelta(seconds=1))) for n in range(5)]
     clock, dispatcher, store = system(*tasks)
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(3.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(3.5), firer)
     assert (dispatcher.calls, dispatcher.bulk_calls) == (3, 3)
     assert all(seconds(dispatcher.fired(task.name)) == [1, 2, 3] for task in tasks)
 
@@ -149,11 +149,11 @@ async def test_a_refused_run_does_not_hold_back_the_others_of_its_bulk_call() ->
     tasks = [ScheduledTask(f"t{n}", every(timedelta(seconds=1))) for n in range(3)]
     clock, dispatcher, store = system(*tasks)
     dispatcher.refused = {"t1"}
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(2.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(2.5), firer)
     assert seconds(dispatcher.fired("t0")) == seconds(dispatcher.fired("t2")) == [1, 2]
     assert dispatcher.fired("t1") == []
-    status = {item.task: item for item in (await scheduler.status()).schedules}
+    status = {item.task: item for item in (await firer.status()).schedules}
     assert "field required" in status["t1"].last_error
     assert status["t0"].last_error == ""
     assert (await store.load_slots())["t1"].cursor == at(2)  # refused slots pass
@@ -163,11 +163,11 @@ async def test_a_task_at_its_max_queued_does_not_hold_back_the_others_of_its_bul
     tasks = [ScheduledTask(f"t{n}", every(timedelta(seconds=1))) for n in range(3)]
     clock, dispatcher, store = system(*tasks)
     dispatcher.full = {"t1"}
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(2.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(2.5), firer)
     assert seconds(dispatcher.fired("t0")) == seconds(dispatcher.fired("t2")) == [1, 2]
     assert dispatcher.fired("t1") == []
-    status = {item.task: item for item in (await scheduler.status()).schedules}
+    status = {item.task: item for item in (await firer.status()).schedules}
     assert "runs waiting" in status["t1"].last_error
 
 
@@ -222,8 +222,8 @@ async def test_jitter_and_randomize_delay_the_execution_not_the_slot() -> None:
             "spread", every(timedelta(seconds=1), jitter=timedelta(seconds=0.5)), True, lambda: 2.0
         )
     ]
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, at(20.5), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, at(20.5), firer)
     runs = list(dispatcher.runs.values())
     assert seconds(sorted(run.slot for run in runs)) == list(range(1, 21))
     delays = [(run.execute_after - run.slot).total_seconds() for run in runs]
@@ -233,8 +233,8 @@ async def test_jitter_and_randomize_delay_the_execution_not_the_slot() -> None:
 
 async def test_a_crontab_task_fires_on_its_minutes_only() -> None:
     clock, dispatcher, store = system(ScheduledTask("report", crontab(minute="*/2")))
-    scheduler = await started(dispatcher, store)
-    await run_until(clock, T0 + timedelta(minutes=7), scheduler)
+    firer = await started(dispatcher, store)
+    await run_until(clock, T0 + timedelta(minutes=7), firer)
     assert seconds(dispatcher.fired("report")) == [120, 240, 360]
 
 
@@ -243,8 +243,8 @@ async def test_the_status_shows_next_fire_last_run_and_leader_to_any_replica() -
     leader = await started(dispatcher, store)
     standby = await started(dispatcher, store, replica="b")
     await run_until(clock, at(3.5), leader, standby)
-    for scheduler in (leader, standby):
-        status = await scheduler.status()
+    for firer in (leader, standby):
+        status = await firer.status()
         assert status.leader_id == "a"
         tick, report = status.schedules[1], status.schedules[0]
         assert (tick.task, tick.description) == ("tick", "every 0:00:01")

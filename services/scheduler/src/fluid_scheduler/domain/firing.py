@@ -65,7 +65,7 @@ class RunQueuer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SchedulerConfig:
+class FiringConfig:
     # A due slot is fired up to this late; older ones count as missed (see slots.py).
     # Keep it above the leader lease TTL so a failover loses no slot.
     misfire_grace: timedelta = timedelta(seconds=10)
@@ -120,7 +120,9 @@ class _Fire:
     missed: int = 0
 
 
-class Scheduler:
+class SlotFirer:
+    """The leader loop: fires each due slot of the scheduled tasks, once, while leading."""
+
     def __init__(
         self,
         *,
@@ -129,14 +131,14 @@ class Scheduler:
         queuer: RunQueuer,
         leadership: Leadership,
         clock: Clock,
-        config: SchedulerConfig | None = None,
+        config: FiringConfig | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.queuer = queuer
         self.leadership = leadership
         self.clock = clock
-        self.config = config or SchedulerConfig()
+        self.config = config or FiringConfig()
         self.tasks: dict[str, ScheduledTask] = {}
         self.lateness = LatenessWindow()
         self._recent = LatenessWindow()  # since the last summary line
