@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from fluid_dispatcher.store.base import QueueStore
+from fluid_dispatcher.domain.ports import QueueStore
 from fluid_dispatcher.store.memory import MemoryQueueStore
 from fluid_dispatcher.store.redis import RedisQueueStore
 

@@ -21,8 +21,8 @@ from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain import transitions
+from fluid_dispatcher.domain.ports import BLOCKED_RECOVERY, OutboxEvent, QueueStore
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerRecord
-from fluid_dispatcher.store.base import BLOCKED_RECOVERY, OutboxEvent, QueueStore
 
 RunChange = Callable[[Run, Lease | None], Run | None]
 """What a test changes a run into (None: nothing), as the domain's decisions do."""

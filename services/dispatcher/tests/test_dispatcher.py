@@ -29,10 +29,10 @@ from fluid.scheduler.models import (
 )
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain.dispatcher import Dispatcher, DispatcherConfig
+from fluid_dispatcher.domain.ports import WorkTicket
 from fluid_dispatcher.domain.records import Lease, TaskRecord
 from fluid_dispatcher.domain.transitions import INTERRUPTION_RETRY
 from fluid_dispatcher.store.memory import MemoryQueueStore
-from fluid_dispatcher.store.signals import WorkTicket
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=10)

@@ -26,7 +26,7 @@ from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
 from fluid.service.tasks import Backoff, LoopHealth
 
-from .store.base import OutboxEvent, QueueStore
+from .domain.ports import OutboxEvent, QueueStore
 
 logger = logging.getLogger("fluid.dispatcher.history")
 

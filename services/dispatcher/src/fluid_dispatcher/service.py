@@ -15,9 +15,9 @@ from fluid.service.tasks import cancel_and_wait
 
 from .api.servicer import DispatcherServicer
 from .domain.dispatcher import Dispatcher, DispatcherConfig
+from .domain.ports import QueueStore
 from .history_forwarder import HistoryForwarder
 from .settings import DispatcherSettings
-from .store.base import QueueStore
 from .store.memory import MemoryQueueStore
 from .store.redis import RedisQueueStore
 

@@ -33,9 +33,9 @@ from fluid.scheduler.run import Run, new_run_id, utcnow
 from fluid.service.tasks import LoopHealth
 
 from ..metrics import DispatcherMetrics
-from ..store.base import Blocked, QueueStore
 from . import door, transitions
 from .params import check_schema, validate_params
+from .ports import Blocked, QueueStore
 from .records import Lease, TaskRecord, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")

@@ -1,4 +1,5 @@
-"""The queue store interface: every implementation (memory, Redis) keeps this contract.
+"""The queue store the domain needs: every implementation (memory, Redis) keeps this
+contract, and imports it from here (the domain never imports ``store``).
 
 Methods are coarse and atomic: each one reads and writes what it needs in one step, so
 a Redis implementation maps each to one Lua script or MULTI/EXEC, and several dispatcher
@@ -15,6 +16,7 @@ for ``finished_run_ttl`` so clients can still read and watch it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,8 +27,10 @@ from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, WorkerKind
 from fluid.scheduler.run import Run
 
-from ..domain.records import Lease, TaskRecord, WorkerRecord
-from .signals import WorkTicket
+from .records import Lease, TaskRecord, WorkerRecord
+
+WorkTicket = asyncio.Event
+"""Taken before looking for work; set by the first fire after it, so none is missed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,16 +26,17 @@ from fluid.scheduler.run import Run
 
 from ..domain import transitions
 from ..domain.ordering import ready_score
-from ..domain.records import Lease, TaskRecord, WorkerRecord
-from .base import (
+from ..domain.ports import (
     BLOCKED_RECOVERY,
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
     OutboxEvent,
+    WorkTicket,
     check_room,
 )
-from .signals import Signal, WorkTicket
+from ..domain.records import Lease, TaskRecord, WorkerRecord
+from .signals import Signal
 
 
 class MemoryQueueStore:

@@ -63,17 +63,18 @@ from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import task_pb2
 
 from ..domain.ordering import ready_score
-from ..domain.records import Lease, TaskRecord, WorkerRecord
-from . import redis_scripts
-from .base import (
+from ..domain.ports import (
     BLOCKED_RECOVERY,
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
     OutboxEvent,
+    WorkTicket,
     queue_full,
 )
-from .signals import Signal, WorkTicket
+from ..domain.records import Lease, TaskRecord, WorkerRecord
+from . import redis_scripts
+from .signals import Signal
 
 logger = logging.getLogger("fluid.dispatcher.redis")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-WorkTicket = asyncio.Event
-"""Taken before looking for work; set by the first fire after it, so none is missed."""
+from ..domain.ports import WorkTicket
 
 
 class Signal:
