@@ -287,10 +287,8 @@ class KubernetesBackend:
             logger.warning("job of %s succeeded but its log has no report", task.name)
             return RunReport(TaskState.success)
         if phase is JobPhase.deadline_exceeded:
-            message = (
-                f"task {task.name} timed out after {task.timeout_seconds:g}s: its Job was stopped"
-            )
-            return RunReport(TaskState.failure, error=RunError("TimeoutError", message))
+            error = RunError.timed_out(task.name, task.timeout_seconds, "its Job was stopped")
+            return RunReport(TaskState.failure, error=error)
         return RunReport(
             TaskState.failure, error=RunError("JobFailedError", failure_reason(status))
         )

@@ -416,10 +416,8 @@ class LocalBackend:
                 )
                 return RunReport(
                     TaskState.failure,
-                    error=RunError(
-                        "TimeoutError",
-                        f"task {task.name} timed out after {task.timeout_seconds:g}s: "
-                        "its process was killed",
+                    error=RunError.timed_out(
+                        task.name, task.timeout_seconds, "its process was killed"
                     ),
                 )
             line = answer.result() if answer in done else None

@@ -129,6 +129,13 @@ class RunError:
             traceback="".join(traceback.format_exception(exc)),
         )
 
+    @classmethod
+    def timed_out(cls, task: str, seconds: float, how: str = "", traceback: str = "") -> RunError:
+        """The error of an attempt that ran past its task's ``timeout_seconds``, whichever
+        process noticed; ``how`` says what stopped it."""
+        message = f"task {task} timed out after {seconds:g}s"
+        return cls("TimeoutError", f"{message}: {how}" if how else message, traceback)
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
