@@ -64,10 +64,13 @@ class WireError(ValueError):
 
 
 def state_to_pb(state: TaskState) -> run_pb2.TaskState.ValueType:
+    """The proto enum value of ``state``."""
     return _STATE_TO_PB[state]
 
 
 def state_from_pb(value: int, field: str = "state") -> TaskState:
+    """The ``TaskState`` of a proto enum value; ``WireError`` names ``field`` when it is unknown
+    (``TASK_STATE_UNSPECIFIED`` included)."""
     try:
         return _STATE_FROM_PB[value]  # type: ignore[index]
     except KeyError:
@@ -75,10 +78,13 @@ def state_from_pb(value: int, field: str = "state") -> TaskState:
 
 
 def priority_to_pb(priority: TaskPriority | None) -> run_pb2.TaskPriority.ValueType:
+    """The proto enum value of ``priority``; ``None`` is ``TASK_PRIORITY_UNSPECIFIED``."""
     return run_pb2.TASK_PRIORITY_UNSPECIFIED if priority is None else _PRIORITY_TO_PB[priority]
 
 
 def priority_from_pb(value: int, field: str = "priority") -> TaskPriority | None:
+    """The ``TaskPriority`` of a proto enum value, ``None`` when unspecified; ``WireError``
+    names ``field`` when it is unknown."""
     if value == run_pb2.TASK_PRIORITY_UNSPECIFIED:
         return None
     try:
@@ -111,6 +117,8 @@ def _json_ready(value: Any, field: str) -> Any:
 
 
 def struct_from_dict(params: Mapping[str, Any], field: str = "params") -> struct_pb2.Struct:
+    """The Struct of a params mapping; ``WireError`` names ``field`` when a value is not JSON
+    (NaN and infinities included)."""
     message = struct_pb2.Struct()
     message.update(_json_ready(dict(params), field))
     return message
@@ -125,20 +133,26 @@ def _message_json(message: struct_pb2.Struct | struct_pb2.Value, field: str) -> 
 
 
 def dict_from_struct(message: struct_pb2.Struct, field: str = "params") -> dict[str, JsonValue]:
+    """The params mapping of a Struct, integral numbers back as ``int``; ``WireError`` names
+    ``field`` when it holds what JSON cannot (NaN, infinities)."""
     result: dict[str, JsonValue] = _message_json(message, field)
     return result
 
 
 def value_from_json(value: JsonValue, field: str = "result") -> struct_pb2.Value:
+    """The proto Value of a JSON value; ``WireError`` names ``field`` when it is not JSON."""
     return json_format.ParseDict(_json_ready(value, field), struct_pb2.Value())
 
 
 def json_from_value(message: struct_pb2.Value, field: str = "result") -> JsonValue:
+    """The JSON value of a proto Value, integral numbers back as ``int``; ``WireError`` names
+    ``field`` when it holds what JSON cannot (NaN, infinities)."""
     result: JsonValue = _message_json(message, field)
     return result
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """The Timestamp of ``value`` (a naive datetime is taken as UTC); ``None`` stays ``None``."""
     if value is None:
         return None
     message = timestamp_pb2.Timestamp()
@@ -147,6 +161,8 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 def datetime_from(message: timestamp_pb2.Timestamp, field: str = "timestamp") -> datetime:
+    """The aware UTC datetime of a Timestamp; ``WireError`` names ``field`` when it is invalid.
+    An unset Timestamp reads as the epoch: check ``HasField`` first."""
     try:
         return message.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
@@ -154,6 +170,7 @@ def datetime_from(message: timestamp_pb2.Timestamp, field: str = "timestamp") ->
 
 
 def timedelta_from(message: duration_pb2.Duration, field: str = "duration") -> timedelta:
+    """The timedelta of a Duration; ``WireError`` names ``field`` when it is out of range."""
     try:
         return message.ToTimedelta()
     except (ValueError, OverflowError) as exc:
@@ -161,22 +178,26 @@ def timedelta_from(message: duration_pb2.Duration, field: str = "duration") -> t
 
 
 def duration(seconds: float | timedelta) -> duration_pb2.Duration:
+    """The Duration of ``seconds`` (a number of seconds or a timedelta)."""
     message = duration_pb2.Duration()
     message.FromTimedelta(seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds))
     return message
 
 
 def error_to_pb(error: RunError | None) -> run_pb2.RunError | None:
+    """The proto of ``error``; ``None`` stays ``None``."""
     if error is None:
         return None
     return run_pb2.RunError(type=error.type, message=error.message, traceback=error.traceback)
 
 
 def error_from_pb(message: run_pb2.RunError) -> RunError:
+    """The ``RunError`` of its proto."""
     return RunError(type=message.type, message=message.message, traceback=message.traceback)
 
 
 def run_to_pb(run: Run) -> run_pb2.Run:
+    """The proto of ``run``; ``WireError`` names ``params`` or ``result`` when it is not JSON."""
     message = run_pb2.Run(
         id=run.id,
         task=run.task,
@@ -205,6 +226,9 @@ def run_to_pb(run: Run) -> run_pb2.Run:
 
 
 def run_from_pb(message: run_pb2.Run) -> Run:
+    """The ``Run`` of its proto (an unspecified priority is ``medium``); ``WireError`` names the
+    field (``state``, ``params``, ``result``, a timestamp) that cannot be converted."""
+
     def when(name: str) -> datetime | None:
         return datetime_from(getattr(message, name), name) if message.HasField(name) else None  # type: ignore[arg-type]
 
@@ -234,6 +258,7 @@ def run_from_pb(message: run_pb2.Run) -> Run:
 
 
 def retry_to_pb(policy: RetryPolicy | None) -> task_pb2.RetryPolicy | None:
+    """The proto of ``policy``; ``None`` stays ``None``."""
     if policy is None:
         return None
     return task_pb2.RetryPolicy(
@@ -246,6 +271,8 @@ def retry_to_pb(policy: RetryPolicy | None) -> task_pb2.RetryPolicy | None:
 
 
 def retry_from_pb(message: task_pb2.RetryPolicy, field: str) -> RetryPolicy:
+    """The ``RetryPolicy`` of its proto (an unset backoff is 1.0); ``WireError`` names ``field``
+    (or its ``.wait``/``.max_wait``) when the policy is invalid."""
     try:
         return RetryPolicy(
             max_attempts=message.max_attempts if message.HasField("max_attempts") else None,
@@ -261,6 +288,7 @@ def retry_from_pb(message: task_pb2.RetryPolicy, field: str) -> RetryPolicy:
 
 
 def schedule_to_pb(schedule: Scheduler | None) -> task_pb2.Schedule | None:
+    """The proto of an ``every`` or ``crontab`` schedule; ``None`` for none (or another kind)."""
     if isinstance(schedule, every):
         return task_pb2.Schedule(
             every=task_pb2.EverySchedule(
@@ -286,6 +314,8 @@ def schedule_to_pb(schedule: Scheduler | None) -> task_pb2.Schedule | None:
 
 
 def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None:
+    """The ``every`` or ``crontab`` of its proto, ``None`` when neither is set (empty crontab
+    fields are ``*``, an empty tz UTC); ``WireError`` names ``field`` when it is invalid."""
     kind = message.WhichOneof("kind")
     try:
         if kind == "every":
@@ -312,6 +342,7 @@ def schedule_from_pb(message: task_pb2.Schedule, field: str) -> Scheduler | None
 
 
 def definition_to_pb(definition: TaskDefinition) -> task_pb2.TaskDefinition:
+    """The proto of ``definition``, its params schema as a JSON string."""
     return task_pb2.TaskDefinition(
         name=definition.name,
         module=definition.module,
@@ -331,6 +362,9 @@ def definition_to_pb(definition: TaskDefinition) -> task_pb2.TaskDefinition:
 
 
 def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefinition:
+    """The ``TaskDefinition`` of its proto (zero timeout: the default; unspecified priority:
+    ``medium``); ``WireError`` names the member of ``field`` that is missing, negative or
+    invalid."""
     if not message.name:
         raise WireError(f"{field}.name", "a task needs a name")
     try:
@@ -371,6 +405,7 @@ def definition_from_pb(message: task_pb2.TaskDefinition, field: str) -> TaskDefi
 
 
 def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2.RunReport:
+    """The proto of a worker's ``report`` on attempt ``attempt`` of run ``run_id``."""
     message = dispatcher_pb2.RunReport(
         run_id=run_id,
         attempt=attempt,
@@ -385,6 +420,8 @@ def report_to_pb(run_id: str, attempt: int, report: RunReport) -> dispatcher_pb2
 
 
 def report_from_pb(message: dispatcher_pb2.RunReport, field: str) -> RunReport:
+    """The ``RunReport`` of its proto (run id and attempt are the caller's to read);
+    ``WireError`` names ``field.state`` or ``result`` when either cannot be converted."""
     return RunReport(
         state=state_from_pb(message.state, f"{field}.state"),
         result=json_from_value(message.result) if message.HasField("result") else None,
@@ -395,6 +432,7 @@ def report_from_pb(message: dispatcher_pb2.RunReport, field: str) -> RunReport:
 
 
 def schedule_info_to_pb(info: ScheduleInfo) -> scheduler_pb2.TaskSchedule:
+    """The proto of one task's schedule as the scheduler sees it."""
     return scheduler_pb2.TaskSchedule(
         task=info.task,
         description=info.description,
@@ -409,6 +447,9 @@ def schedule_info_to_pb(info: ScheduleInfo) -> scheduler_pb2.TaskSchedule:
 
 
 def schedule_info_from_pb(message: scheduler_pb2.TaskSchedule, field: str) -> ScheduleInfo:
+    """The ``ScheduleInfo`` of its proto; ``WireError`` names ``field.schedule`` when the
+    schedule is invalid."""
+
     def when(name: str) -> datetime | None:
         return datetime_from(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
 
@@ -430,6 +471,7 @@ def schedule_info_from_pb(message: scheduler_pb2.TaskSchedule, field: str) -> Sc
 
 
 def scheduler_status_to_pb(status: SchedulerStatus) -> scheduler_pb2.ListSchedulesResponse:
+    """The ``ListSchedules`` response carrying ``status``."""
     lateness = status.lateness
     return scheduler_pb2.ListSchedulesResponse(
         schedules=[schedule_info_to_pb(info) for info in status.schedules],
@@ -446,6 +488,8 @@ def scheduler_status_to_pb(status: SchedulerStatus) -> scheduler_pb2.ListSchedul
 
 
 def scheduler_status_from_pb(message: scheduler_pb2.ListSchedulesResponse) -> SchedulerStatus:
+    """The ``SchedulerStatus`` of a ``ListSchedules`` response; ``WireError`` names the
+    ``schedules[i]`` member that cannot be converted."""
     lateness = message.lateness
     return SchedulerStatus(
         schedules=tuple(
@@ -467,6 +511,7 @@ def scheduler_status_from_pb(message: scheduler_pb2.ListSchedulesResponse) -> Sc
 
 
 def task_info_to_pb(info: TaskInfo) -> task_pb2.TaskInfo:
+    """The proto of ``info``."""
     return task_pb2.TaskInfo(
         definition=definition_to_pb(info.definition),
         enabled=info.enabled,
@@ -476,6 +521,7 @@ def task_info_to_pb(info: TaskInfo) -> task_pb2.TaskInfo:
 
 
 def task_info_from_pb(message: task_pb2.TaskInfo, field: str) -> TaskInfo:
+    """The ``TaskInfo`` of its proto; ``WireError`` names ``field.definition``'s invalid member."""
     return TaskInfo(
         definition=definition_from_pb(message.definition, f"{field}.definition"),
         enabled=message.enabled,
@@ -492,10 +538,13 @@ _WORKER_KIND_FROM_PB = {value: key for key, value in _WORKER_KIND_TO_PB.items()}
 
 
 def worker_kind_to_pb(kind: WorkerKind) -> dispatcher_pb2.WorkerKind.ValueType:
+    """The proto enum value of ``kind``."""
     return _WORKER_KIND_TO_PB[kind]
 
 
 def worker_kind_from_pb(kind: dispatcher_pb2.WorkerKind.ValueType, field: str) -> WorkerKind:
+    """The ``WorkerKind`` of a proto enum value; ``WireError`` names ``field`` when it is
+    neither IO nor CPU."""
     try:
         return _WORKER_KIND_FROM_PB[kind]
     except KeyError:
@@ -507,6 +556,7 @@ def _optional_time(message: Any, name: str) -> datetime | None:
 
 
 def dead_letter_to_pb(letter: DeadLetter) -> dispatcher_pb2.DeadLetter:
+    """The proto of ``letter``."""
     return dispatcher_pb2.DeadLetter(
         id=letter.id,
         run_id=letter.run_id,
@@ -520,6 +570,7 @@ def dead_letter_to_pb(letter: DeadLetter) -> dispatcher_pb2.DeadLetter:
 
 
 def dead_letter_from_pb(message: dispatcher_pb2.DeadLetter) -> DeadLetter:
+    """The ``DeadLetter`` of its proto; ``WireError`` names ``state`` or ``time`` when invalid."""
     return DeadLetter(
         id=message.id,
         run_id=message.run_id,
@@ -533,6 +584,7 @@ def dead_letter_from_pb(message: dispatcher_pb2.DeadLetter) -> DeadLetter:
 
 
 def queue_status_to_pb(status: QueueStatus) -> dispatcher_pb2.GetQueueStatusResponse:
+    """The ``GetQueueStatus`` response carrying ``status``."""
     return dispatcher_pb2.GetQueueStatusResponse(
         depths=[
             dispatcher_pb2.QueueDepth(priority=priority_to_pb(priority), runs=count)
@@ -562,6 +614,9 @@ def queue_status_to_pb(status: QueueStatus) -> dispatcher_pb2.GetQueueStatusResp
 
 
 def queue_status_from_pb(message: dispatcher_pb2.GetQueueStatusResponse) -> QueueStatus:
+    """The ``QueueStatus`` of a ``GetQueueStatus`` response (depths of an unspecified priority
+    are dropped); ``WireError`` names the field (``priority``, ``workers.kind``, a time) that
+    cannot be converted."""
     return QueueStatus(
         depths={
             priority: depth.runs
