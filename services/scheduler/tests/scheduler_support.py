@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError
+from fluid.scheduler.models import RunRequest
 from fluid_scheduler.domain.firing import FiringConfig, SlotFirer
 from fluid_scheduler.domain.leadership import Leadership
-from fluid_scheduler.domain.records import ScheduledTask, SlotRun
+from fluid_scheduler.domain.records import ScheduledTask
 from fluid_scheduler.store.memory import MemorySchedulerStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,32 +80,38 @@ class FakeDispatcher:
     async def scheduled_tasks(self) -> list[ScheduledTask]:
         return list(self.tasks)
 
-    def _call(self, runs: Sequence[SlotRun]) -> None:
+    def _call(self, requests: Sequence[RunRequest]) -> None:
         self.calls += 1
         self.clock.advance(self.rpc_seconds)
         if self.failures:
             raise self.failures.pop(0)
-        for index, run in enumerate(runs):
-            if run.task in self.refused:
+        for index, request in enumerate(requests):
+            if request.task in self.refused:
                 raise InvalidArgumentError(f"runs[{index}]: params.name: field required")
-            if run.task in self.full:
-                raise ResourceExhaustedError(f"task {run.task} has 3 runs waiting")
+            if request.task in self.full:
+                raise ResourceExhaustedError(f"task {request.task} has 3 runs waiting")
 
-    def _add(self, run: SlotRun) -> str:
-        if run.key not in self.runs:
-            self.runs[run.key] = QueuedRun(
-                f"run-{len(self.runs) + 1}", run.task, run.key, run.execute_after, self.clock.now()
+    def _add(self, request: RunRequest) -> str:
+        key = request.idempotency_key
+        if key not in self.runs:
+            assert request.execute_after is not None, "a slot's run always has its slot"
+            self.runs[key] = QueuedRun(
+                f"run-{len(self.runs) + 1}",
+                request.task,
+                key,
+                request.execute_after,
+                self.clock.now(),
             )
-        return self.runs[run.key].id
+        return self.runs[key].id
 
-    async def queue_slot(self, run: SlotRun) -> str:
-        self._call([run])
-        return self._add(run)
+    async def queue_request(self, request: RunRequest) -> str:
+        self._call([request])
+        return self._add(request)
 
-    async def queue_slots(self, runs: Sequence[SlotRun]) -> list[str]:
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> list[str]:
         self.bulk_calls += 1
-        self._call(runs)
-        return [self._add(run) for run in runs]
+        self._call(requests)
+        return [self._add(request) for request in requests]
 
     def fired(self, task: str) -> list[datetime]:
         """The slots queued for ``task``, in slot order."""

@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from fluid.scheduler.client import Client
 from fluid.scheduler.models import RunRequest
 
-from .domain.records import ScheduledTask, SlotRun
+from .domain.records import ScheduledTask
 
 
 class DispatcherTasks:
-    """``TaskSource`` and ``RunQueuer`` over the SDK client."""
+    """``TaskSource`` and ``SlotQueuer`` over the SDK client."""
 
     def __init__(
         self, client: Client, randomizers: Mapping[str, Callable[[], float]] | None = None
@@ -35,17 +35,17 @@ class DispatcherTasks:
             if registered.definition.schedule is not None
         ]
 
-    async def queue_slot(self, run: SlotRun) -> str:
+    async def queue_request(self, request: RunRequest) -> str:
         queued = await self.client.queue_run(
-            run.task, {}, idempotency_key=run.key, execute_after=run.execute_after
+            request.task,
+            request.params,
+            priority=request.priority,
+            run_id=request.run_id,
+            idempotency_key=request.idempotency_key,
+            execute_after=request.execute_after,
+            from_run_id=request.from_run_id,
         )
         return queued.id
 
-    async def queue_slots(self, runs: Sequence[SlotRun]) -> list[str]:
-        queued = await self.client.queue_requests(
-            [
-                RunRequest(run.task, idempotency_key=run.key, execute_after=run.execute_after)
-                for run in runs
-            ]
-        )
-        return [run.id for run in queued]
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> list[str]:
+        return [run.id for run in await self.client.queue_requests(requests)]

@@ -1,4 +1,5 @@
-"""The scheduler's use cases: learn the scheduled tasks, fire due slots while leading, report.
+"""The scheduler's use cases: learn the scheduled tasks, fire due slots while leading, and
+say how each schedule stands (ListSchedules).
 
 Every replica refreshes the task list from the dispatcher; only the leader fires. A fire
 queues a run with the idempotency key ``slot:<task>:<slot>`` and ``execute_after`` = slot
@@ -29,7 +30,7 @@ from fluid.scheduler.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
-from fluid.scheduler.models import ScheduleInfo, SchedulerStatus
+from fluid.scheduler.models import RunRequest, ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
 from fluid.service.tasks import LoopHealth
 
@@ -37,7 +38,7 @@ from ..metrics import LatenessMetric
 from ..store.base import SchedulerStore
 from .lateness import LatenessWindow
 from .leadership import Clock, Leadership
-from .records import ScheduledTask, SlotRecord, SlotRun
+from .records import ScheduledTask, SlotRecord
 from .slots import plan_slots, slot_key
 
 logger = logging.getLogger("fluid.scheduling")
@@ -56,12 +57,14 @@ class TaskSource(Protocol):
         """Every registered task that has a schedule."""
 
 
-class RunQueuer(Protocol):
-    async def queue_slot(self, run: SlotRun) -> str:
-        """Queue ``run`` (params ``{}``) once per key; the run's id."""
+class SlotQueuer(Protocol):
+    """Where slots' runs are queued: the dispatcher."""
 
-    async def queue_slots(self, runs: Sequence[SlotRun]) -> Sequence[str]:
-        """Queue every run in one call, all or nothing; their ids, in order."""
+    async def queue_request(self, request: RunRequest) -> str:
+        """Queue ``request`` once per idempotency key; the run's id."""
+
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> Sequence[str]:
+        """Queue every request in one call, all or nothing; their runs' ids, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,7 @@ class _Fire:
 
     task: ScheduledTask
     progress: _Progress
-    run: SlotRun
+    request: RunRequest
     slot: datetime
     missed: int = 0
 
@@ -128,7 +131,7 @@ class SlotFirer:
         *,
         store: SchedulerStore,
         source: TaskSource,
-        queuer: RunQueuer,
+        queuer: SlotQueuer,
         leadership: Leadership,
         clock: Clock,
         config: FiringConfig | None = None,
@@ -193,11 +196,11 @@ class SlotFirer:
             if progress.next_due is None or progress.next_due <= now:
                 passes.append(self._plan(task, progress, now))
         # Queue first, write cursors after: store round trips never delay a run.
-        outcomes = await self._queue([fire for each in passes for fire in each.fires])
+        queued = await self._queue([fire for each in passes for fire in each.fires])
         accepted = self.clock.now()
         settles, start = [], 0
         for each in passes:
-            settles.append(self._settle(each, outcomes[start : start + len(each.fires)], accepted))
+            settles.append(self._settle(each, queued[start : start + len(each.fires)], accepted))
             start += len(each.fires)
         await asyncio.gather(*settles)
         pending = [
@@ -227,49 +230,46 @@ class SlotFirer:
         self, task: ScheduledTask, progress: _Progress, slot: datetime, missed: int = 0
     ) -> _Fire:
         execute_after = slot + timedelta(seconds=self._extra_delay(task))
-        return _Fire(
-            task,
-            progress,
-            SlotRun(task.name, slot_key(task.name, slot), execute_after),
-            slot,
-            missed,
+        request = RunRequest(
+            task.name, {}, idempotency_key=slot_key(task.name, slot), execute_after=execute_after
         )
+        return _Fire(task, progress, request, slot, missed)
 
     async def _queue(self, fires: list[_Fire]) -> list[str | Exception]:
         """Queue every fire of a pass, in bulk: the run id, or the error, of each."""
         chunks = [fires[i : i + MAX_BATCH] for i in range(0, len(fires), MAX_BATCH)]
-        answers = await asyncio.gather(*(self._queue_chunk(chunk) for chunk in chunks))
-        return [outcome for answer in answers for outcome in answer]
+        queued = await asyncio.gather(*(self._queue_chunk(chunk) for chunk in chunks))
+        return [id_or_error for chunk in queued for id_or_error in chunk]
 
     async def _queue_chunk(self, fires: list[_Fire]) -> list[str | Exception]:
-        runs = [fire.run for fire in fires]
+        requests = [fire.request for fire in fires]
         try:
-            if len(runs) == 1:
-                return [await self._bounded(self.queuer.queue_slot(runs[0]))]
-            return list(await self._bounded(self.queuer.queue_slots(runs)))
+            if len(requests) == 1:
+                return [await self._bounded(self.queuer.queue_request(requests[0]))]
+            return list(await self._bounded(self.queuer.queue_requests(requests)))
         except (
             NotFoundError,
             InvalidArgumentError,
             AlreadyExistsError,
             ResourceExhaustedError,
         ) as error:
-            if len(runs) == 1:
+            if len(requests) == 1:
                 return [error]
             # One refused run refuses its whole batch (a task at its max_queued too): queue
             # them one by one, so that only the refused ones fail.
-            return list(await asyncio.gather(*(self._queue_one(run) for run in runs)))
+            return list(await asyncio.gather(*(self._queue_one(request) for request in requests)))
         except Exception as error:
-            return [error] * len(runs)
+            return [error] * len(requests)
 
-    async def _queue_one(self, run: SlotRun) -> str | Exception:
+    async def _queue_one(self, request: RunRequest) -> str | Exception:
         try:
             async with self._one_by_one:
-                return await self._bounded(self.queuer.queue_slot(run))
+                return await self._bounded(self.queuer.queue_request(request))
         except Exception as error:
             return error
 
     async def _settle(
-        self, planned: _Pass, outcomes: list[str | Exception], accepted: datetime
+        self, planned: _Pass, queued: list[str | Exception], accepted: datetime
     ) -> None:
         """Move a task's cursor past what it skipped, then over its fired slots in order,
         stopping at the first run that failed to queue."""
@@ -285,29 +285,29 @@ class SlotFirer:
                     planned.missed,
                     planned.skip_to.isoformat(),
                 )
-        for fire, outcome in zip(planned.fires, outcomes, strict=True):
+        for fire, id_or_error in zip(planned.fires, queued, strict=True):
             slot = fire.slot
-            if isinstance(outcome, NotFoundError | InvalidArgumentError):
+            if isinstance(id_or_error, NotFoundError | InvalidArgumentError):
                 # The dispatcher refuses this task's runs (task gone, params without
                 # defaults): asking again cannot help, so the slot passes with the reason kept.
-                progress.last_error = f"slot {slot.isoformat()}: {outcome}"
-                logger.error("%s: the run of slot %s was refused: %s", task.name, slot, outcome)
+                progress.last_error = f"slot {slot.isoformat()}: {id_or_error}"
+                logger.error("%s: the run of slot %s was refused: %s", task.name, slot, id_or_error)
                 if not await self._advance(task, progress, slot):
                     return
                 continue
-            if isinstance(outcome, Exception):
+            if isinstance(id_or_error, Exception):
                 # Anything else may pass (dispatcher restarting, network): the slot stays
                 # due and is tried again shortly; its key makes a retry that landed harmless.
                 progress.last_error = (
-                    f"slot {slot.isoformat()}: {outcome or type(outcome).__name__}"
+                    f"slot {slot.isoformat()}: {id_or_error or type(id_or_error).__name__}"
                 )
                 logger.warning(
-                    "%s: queueing slot %s failed, retrying: %r", task.name, slot, outcome
+                    "%s: queueing slot %s failed, retrying: %r", task.name, slot, id_or_error
                 )
                 progress.next_due = accepted + self.config.retry_delay
                 return
-            self._record_fired(task, progress, fire, outcome, accepted)
-            if not await self._advance(task, progress, slot, outcome):
+            self._record_fired(task, progress, fire, id_or_error, accepted)
+            if not await self._advance(task, progress, slot, id_or_error):
                 return
 
     def _record_fired(
@@ -427,7 +427,7 @@ class SlotFirer:
                 1e3 * recent.max,
             )
 
-    # -- reporting ----------------------------------------------------------------------
+    # -- status ------------------------------------------------------------------------
     async def status(self) -> SchedulerStatus:
         """The scheduled tasks with next fire and last slot, as any replica sees them."""
         records: Mapping[str, SlotRecord] = await self.store.load_slots()

@@ -33,16 +33,3 @@ class SlotRecord:
     cursor: datetime
     last_slot: datetime | None = None
     last_run_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SlotRun:
-    """The run a slot asks for: queued once per ``key`` (``slot:<task>:<slot>``).
-
-    ``execute_after`` is the slot plus the task's random extra delay, so the run carries
-    its slot while its execution spreads out.
-    """
-
-    task: str
-    key: str
-    execute_after: datetime
