@@ -18,7 +18,7 @@ SHARED = Path(__file__).parents[3] / "tests"
 if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
-from fluid_scheduler.store.base import SchedulerStore  # noqa: E402
+from fluid_scheduler.domain.ports import SchedulerStore  # noqa: E402
 from fluid_scheduler.store.memory import MemorySchedulerStore  # noqa: E402
 from fluid_scheduler.store.redis import RedisSchedulerStore  # noqa: E402
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from fluid_scheduler.domain.ports import SchedulerStore
 from fluid_scheduler.domain.records import SlotRecord
-from fluid_scheduler.store.base import SchedulerStore
 
 TTL = timedelta(seconds=30)
 SHORT_TTL = timedelta(milliseconds=150)

@@ -20,8 +20,8 @@ from .api.servicer import SchedulerServicer
 from .dispatcher import DispatcherTasks
 from .domain.firing import FiringConfig, SlotFirer
 from .domain.leadership import Leadership, SystemClock
+from .domain.ports import SchedulerStore
 from .settings import SchedulerSettings
-from .store.base import SchedulerStore
 from .store.memory import MemorySchedulerStore
 from .store.redis import RedisSchedulerStore
 

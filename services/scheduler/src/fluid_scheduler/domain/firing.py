@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from fluid.scheduler.errors import (
     AlreadyExistsError,
@@ -35,9 +35,9 @@ from fluid.scheduler.schedules import every
 from fluid.service.tasks import LoopHealth
 
 from ..metrics import LatenessMetric
-from ..store.base import SchedulerStore
 from .lateness import LatenessWindow
 from .leadership import Clock, Leadership
+from .ports import SchedulerStore, SlotQueuer, TaskSource
 from .records import ScheduledTask, SlotRecord
 from .slots import plan_slots, slot_key
 
@@ -50,21 +50,6 @@ LATE_WARNING_SECONDS = 1.0
 MAX_BATCH = 500
 PASS_LOOP = "scheduler-pass"
 REFRESH_LOOP = "scheduler-task-refresh"
-
-
-class TaskSource(Protocol):
-    async def scheduled_tasks(self) -> list[ScheduledTask]:
-        """Every registered task that has a schedule."""
-
-
-class SlotQueuer(Protocol):
-    """Where slots' runs are queued: the dispatcher."""
-
-    async def queue_request(self, request: RunRequest) -> str:
-        """Queue ``request`` once per idempotency key; the run's id."""
-
-    async def queue_requests(self, requests: Sequence[RunRequest]) -> Sequence[str]:
-        """Queue every request in one call, all or nothing; their runs' ids, in order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from fluid.scheduler.errors import FluidError
 
-from ..store.base import SchedulerStore
+from .ports import SchedulerStore
 
 logger = logging.getLogger("fluid.scheduling")
 
