@@ -136,6 +136,7 @@ class Client:
         return scheduler_pb2_grpc.SchedulerServiceStub(self._channel(self.scheduler_address))
 
     async def close(self) -> None:
+        """Close the channels this client opened; a later call opens them again."""
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             await channel.close(None)
@@ -310,6 +311,8 @@ class Client:
 
     @_rpc
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskInfo:
+        """Enable or disable task ``name``: a disabled task's due runs end ``aborted`` and its
+        slots pass unfired. The task as updated; ``NotFoundError`` if it is not registered."""
         response = await self._dispatcher.SetTaskEnabled(
             dispatcher_pb2.SetTaskEnabledRequest(name=name, enabled=enabled)
         )

@@ -31,6 +31,8 @@ class TaskDefinition:
 
     @classmethod
     def of(cls, task: Task) -> TaskDefinition:
+        """What a worker registers for ``task``: all but its function, ``randomize``,
+        ``k8s_config`` and ``env`` (they stay with the worker), its params model as JSON Schema."""
         return cls(
             name=task.name,
             module=task.module,
@@ -61,4 +63,5 @@ class TaskInfo:
 
     @property
     def name(self) -> str:
+        """The registered task's name (``definition.name``)."""
         return self.definition.name

@@ -16,14 +16,21 @@ class FluidError(Exception):
 
 
 class NotFoundError(FluidError):
+    """The named task or run does not exist (for a task: no worker has registered it)."""
+
     code = "NOT_FOUND"
 
 
 class InvalidArgumentError(FluidError):
+    """The request itself is wrong (bad params, a value over a limit); sending it again fails."""
+
     code = "INVALID_ARGUMENT"
 
 
 class FailedPreconditionError(FluidError):
+    """The request is well formed but the system is not in a state to accept it (e.g. an
+    unregistered worker, a task whose params schema cannot be checked)."""
+
     code = "FAILED_PRECONDITION"
 
 

@@ -50,6 +50,7 @@ class TaskManager:
         return self._handlers.pop(event, None)
 
     def register_plugin(self, plugin: TaskManagerPlugin) -> None:
+        """Let ``plugin`` register its handlers here (``plugin.register(self)``)."""
         plugin.register(self)
 
     async def emit(self, run: Run) -> None:

@@ -29,10 +29,12 @@ class TaskState(enum.StrEnum):
 
     @property
     def is_done(self) -> bool:
+        """Whether a run in this state is finished: anything but init, queued and running."""
         return self not in _LIVE_STATES
 
     @property
     def is_failure(self) -> bool:
+        """Whether this is ``failure`` (aborted, interrupted and rate-limited runs did not fail)."""
         return self is TaskState.failure
 
     def path_to(self, target: TaskState) -> list[TaskState]:
@@ -57,6 +59,8 @@ _LIVE_STATES = frozenset(_LIVE_ORDER)
 
 
 class InvalidTransition(ValueError):
+    """A run cannot move from ``current`` to ``target`` (a terminal state, or backwards)."""
+
     def __init__(self, current: TaskState, target: TaskState) -> None:
         super().__init__(f"a run cannot go from {current} to {target}")
         self.current = current
@@ -95,6 +99,7 @@ class RetryPolicy:
 
     @property
     def exception_names(self) -> tuple[str, ...]:
+        """The retried exception types by name, as they travel and match ``RunError.type``."""
         return tuple(e if isinstance(e, str) else e.__name__ for e in self.exceptions)
 
     def delay(self, retry: int) -> float:
@@ -123,6 +128,7 @@ class RunError:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> RunError:
+        """The error of ``exc``: its class name, its message and its formatted traceback."""
         return cls(
             type=type(exc).__name__,
             message=str(exc),
@@ -216,6 +222,7 @@ class WorkerKind(enum.StrEnum):
 
     @classmethod
     def of(cls, cpu_bound: bool) -> WorkerKind:
+        """The kind of worker that executes a task with this ``cpu_bound`` flag."""
         return cls.cpu if cpu_bound else cls.io
 
 

@@ -19,10 +19,12 @@ current_run: ContextVar[Run | None] = ContextVar("current_run", default=None)
 
 
 def new_run_id() -> str:
+    """A fresh random run id: 32 lowercase hex characters (a UUID4)."""
     return uuid.uuid4().hex
 
 
 def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
     return datetime.now(UTC)
 
 
@@ -55,10 +57,13 @@ class Run:
 
     @property
     def is_done(self) -> bool:
+        """Whether the run's state is terminal: anything but init, queued or running."""
         return self.state.is_done
 
     @property
     def is_failure(self) -> bool:
+        """Whether the run failed (``failure`` only: aborted, interrupted and rate-limited
+        runs did not)."""
         return self.state.is_failure
 
     @property

@@ -63,6 +63,8 @@ class every:
         return first + (elapsed if rest else elapsed - 1) * self.delta
 
     def jitter_seconds(self) -> float:
+        """A random extra delay for one run's execution, in seconds: uniform in
+        ``[0, jitter]``, 0.0 without jitter."""
         return random.uniform(0, self.jitter.total_seconds()) if self.jitter else 0.0
 
     def __str__(self) -> str:
@@ -138,6 +140,7 @@ class crontab:
 
     @property
     def expression(self) -> str:
+        """The five cron fields as one expression (``"0 */2 * * 1-5"``), as croniter reads it."""
         return " ".join(getattr(self, name) for name in _FIELDS)
 
     def next_slot(self, after: datetime) -> datetime:

@@ -34,6 +34,7 @@ class AnyParams(BaseModel):
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The param ``key`` as ``dict.get`` gives it: ``default`` when the run was not given it."""
         return (self.model_extra or {}).get(key, default)
 
 
@@ -61,7 +62,9 @@ class RunQueuer(Protocol):
         *,
         priority: TaskPriority | None = None,
         from_run_id: str = "",
-    ) -> Awaitable[Run]: ...
+    ) -> Awaitable[Run]:
+        """Queue one run of ``task`` (a child of ``from_run_id`` when set); the run as queued."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,9 +108,11 @@ class Task:
         return self.cpu_bound and not is_in_cpu_process()
 
     def params_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the params model, as the task registers it with the dispatcher."""
         return self.params_model.model_json_schema()
 
     def validate_params(self, params: Mapping[str, Any]) -> BaseModel:
+        """``params`` parsed by the params model (pydantic's ``ValidationError`` if invalid)."""
         return self.params_model.model_validate(dict(params))
 
     def __str__(self) -> str:
@@ -130,22 +135,28 @@ class TaskRun(Generic[ParamsT, DepsT]):
 
     @property
     def id(self) -> str:
+        """The id of the run being executed (every retry keeps it)."""
         return self.run.id
 
     @property
     def name(self) -> str:
+        """The name of the task being run."""
         return self.task.name
 
     @property
     def attempt(self) -> int:
+        """0 for the first execution, ``n`` for retry ``n`` (rate-limit retries count apart)."""
         return self.run.attempt
 
     @property
     def priority(self) -> TaskPriority:
+        """The priority the run was queued with."""
         return self.run.priority
 
     @property
     def root_run_id(self) -> str:
+        """The id of the top-level run this chain of child runs started from (this run's own
+        id when it has no parent)."""
         return self.run.root_run_id or self.run.id
 
     @property
