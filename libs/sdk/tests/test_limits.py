@@ -15,11 +15,10 @@ from fluid.scheduler.limits import (
     check_text,
     json_size,
     limits,
-    sendable_report,
     storable_text,
     truncated,
 )
-from fluid.scheduler.models import RunError, RunReport, TaskState
+from fluid.scheduler.models import RunError, RunReport, TaskState, sendable_report
 
 
 def _nested(depth: int) -> dict[str, object]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .errors import InvalidArgumentError
+from .limits import check_json, json_size, limits, storable_text, truncated
 from .schedules import Scheduler
 
 # A task's timeout when it sets none (the seed's default), wherever a definition is made.
@@ -153,6 +155,67 @@ class RunReport:
     reason: str = ""
     # The last lines of stdout/stderr of the process that ran the attempt (cpu-bound runs).
     output_tail: tuple[str, ...] = ()
+
+
+def _storable_json(value: Any) -> Any:
+    """``value`` with NUL made storable in every string and key (results are the task's
+    own output: they are kept, not refused)."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping):
+        return {storable_text(str(key)): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable_json(item) for item in value]
+    return value
+
+
+def sendable_report(report: RunReport) -> tuple[RunReport, str]:
+    """The report as it may travel and be stored, and why it changed ("" if only cut).
+
+    Text is cut to its limits and NUL made storable; a result that is not JSON (NaN,
+    infinities, other types) or is over ``result_bytes`` fails the run with an error
+    saying so, the run's other fields kept. Workers apply it before they report and the
+    dispatcher again on what it receives, so neither trusts the other's settings.
+    """
+    limit = limits()
+    problem = ""
+    state, result, error = report.state, report.result, report.error
+    if result is not None:
+        result = _storable_json(result)
+        try:
+            check_json(result, "result", None)
+        except InvalidArgumentError as refused:
+            problem = str(refused)
+            state, result = TaskState.failure, None
+            error = RunError("ResultNotSerializableError", problem)
+        else:
+            size = json_size(result)
+            if size > limit.result_bytes:
+                problem = (
+                    f"result of {size} bytes is over the limit of {limit.result_bytes} "
+                    "bytes (FLUID_LIMIT_RESULT_BYTES)"
+                )
+                state, result = TaskState.failure, None
+                error = RunError("ResultTooLargeError", problem)
+    if error is not None:
+        error = RunError(
+            type=truncated(storable_text(error.type), 200),
+            message=truncated(storable_text(error.message), limit.error_message_chars),
+            traceback=truncated(storable_text(error.traceback), limit.traceback_chars, True),
+        )
+    tail = report.output_tail[-limit.output_lines :] if limit.output_lines else ()
+    return (
+        RunReport(
+            state=state,
+            result=result,
+            error=error,
+            reason=truncated(storable_text(report.reason), limit.reason_chars),
+            output_tail=tuple(
+                truncated(storable_text(line), limit.output_line_chars) for line in tail
+            ),
+        ),
+        problem,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,15 @@ from dataclasses import dataclass, field
 
 from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
 from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
-from fluid.scheduler.limits import limits, sendable_report
-from fluid.scheduler.models import DegradedLoop, RunError, RunReport, TaskState, WorkerKind
+from fluid.scheduler.limits import limits
+from fluid.scheduler.models import (
+    DegradedLoop,
+    RunError,
+    RunReport,
+    TaskState,
+    WorkerKind,
+    sendable_report,
+)
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 

@@ -12,8 +12,7 @@ import logging
 from dataclasses import replace
 
 from fluid.scheduler.lifecycle import TaskManager
-from fluid.scheduler.limits import sendable_report
-from fluid.scheduler.models import RunReport
+from fluid.scheduler.models import RunReport, sendable_report
 from fluid.scheduler.run import Run, utcnow
 
 logger = logging.getLogger("fluid.worker")
@@ -32,7 +31,7 @@ class AttemptHook:
 class SendableReport(AttemptHook):
     """Fits the report to the limits before it is reported, so the report is small and
     the dispatcher takes it: a result that is not JSON or is too large fails the run
-    (saying why), text is cut and NUL made storable (``limits.sendable_report``)."""
+    (saying why), text is cut and NUL made storable (``models.sendable_report``)."""
 
     async def ended(self, run: Run, report: RunReport) -> RunReport:
         sendable, problem = sendable_report(report)

@@ -20,8 +20,8 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from fluid.scheduler.limits import batches, sendable_report
-from fluid.scheduler.models import ReportReply, RunError, RunReport, TaskState
+from fluid.scheduler.limits import batches
+from fluid.scheduler.models import ReportReply, RunError, RunReport, TaskState, sendable_report
 from fluid.scheduler.run import Run
 
 from .worker_hooks import AttemptHook

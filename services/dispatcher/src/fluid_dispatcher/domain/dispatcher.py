@@ -17,7 +17,7 @@ from fluid.scheduler.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from fluid.scheduler.limits import check_json, check_text, limits, sendable_report
+from fluid.scheduler.limits import check_json, check_text, limits
 from fluid.scheduler.models import (
     DeadLetter,
     QueueStatus,
@@ -28,6 +28,7 @@ from fluid.scheduler.models import (
     TaskState,
     WorkerKind,
     WorkerStatus,
+    sendable_report,
 )
 from fluid.scheduler.run import Run, new_run_id, utcnow
 from fluid.service.tasks import LoopHealth
