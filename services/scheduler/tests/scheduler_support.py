@@ -1,4 +1,5 @@
-"""Test doubles of the scheduler's unit tests: a clock moved by hand and a dispatcher in memory."""
+"""Test doubles of the scheduler's unit tests: a clock moved by hand, a dispatcher in memory,
+and a firer started on them."""
 
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ class FakeDispatcher:
         ]
 
 
-def make_firer(
+async def started(
     dispatcher: FakeDispatcher,
     store: MemorySchedulerStore,
     *,
@@ -132,8 +133,9 @@ def make_firer(
     ttl: float = 2.0,
     grace: float = 1.0,
 ) -> SlotFirer:
+    """A firer on ``dispatcher``'s clock that has read its tasks once."""
     clock = dispatcher.clock
-    return SlotFirer(
+    firer = SlotFirer(
         store=store,
         source=dispatcher,
         queuer=dispatcher,
@@ -141,6 +143,8 @@ def make_firer(
         clock=clock,
         config=FiringConfig(misfire_grace=timedelta(seconds=grace)),
     )
+    await firer.refresh()
+    return firer
 
 
 def seconds(moments: list[datetime]) -> list[float]:

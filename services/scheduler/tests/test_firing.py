@@ -11,7 +11,7 @@ from fluid_scheduler.domain.records import ScheduledTask
 from fluid_scheduler.domain.slots import slot_key
 from fluid_scheduler.store.memory import MemorySchedulerStore
 
-from .scheduler_support import T0, FakeClock, FakeDispatcher, at, make_firer, seconds
+from .scheduler_support import T0, FakeClock, FakeDispatcher, at, seconds, started
 
 EVERY_SECOND = ScheduledTask("tick", every(timedelta(seconds=1)))
 CATCH_UP = ScheduledTask("catch", every(timedelta(seconds=1), catch_up=True))
@@ -32,19 +32,6 @@ async def run_until(clock: FakeClock, until: datetime, *firers: SlotFirer) -> No
         if due:
             delay = min(TICK, max(0.0, (min(due) - clock.now()).total_seconds()))
         clock.advance(min(delay, (until - clock.now()).total_seconds()) or TICK)
-
-
-async def started(
-    dispatcher: FakeDispatcher,
-    store: MemorySchedulerStore,
-    *,
-    replica: str = "a",
-    ttl: float = 2.0,
-    grace: float = 1.0,
-) -> SlotFirer:
-    firer = make_firer(dispatcher, store, replica=replica, ttl=ttl, grace=grace)
-    await firer.refresh()
-    return firer
 
 
 async def test_each_slot_fires_once_at_its_exact_time() -> None:

@@ -85,6 +85,15 @@ class _Progress:
         return self.record.cursor if self.record else self.seen
 
 
+def _count_missed(
+    task: ScheduledTask, progress: _Progress, missed: int, latest: datetime, message: str
+) -> None:
+    """Add ``missed`` slots, the latest at ``latest``, to the task's count (ListSchedules)
+    and log ``message`` with the task, the count and that slot."""
+    progress.missed += missed
+    logger.warning(message, task.name, missed, latest.isoformat())
+
+
 @dataclass(frozen=True, slots=True)
 class _Pass:
     """A pass's decision for one task: the slot its cursor skips to, the runs it queues."""
@@ -263,12 +272,12 @@ class SlotFirer:
             if not await self._advance(task, progress, planned.skip_to):
                 return
             if planned.missed:
-                progress.missed += planned.missed
-                logger.warning(
-                    "%s: skipped %d missed slot(s) up to %s (no catch_up)",
-                    task.name,
+                _count_missed(
+                    task,
+                    progress,
                     planned.missed,
-                    planned.skip_to.isoformat(),
+                    planned.skip_to,
+                    "%s: skipped %d missed slot(s) up to %s (no catch_up)",
                 )
         for fire, id_or_error in zip(planned.fires, queued, strict=True):
             slot = fire.slot
@@ -308,12 +317,12 @@ class SlotFirer:
         lateness = (accepted - slot).total_seconds()
         if fire.missed:
             # Late by design: a catch-up run would drown the lateness figures.
-            progress.missed += fire.missed
-            logger.warning(
-                "%s: %d slot(s) missed up to %s; queued one catch-up run for that slot",
-                task.name,
+            _count_missed(
+                task,
+                progress,
                 fire.missed,
-                slot.isoformat(),
+                slot,
+                "%s: %d slot(s) missed up to %s; queued one catch-up run for that slot",
             )
         else:
             self.lateness.record(lateness)
