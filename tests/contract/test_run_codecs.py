@@ -14,7 +14,8 @@ import pytest
 from fluid.scheduler import wire
 from fluid.scheduler.models import RunError, TaskPriority, TaskState
 from fluid.scheduler.run import Run
-from fluid_dispatcher.store.redis import run_fields, run_from_fields
+from fluid_dispatcher.store import redis_scripts
+from fluid_dispatcher.store.redis import HASH_KEYS, run_fields, run_from_fields
 from fluid_history.store.rows import row_from_run, run_from_row
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
@@ -85,3 +86,28 @@ def test_every_field_survives_every_encoding(codec: str) -> None:
         if getattr(run, item.name) != getattr(decoded, item.name)
     }
     assert not lost, f"the {codec} does not carry: {lost}"
+
+
+# Keys of a run's hash the Lua scripts (store/redis_scripts.py) read or write by name:
+# a Run field renamed without keeping its key would leave the scripts on the old one.
+LUA_RUN_KEYS = {"task", "priority", "state", "start", "end", "attempt", "worker_id", "v", "score"}
+LUA = (
+    redis_scripts.ADD_RUNS,
+    redis_scripts.APPLY,
+    redis_scripts.LEASE,
+    redis_scripts.RENEW,
+    redis_scripts.REQUEST_ABORT,
+    redis_scripts.PURGE,
+    redis_scripts.REBUILD_WAITING,
+)
+
+
+def test_every_run_field_has_a_key_in_the_redis_hash() -> None:
+    assert list(HASH_KEYS) == [item.name for item in dataclasses.fields(Run)]
+    assert set(run_fields(Run(**NOT_DEFAULT))) == {*HASH_KEYS.values(), "score"}
+
+
+def test_the_redis_hash_keeps_the_keys_the_lua_scripts_use() -> None:
+    # The list above is checked against the scripts, so that it cannot go stale.
+    assert {key for key in LUA_RUN_KEYS if not any(f"'{key}'" in script for script in LUA)} == set()
+    assert LUA_RUN_KEYS - set(run_fields(Run(**NOT_DEFAULT))) == set()

@@ -1,7 +1,7 @@
 """The Redis queue store: the same contract as the memory store, shared by replicas.
 
 Layout (every key under one hash tag, e.g. ``{fluid}:``):
-- ``run:<id>`` hash of the run's fields, plus its lease while running;
+- ``run:<id>`` hash of the run's fields (``run_fields``), plus its lease while running;
 - ``ready:<task>`` sorted set of ready runs by lease score (see domain/ordering.py);
 - ``delayed`` sorted set of runs by due time; ``blocked`` runs awaiting a rate-limit decision;
 - ``leases`` sorted set of running runs by lease deadline; ``running:<task>`` counters;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -28,10 +29,12 @@ import logging
 import os
 import socket
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -94,60 +97,93 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if value else None
 
 
+@dataclass(frozen=True, slots=True)
+class FieldCodec:
+    """How a value of one type is kept as a string of the run's hash."""
+
+    encode: Callable[[Any], str]
+    decode: Callable[[str], Any]
+
+
+def _error_to_hash(error: RunError | None) -> str:
+    return json.dumps(asdict(error)) if error else ""
+
+
+def _error_from_hash(value: str) -> RunError | None:
+    return RunError(**json.loads(value)) if value else None
+
+
+def _tags_to_hash(tags: frozenset[str]) -> str:
+    # Sorted, so that equal sets make equal hashes (and snapshots).
+    return json.dumps(sorted(tags))
+
+
+def _tags_from_hash(value: str) -> frozenset[str]:
+    return frozenset(json.loads(value))
+
+
+def _lines_from_hash(value: str) -> tuple[str, ...]:
+    return tuple(json.loads(value))
+
+
+_JSON = FieldCodec(json.dumps, json.loads)
+
+# The codec of each type a field of Run has (as typing.get_type_hints resolves it). The
+# Lua scripts compare and set the scalar ones (state, times, counts) as these strings and
+# never decode the JSON ones.
+CODECS: dict[object, FieldCodec] = {
+    str: FieldCodec(str, str),
+    int: FieldCodec(str, int),
+    datetime | None: FieldCodec(_ts, _dt),
+    TaskPriority: FieldCodec(attrgetter("value"), TaskPriority),
+    TaskState: FieldCodec(attrgetter("value"), TaskState),
+    RunError | None: FieldCodec(_error_to_hash, _error_from_hash),
+    dict[str, Any]: _JSON,
+    dict[str, str]: _JSON,
+    Any: _JSON,
+    frozenset[str]: FieldCodec(_tags_to_hash, _tags_from_hash),
+    tuple[str, ...]: FieldCodec(json.dumps, _lines_from_hash),
+}
+
+# Hash keys that are not their field's name: the Lua scripts compare and bump "v".
+RENAMED_KEYS = {"version": "v"}
+
+
+def _hash_fields() -> tuple[tuple[str, str, FieldCodec], ...]:
+    """(field, hash key, codec) for every field of Run, in field order; a field of a type
+    without a codec fails here, at import, rather than travelling in some other shape."""
+    types = typing.get_type_hints(Run)
+    hash_fields = []
+    for item in dataclasses.fields(Run):
+        codec = CODECS.get(types[item.name])
+        if codec is None:
+            raise TypeError(
+                f"Run.{item.name} is a {types[item.name]}, which has no Redis hash codec: "
+                "add one to store.redis.CODECS"
+            )
+        hash_fields.append((item.name, RENAMED_KEYS.get(item.name, item.name), codec))
+    return tuple(hash_fields)
+
+
+_HASH_FIELDS = _hash_fields()
+HASH_KEYS = {name: key for name, key, _ in _HASH_FIELDS}
+"""The hash key of every field of Run."""
+
+
 def run_fields(run: Run) -> dict[str, str]:
     """A run as the string fields of its Redis hash."""
+    fields = {key: codec.encode(getattr(run, name)) for name, key, codec in _HASH_FIELDS}
     due = run.execute_after or run.queued
-    return {
-        "id": run.id,
-        "task": run.task,
-        "priority": run.priority.value,
-        "state": run.state.value,
-        "params": json.dumps(run.params),
-        "queued": _ts(run.queued),
-        "start": _ts(run.start),
-        "end": _ts(run.end),
-        "execute_after": _ts(run.execute_after),
-        "attempt": str(run.attempt),
-        "rate_limit_attempt": str(run.rate_limit_attempt),
-        "from_run_id": run.from_run_id,
-        "root_run_id": run.root_run_id,
-        "result": json.dumps(run.result),
-        "error": json.dumps(asdict(run.error)) if run.error else "",
-        "reason": run.reason,
-        "tags": json.dumps(sorted(run.tags)),
-        "trace_context": json.dumps(run.trace_context),
-        "worker_id": run.worker_id,
-        "v": str(run.version),
-        "output_tail": json.dumps(run.output_tail),
-        # Lease order once ready, precomputed so the Lua scripts need no priority rules.
-        "score": repr(ready_score(run.priority, due)) if due else "0",
-    }
+    # Lease order once ready, precomputed so the Lua scripts need no priority rules.
+    fields["score"] = repr(ready_score(run.priority, due)) if due else "0"
+    return fields
 
 
 def run_from_fields(fields: Mapping[str, str]) -> Run:
-    error = json.loads(fields["error"]) if fields.get("error") else None
+    """The run a hash holds; a key it lacks (written before its field existed) leaves
+    that field at Run's default."""
     return Run(
-        id=fields["id"],
-        task=fields["task"],
-        priority=TaskPriority(fields["priority"]),
-        state=TaskState(fields["state"]),
-        params=json.loads(fields["params"]),
-        queued=_dt(fields.get("queued")),
-        start=_dt(fields.get("start")),
-        end=_dt(fields.get("end")),
-        execute_after=_dt(fields.get("execute_after")),
-        attempt=int(fields["attempt"]),
-        rate_limit_attempt=int(fields["rate_limit_attempt"]),
-        from_run_id=fields.get("from_run_id", ""),
-        root_run_id=fields.get("root_run_id", ""),
-        result=json.loads(fields.get("result") or "null"),
-        error=RunError(**error) if error else None,
-        reason=fields.get("reason", ""),
-        tags=frozenset(json.loads(fields.get("tags") or "[]")),
-        trace_context=json.loads(fields.get("trace_context") or "{}"),
-        worker_id=fields.get("worker_id", ""),
-        version=int(fields["v"]),
-        output_tail=tuple(json.loads(fields.get("output_tail") or "[]")),
+        **{name: codec.decode(fields[key]) for name, key, codec in _HASH_FIELDS if key in fields}
     )
 
 
