@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import grpc
 
+from fluid.scheduler.execution import run_span
 from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.models import RunReport, WorkerKind
 from fluid.scheduler.run import Run
@@ -19,7 +20,7 @@ from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
-from fluid.service.telemetry import current_trace_context, run_span
+from fluid.service.telemetry import current_trace_context
 from fluid.service.worker import LeasingWorker
 from fluid.service.worker_link import DispatcherLink
 

@@ -9,18 +9,36 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from fluid.service.telemetry import run_span
+from fluid.service.telemetry import context_from, tracer
 
 from .models import RunError, RunReport, TaskState
 from .run import Run, current_run
 from .task import RunQueuer, Task, TaskAbortedError, TaskRun
 
 logger = logging.getLogger("fluid.execution")
+
+
+def run_span(
+    tracer_name: str, name: str, run: Run, **attributes: str | int
+) -> AbstractContextManager[trace.Span]:
+    """A span of one attempt of ``run``, inside the trace the run was queued in."""
+    return tracer(tracer_name).start_as_current_span(
+        name,
+        context=context_from(run.trace_context),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "fluid.task": run.task,
+            "fluid.run_id": run.id,
+            "fluid.attempt": run.attempt,
+            **attributes,
+        },
+    )
 
 
 def _json_result(value: object) -> object:

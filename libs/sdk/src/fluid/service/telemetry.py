@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -75,27 +74,37 @@ def flush_tracing(timeout_seconds: float = 5.0) -> None:
         force_flush(int(timeout_seconds * 1000))
 
 
-# RPCs that carry many runs at once (leases, reports, history batches) or stream for a long
-# time belong to no single run's trace: each run gets its own spans instead (execution,
-# history write) parented on the trace stored with it. Tracing those RPCs, like health
-# checks and reflection, would only add cost to the hot path and noise to the traces.
-_UNTRACED_METHODS = frozenset(
-    {
-        "LeaseRuns",
-        "Heartbeat",
-        "ReportRuns",
-        "ReleaseRuns",
-        "RegisterWorker",
-        "WatchRun",
-        "RecordRuns",
-    }
-)
+@functools.cache
+def _untraced_methods() -> frozenset[str]:
+    """RPCs that carry many runs at once (leases, reports, history batches) or stream for a
+    long time: they belong to no single run's trace, each run gets its own spans instead
+    (execution, history write) parented on the trace stored with it. Tracing them, like
+    health checks and reflection, would only add cost to the hot path and noise to the
+    traces."""
+    # Named by the generated servicers' methods rather than as strings, so renaming one of
+    # these RPCs fails type checking instead of quietly tracing it. Imported here: only a
+    # process with gRPC interceptors, and so grpc already loaded, asks.
+    from fluid.scheduler.v1.dispatcher_pb2_grpc import DispatcherServiceServicer as Dispatcher
+    from fluid.scheduler.v1.history_pb2_grpc import HistoryServiceServicer as History
+
+    return frozenset(
+        rpc.__name__
+        for rpc in (
+            Dispatcher.LeaseRuns,
+            Dispatcher.Heartbeat,
+            Dispatcher.ReportRuns,
+            Dispatcher.ReleaseRuns,
+            Dispatcher.RegisterWorker,
+            Dispatcher.WatchRun,
+            History.RecordRuns,
+        )
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _is_traced(method: str) -> bool:
     service, _, name = method.lstrip("/").rpartition("/")
-    return service.startswith("fluid.") and name not in _UNTRACED_METHODS
+    return service.startswith("fluid.") and name not in _untraced_methods()
 
 
 def _traced_rpcs(details: Any) -> bool:
@@ -145,20 +154,3 @@ def context_from(carrier: Mapping[str, str]) -> otel_context.Context:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
-
-
-def run_span(
-    tracer_name: str, name: str, run: Any, **attributes: str | int
-) -> AbstractContextManager[trace.Span]:
-    """A span of one attempt of ``run``, inside the trace the run was queued in."""
-    return tracer(tracer_name).start_as_current_span(
-        name,
-        context=context_from(run.trace_context),
-        kind=trace.SpanKind.CONSUMER,
-        attributes={
-            "fluid.task": run.task,
-            "fluid.run_id": run.id,
-            "fluid.attempt": run.attempt,
-            **attributes,
-        },
-    )
