@@ -15,10 +15,11 @@ from typing import Any
 from opentelemetry import trace
 from pydantic import ValidationError
 
+from fluid.service.logs import current_run
 from fluid.service.telemetry import context_from, tracer
 
 from .models import RunError, RunReport, TaskState
-from .run import Run, current_run
+from .run import Run
 from .task import RunQueuer, Task, TaskAbortedError, TaskRun
 
 logger = logging.getLogger("fluid.execution")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +11,6 @@ from .models import RunError, TaskPriority, TaskState
 
 JsonValue = Any
 """A value that survives ``json.dumps``: None, bool, number, str, list or dict of them."""
-
-
-# The run the current task (asyncio task or process) executes: log records read it.
-current_run: ContextVar[Run | None] = ContextVar("current_run", default=None)
 
 
 def new_run_id() -> str:

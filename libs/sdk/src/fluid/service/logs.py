@@ -1,8 +1,8 @@
 """Process-wide logging for fluid services and the CLI.
 
-Every record about a run carries its run id, task and trace id: the worker sets the
-run being executed in a context variable (``fluid.scheduler.run.current_run``), and the
-active span gives the trace. ``json`` writes one JSON object per line for log pipelines
+Every record about a run carries its run id, task and trace id: the runtime sets the
+run being executed in a context variable (``current_run``, below), and the active span
+gives the trace. ``json`` writes one JSON object per line for log pipelines
 (production); ``pretty`` writes aligned text for a terminal (``fluid dev``).
 """
 
@@ -14,15 +14,30 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from opentelemetry import trace
 
-from fluid.scheduler.run import current_run
-
 LogFormat = Literal["json", "pretty"]
 _RUN_FIELDS = ("run_id", "task", "trace_id")
+
+
+class LoggedRun(Protocol):
+    """What logging reads of a run, which ``fluid.scheduler.run.Run`` has: logging is host
+    plumbing and imports nothing of the SDK's model (docs/architecture.md, "Layers")."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def task(self) -> str: ...
+
+
+# The run the current task (asyncio task or process) executes: the runtime sets it for an
+# attempt (fluid.scheduler.execution), log records read it.
+current_run: ContextVar[LoggedRun | None] = ContextVar("current_run", default=None)
 
 
 class RunContextFilter(logging.Filter):
