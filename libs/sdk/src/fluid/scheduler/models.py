@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidArgumentError
+from .health import DegradedLoop
 from .limits import check_json, json_size, limits, storable_text, truncated
 from .schedules import Scheduler
 
@@ -319,15 +320,6 @@ class ReportReply:
     ignored: list[str] = field(default_factory=list)
     # (run id, reason) of reports refused as malformed: their runs ended failed.
     rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class DegradedLoop:
-    """A background loop whose last round failed: with what, and since when."""
-
-    name: str
-    error: str
-    since: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from .definition import TaskDefinition, TaskInfo
+from .health import DegradedLoop
 from .models import (
     DEFAULT_TIMEOUT_SECONDS,
     DeadLetter,
-    DegradedLoop,
     QueueStatus,
     RetryPolicy,
     RunError,

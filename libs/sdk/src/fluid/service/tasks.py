@@ -9,13 +9,13 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from fluid.scheduler.errors import UnavailableError
-from fluid.scheduler.models import DegradedLoop
-from fluid.scheduler.run import utcnow
+from fluid.scheduler.health import DegradedLoop
 
 from .metrics import meter
 
@@ -131,7 +131,7 @@ class LoopHealth:
         else:
             logger.error("%s failed (%s); retrying with back-off", loop, summary, exc_info=error)
         if known is None:
-            self._degraded[loop] = DegradedLoop(loop, summary, utcnow())
+            self._degraded[loop] = DegradedLoop(loop, summary, datetime.now(UTC))
 
     def ok(self, loop: str) -> None:
         self._seen.add(loop)

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
+from fluid.scheduler.health import DegradedLoop
 from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import (
-    DegradedLoop,
     RunError,
     RunReport,
     TaskState,
