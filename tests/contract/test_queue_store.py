@@ -91,9 +91,9 @@ async def register(
 ) -> WorkerRecord:
     if not definitions:
         definitions = (TaskDefinition(name="add"),)
-    await store.register_worker(worker_id, WorkerKind.io, definitions, 4, now)
-    worker = await store.get_worker(worker_id)
-    assert worker is not None
+    worker = WorkerRecord(worker_id, WorkerKind.io, frozenset(d.name for d in definitions), 4, now)
+    await store.register_worker(worker, definitions)
+    assert await store.get_worker(worker_id) == worker
     return worker
 
 
@@ -161,10 +161,10 @@ async def stored(store: QueueStore, run_id: str) -> Run:
 
 async def test_register_worker_records_worker_and_tasks(store: QueueStore) -> None:
     definitions = (TaskDefinition(name="add"), TaskDefinition(name="scan", cpu_bound=True))
-    await store.register_worker(WORKER, WorkerKind.cpu, definitions, 3, at(5))
+    worker = WorkerRecord(WORKER, WorkerKind.cpu, frozenset({"add", "scan"}), 3, at(5))
+    await store.register_worker(worker, definitions)
 
-    worker = await store.get_worker(WORKER)
-    assert worker == WorkerRecord(WORKER, WorkerKind.cpu, frozenset({"add", "scan"}), 3, at(5))
+    assert await store.get_worker(WORKER) == worker
     assert [w.worker_id for w in await store.list_workers()] == [WORKER]
     scan = await store.get_task("scan")
     assert scan == TaskRecord(definitions[1], enabled=True)

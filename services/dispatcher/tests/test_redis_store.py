@@ -13,6 +13,7 @@ from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import TaskState, WorkerKind
 from fluid.scheduler.run import Run
+from fluid_dispatcher.domain.records import WorkerRecord
 from fluid_dispatcher.store.redis import RedisQueueStore
 
 from servers import redis_url
@@ -59,7 +60,9 @@ async def test_max_queued_counts_runs_queued_before_the_counts_existed(
     store: RedisQueueStore,
 ) -> None:
     worker_tasks = [TaskDefinition(name="add")]
-    await store.register_worker("w", WorkerKind.io, worker_tasks, 1, NOW)
+    await store.register_worker(
+        WorkerRecord("w", WorkerKind.io, frozenset({"add"}), 1, NOW), worker_tasks
+    )
     for index in range(3):
         await store.add_run(_queued(f"old-{index}", execute_after=NOW if index else None))
     # As a namespace written by a release without the counts looks.

@@ -123,9 +123,14 @@ class Dispatcher:
         for index, definition in enumerate(definitions):
             door.check_definition(definition, f"tasks[{index}]")
             check_schema(definition.params_schema, f"tasks[{index}].params_schema")
-        await self.store.register_worker(
-            worker_id, kind, definitions, max(concurrency, 1), self.clock()
+        worker = WorkerRecord(
+            worker_id=worker_id,
+            kind=kind,
+            task_names=frozenset(definition.name for definition in definitions),
+            concurrency=max(concurrency, 1),
+            last_seen=self.clock(),
         )
+        await self.store.register_worker(worker, definitions)
         self._forget_tasks(definition.name for definition in definitions)
         logger.info(
             "worker %s (%s) registered tasks: %s",

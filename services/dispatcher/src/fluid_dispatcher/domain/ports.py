@@ -24,7 +24,7 @@ from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, WorkerKind
+from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority
 from fluid.scheduler.run import Run
 
 from .records import Lease, TaskRecord, WorkerRecord
@@ -95,14 +95,10 @@ class QueueStore(Protocol):
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self,
-        worker_id: str,
-        kind: WorkerKind,
-        definitions: Sequence[TaskDefinition],
-        concurrency: int,
-        now: datetime,
+        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
     ) -> None:
-        """Record (or refresh) a worker and its task definitions (last registration wins)."""
+        """Record (or refresh) a worker and the definitions of its ``task_names`` (last
+        registration wins)."""
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None: ...
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, TaskState, WorkerKind
+from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, TaskState
 from fluid.scheduler.run import Run
 
 from ..domain import transitions
@@ -77,24 +77,13 @@ class MemoryQueueStore:
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self,
-        worker_id: str,
-        kind: WorkerKind,
-        definitions: Sequence[TaskDefinition],
-        concurrency: int,
-        now: datetime,
+        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
     ) -> None:
         for definition in definitions:
             current = self._tasks.get(definition.name)
             enabled = current.enabled if current else True
             self._tasks[definition.name] = TaskRecord(definition, enabled)
-        self._workers[worker_id] = WorkerRecord(
-            worker_id=worker_id,
-            kind=kind,
-            task_names=frozenset(d.name for d in definitions),
-            concurrency=concurrency,
-            last_seen=now,
-        )
+        self._workers[worker.worker_id] = worker
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         return self._workers.get(worker_id)

@@ -360,33 +360,30 @@ class RedisQueueStore:
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self,
-        worker_id: str,
-        kind: WorkerKind,
-        definitions: Sequence[TaskDefinition],
-        concurrency: int,
-        now: datetime,
+        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
     ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             for definition in definitions:
                 encoded = json_format.MessageToJson(wire.definition_to_pb(definition))
                 pipe.hset(self.key("tasks"), definition.name, encoded)
                 pipe.hsetnx(self.key("enabled"), definition.name, "1")
-            pipe.hset(
-                self.key("worker", worker_id),
-                mapping={
-                    "kind": kind.value,
-                    "tasks": json.dumps(sorted(d.name for d in definitions)),
-                    "concurrency": str(concurrency),
-                    "last_seen": _ts(now),
-                },
-            )
-            pipe.sadd(self.key("workers"), worker_id)
+            pipe.hset(self.key("worker", worker.worker_id), mapping=self._worker_fields(worker))
+            pipe.sadd(self.key("workers"), worker.worker_id)
             await pipe.execute()
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         fields = await self.redis.hgetall(self.key("worker", worker_id))
         return self._worker(worker_id, fields) if fields else None
+
+    @staticmethod
+    def _worker_fields(worker: WorkerRecord) -> dict[str, str]:
+        # The id is the hash's key, not one of its fields.
+        return {
+            "kind": worker.kind.value,
+            "tasks": json.dumps(sorted(worker.task_names)),
+            "concurrency": str(worker.concurrency),
+            "last_seen": _ts(worker.last_seen),
+        }
 
     @staticmethod
     def _worker(worker_id: str, fields: Mapping[str, str]) -> WorkerRecord:
