@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from fluid.scheduler.models import TaskPriority
 from fluid.scheduler.run import Run
@@ -16,6 +16,20 @@ from fluid.service.metrics import meter
 
 # Durations from no-op runs (milliseconds) to long batch jobs (an hour).
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600)
+
+
+class _LastCount:
+    """A gauge of the count last set: observation callbacks run synchronously, so they
+    cannot ask the (async) store; housekeeping sets the count from it now and then."""
+
+    def __init__(self, instruments: Meter, name: str, unit: str, description: str) -> None:
+        self.count = 0
+        instruments.create_observable_gauge(
+            name, callbacks=[self._observe], unit=unit, description=description
+        )
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.count)]
 
 
 class DispatcherMetrics:
@@ -28,17 +42,15 @@ class DispatcherMetrics:
             unit="{run}",
             description="Runs waiting in the queue, by priority",
         )
-        self._dead_letters = 0
-        instruments.create_observable_gauge(
+        self._dead_letters = _LastCount(
+            instruments,
             "fluid.dead_letters",
-            callbacks=[lambda options: [Observation(self._dead_letters)]],
             unit="{snapshot}",
             description="Run snapshots history refused, kept as dead letters",
         )
-        self._outbox_pending = 0
-        instruments.create_observable_gauge(
+        self._outbox_pending = _LastCount(
+            instruments,
             "fluid.outbox.pending",
-            callbacks=[lambda options: [Observation(self._outbox_pending)]],
             unit="{snapshot}",
             description="Run snapshots not yet delivered to history (forwarder lag)",
         )
@@ -76,10 +88,10 @@ class DispatcherMetrics:
         self._depths = depths
 
     def dead_letters(self, count: int) -> None:
-        self._dead_letters = count
+        self._dead_letters.count = count
 
     def outbox_pending(self, count: int) -> None:
-        self._outbox_pending = count
+        self._outbox_pending.count = count
 
     def leased(self, run: Run) -> None:
         due = run.execute_after or run.queued
