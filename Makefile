@@ -52,6 +52,7 @@ lint: install $(BUF) buf-lint breaking
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	@for dir in $(TEST_DIRS); do [ ! -d $$dir ] || $(RUN) mypy $$dir || exit 1; done
+	$(RUN) lint-imports --no-logo
 
 BENCH_PEERS_ALL := aio-fluid saq taskiq arq
 
