@@ -159,20 +159,20 @@ LEASE = (
 local worker, now, deadline = ARGV[3], ARGV[4], ARGV[5]
 local max_runs = tonumber(ARGV[6])
 
--- Due delayed runs join their task's ready queue with their precomputed score.
-local due = redis.call('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  redis.call('ZREM', p .. 'delayed', id)
-  local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
-  if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
+-- The runs of ``index`` scored up to ``cutoff`` leave it; the queued ones join their
+-- task's ready queue with their precomputed score.
+local function to_ready(index, cutoff)
+  local ids = redis.call('ZRANGEBYSCORE', p .. index, '-inf', cutoff, 'LIMIT', 0, 1000)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', p .. index, id)
+    local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
+    if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
+  end
 end
+-- Delayed runs once due.
+to_ready('delayed', now)
 -- A blocked run whose follow-up never came (its dispatcher died) is considered again.
-local stale = redis.call('ZRANGEBYSCORE', p .. 'blocked', '-inf', ARGV[7], 'LIMIT', 0, 1000)
-for _, id in ipairs(stale) do
-  redis.call('ZREM', p .. 'blocked', id)
-  local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
-  if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
-end
+to_ready('blocked', ARGV[7])
 
 local tasks = {}
 for i = 9, 8 + 2 * tonumber(ARGV[8]), 2 do
