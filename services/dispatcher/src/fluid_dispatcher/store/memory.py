@@ -8,6 +8,7 @@ invalidated lazily: an entry is skipped when its run left the state it was queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import itertools
@@ -36,7 +37,7 @@ from ..domain.ports import (
     check_room,
 )
 from ..domain.records import Lease, TaskRecord, WorkerRecord
-from .signals import Signal
+from .signals import Signal, newer_versions
 
 
 class MemoryQueueStore:
@@ -62,7 +63,9 @@ class MemoryQueueStore:
         self._finished: deque[tuple[datetime, str]] = deque()
         self._outbox_enabled = outbox
         self._outbox: deque[OutboxEvent] = deque()
-        self._watchers: dict[str, set[asyncio.Queue[Run]]] = {}
+        # Per watched run, the queues of its watchers: each new version, or None once
+        # the store closes.
+        self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
         self._work = Signal()
         self._outbox_signal = Signal()
         # Insertion order is age order; ids are zero-padded so they sort as they age.
@@ -73,7 +76,7 @@ class MemoryQueueStore:
     async def close(self) -> None:
         for queues in self._watchers.values():
             for queue in queues:
-                queue.put_nowait(_CLOSED)
+                queue.put_nowait(None)
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
@@ -346,17 +349,12 @@ class MemoryQueueStore:
         run = self._runs.get(run_id)
         if run is None:
             return
-        queue: asyncio.Queue[Run] = asyncio.Queue()
+        queue: asyncio.Queue[Run | None] = asyncio.Queue()
         self._watchers.setdefault(run_id, set()).add(queue)
         try:
-            yield run
-            while not run.is_done:
-                update = await queue.get()
-                if update is _CLOSED:
-                    return
-                if update.version > run.version:
-                    run = update
-                    yield run
+            async with contextlib.aclosing(newer_versions(run, queue.get)) as versions:
+                async for version in versions:
+                    yield version
         finally:
             watchers = self._watchers.get(run_id)
             if watchers is not None:
@@ -449,7 +447,3 @@ def _same(run: Run) -> Run:
 
 def _now_ts() -> float:
     return time.time()
-
-
-# Sentinel pushed to watchers when the store closes, so their streams end.
-_CLOSED = Run(id="", task="")

@@ -77,7 +77,7 @@ from ..domain.ports import (
 )
 from ..domain.records import Lease, TaskRecord, WorkerRecord
 from . import redis_scripts
-from .signals import Signal
+from .signals import Signal, newer_versions
 
 logger = logging.getLogger("fluid.dispatcher.redis")
 
@@ -656,16 +656,15 @@ class RedisQueueStore:
             run = await self.get_run(run_id)
             if run is None:
                 return
-            yield run
-            while not run.is_done:
+
+            async def update() -> Run | None:
                 latest = await queue.get()
-                if latest is None:
-                    latest = await self.get_run(run_id)
-                    if latest is None:
-                        return
-                if latest.version > run.version:
-                    run = latest
-                    yield run
+                # None: changes may have been missed, the run as stored stands for them.
+                return latest if latest is not None else await self.get_run(run_id)
+
+            async with contextlib.aclosing(newer_versions(run, update)) as versions:
+                async for version in versions:
+                    yield version
         finally:
             queues = self._watchers.get(run_id)
             if queues is not None:
