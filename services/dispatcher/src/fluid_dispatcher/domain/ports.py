@@ -89,7 +89,11 @@ MAX_DEAD_LETTERS = 100_000
 
 
 class QueueStore(Protocol):
-    """Durable state of the dispatcher."""
+    """Durable state of the dispatcher.
+
+    The stores subclass it, so that they share ``add_run`` (``add_runs`` of one run) and
+    type checkers hold each of them to the protocol where it is defined.
+    """
 
     async def close(self) -> None: ...
 
@@ -128,6 +132,8 @@ class QueueStore(Protocol):
         """Store a new ``queued`` run; when its id or key exists, return that run and False.
         With ``max_queued`` (0: no limit), refuse it (``ResourceExhaustedError``) when its
         task already has that many runs waiting."""
+        (added,) = await self.add_runs([(run, idempotency_key)], {run.task: max_queued})
+        return added
 
     async def add_runs(
         self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None

@@ -33,6 +33,7 @@ from ..domain.ports import (
     Blocked,
     LeaseBatch,
     OutboxEvent,
+    QueueStore,
     WorkTicket,
     check_room,
 )
@@ -40,7 +41,7 @@ from ..domain.records import Lease, TaskRecord, WorkerRecord
 from .signals import Signal, newer_versions
 
 
-class MemoryQueueStore:
+class MemoryQueueStore(QueueStore):
     """A ``QueueStore`` held in this process's memory."""
 
     def __init__(self, *, outbox: bool = True, max_runs: int = 1_000_000) -> None:
@@ -125,12 +126,6 @@ class MemoryQueueStore:
         return dict(self._running)
 
     # -- runs --------------------------------------------------------------------
-    async def add_run(
-        self, run: Run, idempotency_key: str = "", max_queued: int = 0
-    ) -> tuple[Run, bool]:
-        (added,) = await self.add_runs([(run, idempotency_key)], {run.task: max_queued})
-        return added
-
     async def add_runs(
         self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
     ) -> list[tuple[Run, bool]]:

@@ -72,6 +72,7 @@ from ..domain.ports import (
     Blocked,
     LeaseBatch,
     OutboxEvent,
+    QueueStore,
     WorkTicket,
     queue_full,
 )
@@ -263,7 +264,7 @@ def _translating_store_errors(cls: _StoreClass) -> _StoreClass:
 
 
 @_translating_store_errors
-class RedisQueueStore:
+class RedisQueueStore(QueueStore):
     """A ``QueueStore`` in Redis (redis-py asyncio)."""
 
     def __init__(
@@ -471,12 +472,6 @@ class RedisQueueStore:
 
     def _write_args(self, run: Run, *head: str) -> list[str]:
         return self._args(*self._write_values(run, *head))
-
-    async def add_run(
-        self, run: Run, idempotency_key: str = "", max_queued: int = 0
-    ) -> tuple[Run, bool]:
-        (added,) = await self.add_runs([(run, idempotency_key)], {run.task: max_queued})
-        return added
 
     async def add_runs(
         self, runs: Sequence[tuple[Run, str]], max_queued: Mapping[str, int] | None = None
