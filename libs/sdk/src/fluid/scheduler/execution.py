@@ -81,10 +81,8 @@ async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
         logger.info("run %s of %s aborted itself: %s", run.id, task.name, exc.reason)
         return RunReport(TaskState.aborted, reason=exc.reason)
     except TimeoutError as exc:
-        error = RunError(
-            "TimeoutError",
-            f"task {task.name} timed out after {task.timeout_seconds:g}s",
-            RunError.from_exception(exc).traceback,
+        error = RunError.timed_out(
+            task.name, task.timeout_seconds, traceback=RunError.from_exception(exc).traceback
         )
         return RunReport(TaskState.failure, error=error)
     except Exception as exc:

@@ -81,10 +81,7 @@ def interrupted(
         and run.start is not None
         and alive - run.start >= timedelta(seconds=timeout)
     ):
-        error = RunError(
-            "TimeoutError",
-            f"run exceeded timeout_seconds={timeout:g} and its worker did not stop it",
-        )
+        error = RunError.timed_out(run.task, timeout, "its worker did not stop it")
         return finished(run, task, RunReport(TaskState.failure, error=error), now)
     reason = f"lease expired: worker {run.worker_id} stopped renewing it"
     policy = (task.retry if task else None) or INTERRUPTION_RETRY

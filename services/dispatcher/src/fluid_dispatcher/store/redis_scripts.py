@@ -9,14 +9,25 @@ cjson's lossy round trips (empty arrays become objects) cannot corrupt them.
 
 from __future__ import annotations
 
+from fluid.scheduler.models import TaskState
+
+# The finished states as a Lua set, made from TaskState so the scripts and Python agree.
+_DONE = (
+    "local DONE = {"
+    + ", ".join(f"{state.value}=true" for state in TaskState if state.is_done)
+    + "}\n"
+)
+
 # Keeps a run's indexes in line with its new state; shared by every writing script.
-_REINDEX = """
+_REINDEX = (
+    """
 local p = ARGV[1]
 local outbox = ARGV[2] == '1'
 -- Set when a run became ready or delayed: waiting lease calls hear it once per script.
 local work = false
-local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
-
+"""
+    + _DONE
+    + """
 -- Each run has its own channel carrying its new snapshot: only dispatchers with a
 -- watcher of that run subscribe, and they need not read the run back.
 local function signal(id, snapshot)
@@ -85,6 +96,7 @@ local function announce_work()
   if work then redis.call('PUBLISH', p .. 'signals', 'work') end
 end
 """
+)
 
 # ARGV: prefix, outbox, the number of (task, max_queued) pairs and the pairs, then per run:
 # id, idempotency key, snapshot (the run's fields as a JSON object), state, task,
@@ -252,10 +264,12 @@ return 1
 """
 
 # ARGV: prefix, outbox, cutoff, limit. Forgets finished runs; returns how many.
-PURGE = """
+PURGE = (
+    """
 local p = ARGV[1]
-local DONE = {success=true, failure=true, aborted=true, rate_limited=true, interrupted=true}
-local purged = 0
+"""
+    + _DONE
+    + """local purged = 0
 local old = redis.call('ZRANGEBYSCORE', p .. 'finished', '-inf', '(' .. ARGV[3],
   'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(old) do
@@ -270,6 +284,7 @@ for _, id in ipairs(old) do
 end
 return purged
 """
+)
 
 # Rebuild the ``waiting`` counts (runs queued per task, for max_queued) from the queue's
 # indexes, once per namespace: a namespace written before the counts existed has queued
