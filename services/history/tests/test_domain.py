@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.run import newest_first_per_run
 from fluid_history.domain import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -16,7 +17,6 @@ from fluid_history.domain import (
     RecordResult,
     RefusedSnapshot,
     RunQuery,
-    newest_first_per_run,
 )
 from fluid_history.domain.snapshots import refuse_invalid, storable
 
@@ -89,7 +89,7 @@ def test_each_runs_snapshots_come_newest_first(make_run: MakeRun) -> None:
         make_run("a", version=3, reason="a3"),
         make_run("a", version=5, reason="a5 again"),
     ]
-    per_run = newest_first_per_run(batch)
+    per_run = newest_first_per_run(batch, lambda run: run.id, lambda run: run.version)
     assert {run_id: [run.reason for run in runs] for run_id, runs in per_run.items()} == {
         # On a tie the first seen comes first.
         "a": ["a5", "a5 again", "a3", "a2"],

@@ -21,7 +21,7 @@ import grpc
 
 from fluid.scheduler import wire
 from fluid.scheduler.limits import batches, limits
-from fluid.scheduler.run import utcnow
+from fluid.scheduler.run import newest_first_per_run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
 from fluid.service.tasks import Backoff, LoopHealth
@@ -95,14 +95,10 @@ class HistoryForwarder:
         if not events:
             return 0
         # Only the newest snapshot of each run matters to history: encode just those.
-        newest: dict[str, OutboxEvent] = {}
-        for event in events:
-            known = newest.get(event.run_id)
-            if known is None or event.version > known.version:
-                newest[event.run_id] = event
+        per_run = newest_first_per_run(events, lambda e: e.run_id, lambda e: e.version)
         refused: list[tuple[OutboxEvent, str]] = []
         snapshots: list[_Snapshot] = []
-        for event in newest.values():
+        for event in (same_run[0] for same_run in per_run.values()):
             try:
                 snapshots.append(_Snapshot(event, wire.run_to_pb(event.run())))
             except Exception as error:

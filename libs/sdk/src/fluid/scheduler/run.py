@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .models import RunError, TaskPriority, TaskState
 
@@ -67,3 +68,26 @@ class Run:
         if self.start is None or self.end is None:
             return None
         return (self.end - self.start).total_seconds()
+
+
+SnapshotT = TypeVar("SnapshotT")
+
+
+def newest_first_per_run(
+    snapshots: Iterable[SnapshotT],
+    run_id: Callable[[SnapshotT], str],
+    version: Callable[[SnapshotT], int],
+) -> dict[str, list[SnapshotT]]:
+    """Each run's snapshots, highest version first, the first seen first on a tie.
+
+    The one rule for snapshots of a run: the highest version is the run. Whoever keeps
+    only one per run (the forwarder) takes the first of each list; history falls back to
+    the next one when its store refuses the first.
+    """
+    per_run: dict[str, list[SnapshotT]] = {}
+    for snapshot in snapshots:
+        per_run.setdefault(run_id(snapshot), []).append(snapshot)
+    for same_run in per_run.values():
+        # A stable sort: ties keep the order they were seen in.
+        same_run.sort(key=version, reverse=True)
+    return per_run

@@ -9,7 +9,7 @@ from .cursor import Cursor
 from .history import RunHistory
 from .ports import ExpiringStore, RunStore
 from .query import DEFAULT_LIMIT, MAX_LIMIT, RunPage, RunQuery
-from .snapshots import SKIP_DB_TAG, RecordResult, RefusedSnapshot, newest_first_per_run
+from .snapshots import SKIP_DB_TAG, RecordResult, RefusedSnapshot
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -23,5 +23,4 @@ __all__ = [
     "RunPage",
     "RunQuery",
     "RunStore",
-    "newest_first_per_run",
 ]

@@ -70,21 +70,3 @@ def storable(runs: Iterable[Run], now: datetime) -> list[Run]:
             run = dataclasses.replace(run, queued=run.start or now)
         kept.append(run)
     return kept
-
-
-def newest_first_per_run(runs: Iterable[Run]) -> dict[str, list[Run]]:
-    """Each run's snapshots, highest version first (the first seen first on a tie).
-
-    A store writes the first of each run; the next one stands in only when the store
-    refuses it, so that a batch means the same as its snapshots sent one by one: sent
-    alone, the older snapshot would have been stored before the newer one was refused.
-    On a tie the first seen goes first because the store ignores a snapshot whose
-    version equals the stored one.
-    """
-    per_run: dict[str, list[Run]] = {}
-    for run in runs:
-        per_run.setdefault(run.id, []).append(run)
-    for snapshots in per_run.values():
-        # A stable sort: ties keep the order they were seen in.
-        snapshots.sort(key=lambda run: run.version, reverse=True)
-    return per_run

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.limits import truncated
-from fluid.scheduler.run import Run
+from fluid.scheduler.run import Run, newest_first_per_run
 from fluid_history.domain.cursor import Cursor
 from fluid_history.domain.query import RunPage, RunQuery
-from fluid_history.domain.snapshots import RecordResult, RefusedSnapshot, newest_first_per_run
+from fluid_history.domain.snapshots import RecordResult, RefusedSnapshot
 
 from . import dialects, migrate
 from .engine import database_errors, database_url, open_engine
@@ -69,7 +69,11 @@ class SqlRunStore:
             await engine.dispose()
 
     async def record(self, snapshots: Sequence[Run]) -> RecordResult:
-        pending = newest_first_per_run(snapshots)
+        # The store writes the first of each run; the next one stands in only when the
+        # store refuses it, so a batch means what its snapshots sent one by one would:
+        # sent alone, the older one would have been stored before the newer was refused.
+        # On a tie the first seen goes first: a version equal to the stored one is ignored.
+        pending = newest_first_per_run(snapshots, lambda run: run.id, lambda run: run.version)
         result = RecordResult()
         while pending:
             # One snapshot per run: PostgreSQL refuses an upsert touching a row twice.
