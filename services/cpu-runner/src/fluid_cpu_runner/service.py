@@ -17,12 +17,10 @@ from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.models import RunReport, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
-from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
 from fluid.service.telemetry import current_trace_context
 from fluid.service.worker import LeasingWorker
-from fluid.service.worker_link import DispatcherLink
 
 from .backend import Backend
 from .local import LocalBackend, launcher_for
@@ -94,14 +92,13 @@ class CpuRunnerService:
     async def start(self) -> None:
         await self.backend.start()
         self._channel = open_channel(self.context.clients.dispatcher)
-        self.worker = LeasingWorker(
-            link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(self._channel)),
-            executor=self._execute,
-            tasks=self.tasks,
+        self.worker = LeasingWorker.over(
+            self._channel,
+            self._execute,
+            self.tasks,
             kind=WorkerKind.cpu,
             concurrency=self.settings.concurrency,
-            lease_wait=self.settings.lease_wait_seconds,
-            report_batch_size=self.settings.report_batch_size,
+            settings=self.settings,
         )
         await self.worker.start()
 

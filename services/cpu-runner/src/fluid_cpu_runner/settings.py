@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from fluid.service.settings import FluidBaseSettings, TaskModuleSettings
+from fluid.service.settings import FluidBaseSettings, LeasingSettings
 
 
-class CpuRunnerSettings(TaskModuleSettings):
+class CpuRunnerSettings(LeasingSettings):
     """Where cpu-bound runs execute and how they are stopped."""
 
     # local: a process per run on this machine; kubernetes: a batch/v1 Job per run.
@@ -25,9 +25,6 @@ class CpuRunnerSettings(TaskModuleSettings):
     cpu_kill_grace_seconds: float = Field(default=3.0, ge=0)
     # Output lines kept on the run (the runner's log gets every line).
     cpu_output_tail_lines: int = Field(default=50, ge=0)
-    # Long-poll length: also bounds how long a stopping runner waits for its last poll.
-    lease_wait_seconds: float = Field(default=1.0, gt=0)
-    report_batch_size: int = Field(default=256, gt=0)
 
     @property
     def concurrency(self) -> int:

@@ -13,15 +13,13 @@ import grpc
 from fluid.scheduler.client import Client
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.loader import load_tasks
-from fluid.scheduler.models import RunReport
+from fluid.scheduler.models import RunReport, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
-from fluid.scheduler.v1 import dispatcher_pb2_grpc
 from fluid.service.channel import open_channel
 from fluid.service.host import ServiceContext
 from fluid.service.logs import RunLogCapture
 from fluid.service.worker import LeasingWorker
-from fluid.service.worker_link import DispatcherLink
 
 from .settings import WorkerSettings
 
@@ -55,13 +53,13 @@ class IoWorkerService:
         logging.getLogger().addHandler(self._logs)
         self._channel = open_channel(self.context.clients.dispatcher)
         self._client = Client(settings=self.context.clients)
-        self.worker = LeasingWorker(
-            link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(self._channel)),
-            executor=self._execute,
-            tasks=self.tasks,
+        self.worker = LeasingWorker.over(
+            self._channel,
+            self._execute,
+            self.tasks,
+            kind=WorkerKind.io,
             concurrency=self.settings.worker_concurrency,
-            lease_wait=self.settings.lease_wait_seconds,
-            report_batch_size=self.settings.report_batch_size,
+            settings=self.settings,
         )
         await self.worker.start()
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fluid.service.settings import TaskModuleSettings
+from fluid.service.settings import LeasingSettings
 
 
-class WorkerSettings(TaskModuleSettings):
+class WorkerSettings(LeasingSettings):
     """How many runs a worker executes at once and how it asks for them."""
 
     worker_concurrency: int = Field(default=100, gt=0)
-    # Long-poll length: also bounds how long a stopping worker waits for its last poll.
-    lease_wait_seconds: float = Field(default=1.0, gt=0)
-    report_batch_size: int = Field(default=256, gt=0)
     # Log lines of each run kept as its output tail (`fluid logs RUN_ID`).
     output_tail_lines: int = Field(default=50, ge=0)

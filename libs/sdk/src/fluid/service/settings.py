@@ -92,3 +92,11 @@ class TaskModuleSettings(FluidBaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+
+class LeasingSettings(TaskModuleSettings):
+    """How a worker of either kind asks the dispatcher for runs and reports them."""
+
+    # Long-poll length: also bounds how long a stopping worker waits for its last poll.
+    lease_wait_seconds: float = Field(default=1.0, gt=0)
+    report_batch_size: int = Field(default=256, gt=0)

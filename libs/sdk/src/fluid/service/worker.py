@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+import grpc
+
 from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
 from fluid.scheduler.health import DegradedLoop
 from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
@@ -37,10 +39,12 @@ from fluid.scheduler.models import (
 )
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
+from fluid.scheduler.v1 import dispatcher_pb2_grpc
 
+from .settings import LeasingSettings
 from .tasks import Backoff, LoopHealth, cancel_and_wait
 from .worker_hooks import AttemptHook, LifecycleEvents, SendableReport
-from .worker_link import WorkerLink
+from .worker_link import DispatcherLink, WorkerLink
 from .worker_reports import Reporter
 
 logger = logging.getLogger("fluid.worker")
@@ -121,6 +125,29 @@ class LeasingWorker:
         # In this order: the report is made sendable, queued for reporting, and only
         # then are the lifecycle handlers called (a slow handler delays no report).
         self._hooks = [SendableReport(), self._reporter, LifecycleEvents(self.lifecycle)]
+
+    @classmethod
+    def over(
+        cls,
+        channel: grpc.aio.Channel,
+        executor: RunExecutor,
+        tasks: Mapping[str, Task],
+        *,
+        kind: WorkerKind,
+        concurrency: int,
+        settings: LeasingSettings,
+    ) -> LeasingWorker:
+        """A worker of ``kind`` talking to the dispatcher on ``channel``, as the io-worker
+        and the cpu-runner run it."""
+        return cls(
+            link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(channel)),
+            executor=executor,
+            tasks=tasks,
+            kind=kind,
+            concurrency=concurrency,
+            lease_wait=settings.lease_wait_seconds,
+            report_batch_size=settings.report_batch_size,
+        )
 
     @property
     def own_tasks(self) -> list[Task]:
