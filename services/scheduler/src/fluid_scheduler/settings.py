@@ -11,6 +11,11 @@ from pydantic import Field, model_validator
 
 from fluid.service.settings import BrokerSettings, TaskModuleSettings
 
+from .domain.firing import FiringConfig
+
+# The domain's defaults are the settings' defaults: one value, stated once.
+_DEFAULTS = FiringConfig()
+
 
 class SchedulerSettings(BrokerSettings, TaskModuleSettings):
     """Timings of the scheduler. Task modules are optional: imported only for ``randomize``."""
@@ -26,12 +31,14 @@ class SchedulerSettings(BrokerSettings, TaskModuleSettings):
     # A due slot is fired up to this late; slots older than that are missed and follow
     # the task's policy (skip, or one catch-up run). Above the lease TTL, a failover
     # loses no slot.
-    scheduler_misfire_grace_seconds: float = Field(default=10.0, ge=0)
+    scheduler_misfire_grace_seconds: float = Field(
+        default=_DEFAULTS.misfire_grace.total_seconds(), ge=0
+    )
     # One dispatcher call (QueueRun(s), ListTasks) or store write may take this long before
     # it counts as failed.
-    scheduler_call_timeout_seconds: float = Field(default=5.0, gt=0)
-    scheduler_max_concurrent_queues: int = Field(default=64, gt=0)
-    scheduler_summary_interval_seconds: float = Field(default=60.0, gt=0)
+    scheduler_call_timeout_seconds: float = Field(default=_DEFAULTS.call_timeout, gt=0)
+    scheduler_max_concurrent_queues: int = Field(default=_DEFAULTS.max_concurrent_queues, gt=0)
+    scheduler_summary_interval_seconds: float = Field(default=_DEFAULTS.summary_interval, gt=0)
 
     @model_validator(mode="after")
     def _tick_below_lease(self) -> SchedulerSettings:
