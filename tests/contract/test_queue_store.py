@@ -600,10 +600,10 @@ async def test_extend_leases_renews_only_the_workers_own_leases(store: QueueStor
         deadline_of.append(run.id)
         return at(100)
 
-    report = await store.extend_leases(WORKER, ["mine", "theirs", "missing"], deadline, at(10))
+    reply = await store.extend_leases(WORKER, ["mine", "theirs", "missing"], deadline, at(10))
 
-    assert report.aborts == {}
-    assert sorted(report.lost) == ["missing", "theirs"]
+    assert reply.aborts == {}
+    assert sorted(reply.lost) == ["missing", "theirs"]
     assert deadline_of == ["mine"]
     worker_now = await store.get_worker(WORKER)
     assert worker_now is not None and worker_now.last_seen == at(10)
@@ -619,8 +619,8 @@ async def test_a_finished_run_has_no_lease(store: QueueStore) -> None:
 
     await update(store, "run-1", finish(at(1)))
 
-    report = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
-    assert report.lost == ["run-1"]
+    reply = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(2))
+    assert reply.lost == ["run-1"]
     assert await store.expired_leases(at(1000), 10) == []
 
 
@@ -631,9 +631,9 @@ async def test_request_abort_reaches_the_lease_and_the_heartbeat(store: QueueSto
 
     assert await store.request_abort("run-1", "operator said so") is True
 
-    report = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(1))
-    assert report.aborts == {"run-1": "operator said so"}
-    assert report.lost == []
+    reply = await store.extend_leases(WORKER, ["run-1"], lambda run: at(100), at(1))
+    assert reply.aborts == {"run-1": "operator said so"}
+    assert reply.lost == []
     leases: list[Lease | None] = []
 
     def capture(run: Run, held: Lease | None) -> None:

@@ -19,6 +19,7 @@ from fluid.scheduler.errors import (
 )
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import (
+    HeartbeatReply,
     RetryPolicy,
     RunError,
     RunReport,
@@ -334,13 +335,13 @@ async def test_a_report_in_a_state_that_does_not_end_a_run_fails_only_that_run(
     bad, good = (await queue(dispatcher)).id, (await queue(dispatcher)).id
     await dispatcher.lease_runs(IO_WORKER, 2, timedelta(0))
 
-    result = await dispatcher.report_all(
+    reply = await dispatcher.report_all(
         IO_WORKER,
         [(bad, 0, RunReport(TaskState.queued)), (good, 0, RunReport(TaskState.success))],
     )
 
-    assert result.ignored == []
-    assert [(run_id, "reports[0].state" in why) for run_id, why in result.rejected] == [(bad, True)]
+    assert reply.ignored == []
+    assert [(run_id, "reports[0].state" in why) for run_id, why in reply.rejected] == [(bad, True)]
     failed_run = await dispatcher.get_run(bad)
     assert failed_run.state is TaskState.failure
     assert failed_run.error is not None and failed_run.error.type == "ReportRejectedError"
@@ -355,7 +356,7 @@ async def test_a_too_large_result_fails_its_run_and_keeps_the_others(
     await dispatcher.lease_runs(IO_WORKER, 2, timedelta(0))
     huge = "x" * (limits().result_bytes + 1)
 
-    result = await dispatcher.report_all(
+    reply = await dispatcher.report_all(
         IO_WORKER,
         [
             (big, 0, RunReport(TaskState.success, result=huge)),
@@ -363,7 +364,7 @@ async def test_a_too_large_result_fails_its_run_and_keeps_the_others(
         ],
     )
 
-    assert [run_id for run_id, _ in result.rejected] == [big]
+    assert [run_id for run_id, _ in reply.rejected] == [big]
     too_large = await dispatcher.get_run(big)
     assert too_large.state is TaskState.failure and too_large.result is None
     assert too_large.error is not None and too_large.error.type == "ResultTooLargeError"
@@ -427,12 +428,12 @@ async def test_heartbeats_keep_a_lease_alive(dispatcher: Dispatcher, clock: Fake
 
     for _ in range(3):
         clock.advance(TTL.total_seconds() - 1)
-        assert await dispatcher.heartbeat(IO_WORKER, [run_id]) == ({}, [])
+        assert await dispatcher.heartbeat(IO_WORKER, [run_id]) == HeartbeatReply()
         assert await dispatcher.expire_leases() == 0
 
     assert (await dispatcher.get_run(run_id)).state is TaskState.running
     # A heartbeat for a run the worker does not hold reports it lost.
-    assert await dispatcher.heartbeat(IO_WORKER, ["missing"]) == ({}, ["missing"])
+    assert await dispatcher.heartbeat(IO_WORKER, ["missing"]) == HeartbeatReply(lost=["missing"])
 
 
 async def test_a_run_past_its_timeout_fails_when_its_lease_expires(
@@ -509,7 +510,9 @@ async def test_aborting_a_running_run_reaches_its_worker(dispatcher: Dispatcher)
     current = await dispatcher.abort_run(run_id, "operator stop")
 
     assert current.state is TaskState.running
-    assert await dispatcher.heartbeat(IO_WORKER, [run_id]) == ({run_id: "operator stop"}, [])
+    assert await dispatcher.heartbeat(IO_WORKER, [run_id]) == HeartbeatReply(
+        aborts={run_id: "operator stop"}
+    )
     # The worker cancels the task; the cancellation it reports is not a failure.
     assert await dispatcher.report(IO_WORKER, run_id, 0, failed("CancelledError")) is True
     run = await dispatcher.get_run(run_id)

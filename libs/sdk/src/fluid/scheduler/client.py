@@ -294,7 +294,7 @@ class Client:
 
     @_rpc
     async def list_tasks(self) -> list[TaskInfo]:
-        """Every registered task: its full definition (schedule included) and status."""
+        """Every registered task's info: definition, enabled flag, live workers, running runs."""
         response = await self._dispatcher.ListTasks(dispatcher_pb2.ListTasksRequest())
         return [
             wire.task_info_from_pb(item, f"tasks[{i}]") for i, item in enumerate(response.tasks)

@@ -126,8 +126,8 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def SetTaskEnabled(
         self, request: dispatcher_pb2.SetTaskEnabledRequest, context: Context
     ) -> dispatcher_pb2.SetTaskEnabledResponse:
-        status = await self.dispatcher.set_task_enabled(request.name, request.enabled)
-        return dispatcher_pb2.SetTaskEnabledResponse(task=wire.task_info_to_pb(status))
+        info = await self.dispatcher.set_task_enabled(request.name, request.enabled)
+        return dispatcher_pb2.SetTaskEnabledResponse(task=wire.task_info_to_pb(info))
 
     async def GetQueueStatus(
         self, request: dispatcher_pb2.GetQueueStatusRequest, context: Context
@@ -196,13 +196,13 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self, request: dispatcher_pb2.HeartbeatRequest, context: Context
     ) -> dispatcher_pb2.HeartbeatResponse:
         with _worker_call():
-            aborts, lost = await self.dispatcher.heartbeat(request.worker_id, list(request.run_ids))
+            reply = await self.dispatcher.heartbeat(request.worker_id, list(request.run_ids))
             return dispatcher_pb2.HeartbeatResponse(
                 aborts=[
                     dispatcher_pb2.RunAbort(run_id=run_id, reason=reason)
-                    for run_id, reason in aborts.items()
+                    for run_id, reason in reply.aborts.items()
                 ],
-                lost_run_ids=lost,
+                lost_run_ids=reply.lost,
             )
 
     async def ReportRuns(
@@ -218,14 +218,14 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                         dispatcher_pb2.RejectedReport(run_id=item.run_id, reason=problem)
                     )
                 reports.append((item.run_id, item.attempt, report))
-            result = await self.dispatcher.report_all(request.worker_id, reports)
+            reply = await self.dispatcher.report_all(request.worker_id, reports)
             return dispatcher_pb2.ReportRunsResponse(
-                ignored_run_ids=result.ignored,
+                ignored_run_ids=reply.ignored,
                 rejected=[
                     *unreadable,
                     *(
                         dispatcher_pb2.RejectedReport(run_id=run_id, reason=reason)
-                        for run_id, reason in result.rejected
+                        for run_id, reason in reply.rejected
                     ),
                 ],
             )

@@ -20,6 +20,7 @@ from fluid.scheduler.errors import (
 from fluid.scheduler.limits import check_json, check_text, limits
 from fluid.scheduler.models import (
     DeadLetter,
+    HeartbeatReply,
     QueueStatus,
     ReportReply,
     RunError,
@@ -195,7 +196,7 @@ class Dispatcher:
         if record is None:
             raise NotFoundError(f"task {name} not found")
         logger.info("task %s %s", name, "enabled" if enabled else "disabled")
-        return next(status for status in await self.list_tasks() if status.name == name)
+        return next(info for info in await self.list_tasks() if info.name == name)
 
     # -- queueing ------------------------------------------------------------------
     async def queue_run(self, request: RunRequest) -> tuple[Run, bool]:
@@ -333,12 +334,15 @@ class Dispatcher:
         door.check_count(max_runs, "max_runs")
         wait = max(wait, timedelta(0))
         worker = await self._worker(worker_id)
-        wanted_cpu = worker.kind is WorkerKind.cpu
         deadline = time.monotonic() + min(wait, self.config.max_lease_wait).total_seconds()
         while True:
             ticket = await self.store.work_ticket()
             records = [await self._task(name) for name in worker.task_names]
-            tasks = [r for r in records if r is not None and r.definition.cpu_bound == wanted_cpu]
+            tasks = [
+                r
+                for r in records
+                if r is not None and WorkerKind.of(r.definition.cpu_bound) is worker.kind
+            ]
             now = self.clock()
             batch = await self.store.lease_runs(worker, tasks, max_runs, now, self.config.lease_ttl)
             if batch.blocked:
@@ -367,19 +371,16 @@ class Dispatcher:
 
         return deadline
 
-    async def heartbeat(
-        self, worker_id: str, run_ids: Sequence[str]
-    ) -> tuple[dict[str, str], list[str]]:
+    async def heartbeat(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatReply:
         door.check_count(len(run_ids), "run_ids")
         worker = await self._worker(worker_id)
         # The worker runs only tasks it registered: their (cached) definitions suffice,
         # with no read of each run.
         tasks = {name: await self._task(name) for name in worker.task_names}
         now = self.clock()
-        report = await self.store.extend_leases(
+        return await self.store.extend_leases(
             worker_id, run_ids, self._lease_deadline(tasks, now), now
         )
-        return report.aborts, report.lost
 
     async def _settle_blocked(self, blocked: Sequence[Blocked], now: datetime) -> None:
         """Decide what the runs the lease step blocked become (aborted when their task is
