@@ -1,9 +1,9 @@
 """The process side of a cpu-bound run: import the task's module, execute, report.
 
-``python -m fluid_cpu_runner.child --control-fd N`` (local backend): the request arrives
+``python -m fluid_cpu_runner.child --control-fd N`` (local backend): the hand-off arrives
 on the inherited socket N and the report leaves on it, one JSON line each way, so
 stdout and stderr stay the task's own. Without ``--control-fd`` (a Kubernetes Job) the
-request is in ``FLUID_RUN_JSON`` and the report is printed as the last line of stdout
+hand-off is in ``FLUID_RUN_JSON`` and the report is printed as the last line of stdout
 after ``REPORT_MARKER``. ``fluid_cpu_runner.forkserver`` calls ``serve_control`` in a
 process forked from the warm fork server.
 
@@ -85,14 +85,14 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _find_task(request: Handoff) -> Task | RunReport:
+def _find_task(handoff: Handoff) -> Task | RunReport:
     try:
-        tasks = load_tasks([request.module])
+        tasks = load_tasks([handoff.module])
     except TaskModuleError as exc:
         return RunReport(TaskState.failure, error=RunError.from_exception(exc))
-    task = tasks.get(request.run.task)
+    task = tasks.get(handoff.run.task)
     if task is None:
-        message = f"module {request.module} defines no task {request.run.task}"
+        message = f"module {handoff.module} defines no task {handoff.run.task}"
         return RunReport(TaskState.failure, error=RunError("LookupError", message))
     return task
 
@@ -105,13 +105,13 @@ async def _execute(task: Task, run: Run) -> RunReport:
         await queuer.close()
 
 
-def execute(request: Handoff) -> RunReport:
-    """Execute one attempt of the request's run in this process."""
+def execute(handoff: Handoff) -> RunReport:
+    """Execute one attempt of the hand-off's run in this process."""
     signal.signal(signal.SIGTERM, _terminated)
-    found = _find_task(request)
+    found = _find_task(handoff)
     if isinstance(found, RunReport):
         return found
-    return asyncio.run(_execute(found, request.run))
+    return asyncio.run(_execute(found, handoff.run))
 
 
 def exit_status(report: RunReport) -> int:
@@ -126,27 +126,27 @@ def _flush_output() -> None:
 
 
 def serve_control(control_fd: int) -> int:
-    """Read the request from the control socket, execute it, send the report back."""
+    """Read the hand-off from the control socket, execute it, send the report back."""
     with socket.socket(fileno=control_fd) as control:
         # The task's own subprocesses must not hold the runner's channel open.
         control.set_inheritable(False)
         with control.makefile("rb") as incoming:
             line = incoming.readline()
-        request = decode_handoff(line.decode())
-        report = execute(request)
+        handoff = decode_handoff(line.decode())
+        report = execute(handoff)
         _flush_output()
-        control.sendall(encode_report(request.run, report).encode() + b"\n")
+        control.sendall(encode_report(handoff.run, report).encode() + b"\n")
     return exit_status(report)
 
 
 def serve_environment(environ: Mapping[str, str]) -> int:
-    """Execute the request in ``FLUID_RUN_JSON``; print the report as stdout's last line."""
+    """Execute the hand-off in ``FLUID_RUN_JSON``; print the report as stdout's last line."""
     if HANDOFF_ENV not in environ:
         raise HandoffError(f"{HANDOFF_ENV} is not set")
-    request = decode_handoff(environ[HANDOFF_ENV])
-    report = execute(request)
+    handoff = decode_handoff(environ[HANDOFF_ENV])
+    report = execute(handoff)
     _flush_output()
-    print(REPORT_MARKER + encode_report(request.run, report), flush=True)
+    print(REPORT_MARKER + encode_report(handoff.run, report), flush=True)
     return exit_status(report)
 
 

@@ -79,7 +79,7 @@ def warm_up() -> None:
     """Do once here what every fork would otherwise do for the first time.
 
     Protobuf builds its JSON (de)serialisation of a message type on first use, which cost
-    each fork ~8 ms to read its request; a full round of the handoff formats builds it here.
+    each fork ~8 ms to read its hand-off; a full round of the hand-off formats builds it here.
     """
     run = Run(
         id="warm-up",

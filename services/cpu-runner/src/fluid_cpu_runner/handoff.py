@@ -4,7 +4,7 @@ The runner hands over a ``Handoff`` (the task's module and the run) and gets bac
 attempt's ``RunReport``. Both travel as one line of JSON: the proto3 JSON form of the
 ``fluid.scheduler.v1`` messages, built by ``wire``, so the process boundary speaks the
 services' own format. Locally the lines cross a socket the process inherits; a
-Kubernetes Job gets the request in an environment variable and prints the report as
+Kubernetes Job gets the hand-off in an environment variable and prints the report as
 the last line of its log, after ``REPORT_MARKER``.
 
 The child imports this module for every run: it must not pull in grpc.
@@ -34,7 +34,7 @@ _TRACE_ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
 
 
 class HandoffError(ValueError):
-    """A request or report line that cannot be decoded."""
+    """A hand-off or report line that cannot be decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,8 @@ def _to_json(message: run_pb2.Run | dispatcher_pb2.RunReport) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def encode_handoff(request: Handoff) -> str:
-    data = {"module": request.module, "run": json.loads(_to_json(wire.run_to_pb(request.run)))}
+def encode_handoff(handoff: Handoff) -> str:
+    data = {"module": handoff.module, "run": json.loads(_to_json(wire.run_to_pb(handoff.run)))}
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -61,7 +61,7 @@ def decode_handoff(text: str) -> Handoff:
         message = json_format.ParseDict(data["run"], run_pb2.Run())
         return Handoff(module=str(data["module"]), run=wire.run_from_pb(message))
     except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
-        raise HandoffError(f"invalid run request: {exc}") from exc
+        raise HandoffError(f"invalid hand-off: {exc}") from exc
 
 
 def encode_report(run: Run, report: RunReport) -> str:

@@ -303,11 +303,11 @@ def signal_group(pid: int, signum: int) -> bool:
         return False
 
 
-async def _exchange(control: socket.socket, request: str) -> str | None:
-    """Send the request line; return the report line (None: closed without one)."""
+async def _exchange(control: socket.socket, handoff: str) -> str | None:
+    """Send the hand-off line; return the report line (None: closed without one)."""
     reader, writer = await asyncio.open_unix_connection(sock=control, limit=_MAX_REPORT_BYTES)
     try:
-        writer.write(request.encode() + b"\n")
+        writer.write(handoff.encode() + b"\n")
         await writer.drain()
         line = await reader.readline()
     except (ConnectionError, ValueError):
@@ -357,10 +357,10 @@ class LocalBackend:
         control, child_control = socket.socketpair()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        # Sent before the process exists: the socket holds the request, so the process
+        # Sent before the process exists: the socket holds the hand-off, so the process
         # reads it as soon as it starts instead of waiting for this loop to get round to it.
-        request = encode_handoff(Handoff(module=task.module, run=run))
-        answer = asyncio.create_task(_exchange(control, request))
+        handoff = encode_handoff(Handoff(module=task.module, run=run))
+        answer = asyncio.create_task(_exchange(control, handoff))
         try:
             process = await self.launcher.launch(
                 child_environment(task, run, self.dispatcher_address),
