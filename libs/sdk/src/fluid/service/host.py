@@ -8,6 +8,7 @@ never imports a service and each service stays installable on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -128,17 +129,25 @@ async def _internal(
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} (logged)")
 
 
+@contextlib.asynccontextmanager
+async def _statuses(context: grpc.aio.ServicerContext[Any, Any], name: str) -> AsyncIterator[None]:
+    """Ends the call with the status of what the method raised: a typed error's own code,
+    INTERNAL for anything else."""
+    try:
+        yield
+    except FluidError as error:
+        await _abort(context, error)
+    except (asyncio.CancelledError, grpc.aio.AbortError):
+        # context.abort ends a call by raising AbortError: let it through.
+        raise
+    except Exception as error:
+        await _internal(context, name, error)
+
+
 def _unary(method: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
+        async with _statuses(context, name):
             return await method(request, context)
-        except FluidError as error:
-            await _abort(context, error)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            # context.abort ends a call by raising AbortError: let it through.
-            raise
-        except Exception as error:
-            await _internal(context, name, error)
 
     return call
 
@@ -147,15 +156,9 @@ def _streaming(
     method: Callable[..., AsyncIterator[Any]], name: str
 ) -> Callable[..., AsyncIterator[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        try:
+        async with _statuses(context, name):
             async for item in method(request, context):
                 yield item
-        except FluidError as error:
-            await _abort(context, error)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as error:
-            await _internal(context, name, error)
 
     return call
 
