@@ -21,7 +21,7 @@ from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain import transitions
-from fluid_dispatcher.domain.ports import BLOCKED_RECOVERY, OutboxEvent, QueueStore
+from fluid_dispatcher.domain.ports import BLOCKED_RECOVERY, OutboxEntry, QueueStore
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerRecord
 
 RunChange = Callable[[Run, Lease | None], Run | None]
@@ -779,25 +779,25 @@ async def test_outbox_keeps_every_snapshot_in_order_until_acked(store: QueueStor
     await lease(store, worker, at(1))
     await update(store, "run-1", finish(at(2)))
 
-    events = await store.read_outbox(10)
+    entries = await store.read_outbox(10)
 
-    assert [(event.run().id, event.run().version, event.run().state) for event in events] == [
+    assert [(entry.run().id, entry.run().version, entry.run().state) for entry in entries] == [
         ("run-1", 1, TaskState.queued),
         ("run-1", 2, TaskState.running),
         ("run-1", 3, TaskState.success),
     ]
-    assert len({event.event_id for event in events}) == 3
-    # Reading does not consume: unacknowledged events are read again.
-    assert await store.read_outbox(10) == events
-    assert await store.read_outbox(2) == events[:2]
+    assert len({entry.entry_id for entry in entries}) == 3
+    # Reading does not consume: unacknowledged entries are read again.
+    assert await store.read_outbox(10) == entries
+    assert await store.read_outbox(2) == entries[:2]
 
-    await store.ack_outbox(events[:2])
-    assert await store.read_outbox(10) == events[2:]
-    await store.ack_outbox(events[2:])
+    await store.ack_outbox(entries[:2])
+    assert await store.read_outbox(10) == entries[2:]
+    await store.ack_outbox(entries[2:])
     assert await store.read_outbox(10) == []
 
 
-async def test_a_store_without_outbox_keeps_no_events(store_without_outbox: QueueStore) -> None:
+async def test_a_store_without_outbox_keeps_no_entries(store_without_outbox: QueueStore) -> None:
     store = store_without_outbox
     worker = await register(store)
     await store.add_run(queued_run("run-1"))
@@ -808,10 +808,10 @@ async def test_a_store_without_outbox_keeps_no_events(store_without_outbox: Queu
     assert (await stored(store, "run-1")).state is TaskState.success
 
 
-async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: QueueStore) -> None:
+async def test_a_waiting_outbox_read_returns_when_an_entry_is_added(store: QueueStore) -> None:
     waiting = asyncio.Event()
 
-    async def wait() -> list[OutboxEvent]:
+    async def wait() -> list[OutboxEntry]:
         waiting.set()
         return await store.read_outbox(10, wait=60)
 
@@ -819,10 +819,10 @@ async def test_a_waiting_outbox_read_returns_when_an_event_is_added(store: Queue
     await waiting.wait()
     await store.add_run(queued_run("run-1"))
 
-    events = await asyncio.wait_for(waiter, PROMPTLY)
-    assert [event.run().id for event in events] == ["run-1"]
+    entries = await asyncio.wait_for(waiter, PROMPTLY)
+    assert [entry.run().id for entry in entries] == ["run-1"]
     assert await store.outbox_size() == 1
-    await store.ack_outbox(events)
+    await store.ack_outbox(entries)
     assert await store.outbox_size() == 0
 
 
@@ -889,11 +889,11 @@ async def test_a_buried_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
 
 async def test_a_snapshot_acknowledged_meanwhile_is_not_buried(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"))
-    (event,) = await store.read_outbox(10)
+    (entry,) = await store.read_outbox(10)
     # Another replica delivered it (or buried it) first.
-    await store.ack_outbox([event])
+    await store.ack_outbox([entry])
 
-    await store.bury([(event, "refused")], at(1))
+    await store.bury([(entry, "refused")], at(1))
 
     assert await store.dead_letter_summary() == (0, None)
 
@@ -903,9 +903,9 @@ async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
 ) -> None:
     for index in range(5):
         await store.add_run(queued_run(f"run-{index}"))
-    events = await store.read_outbox(10)
-    for index, event in enumerate(events):
-        await store.bury([(event, f"refused {index}")], at(index))
+    entries = await store.read_outbox(10)
+    for index, entry in enumerate(entries):
+        await store.bury([(entry, f"refused {index}")], at(index))
     assert await store.outbox_size() == 0
 
     first_page = await store.dead_letters(2)
@@ -932,11 +932,11 @@ async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
 async def test_retrying_every_dead_letter_puts_each_back_in_the_outbox(store: QueueStore) -> None:
     for index in range(3):
         await store.add_run(queued_run(f"run-{index}"))
-    await store.bury([(event, "refused") for event in await store.read_outbox(10)], at(1))
+    await store.bury([(entry, "refused") for entry in await store.read_outbox(10)], at(1))
 
     assert await store.retry_dead_letters(None) == 3
 
-    assert sorted(event.run_id for event in await store.read_outbox(10)) == [
+    assert sorted(entry.run_id for entry in await store.read_outbox(10)) == [
         "run-0",
         "run-1",
         "run-2",

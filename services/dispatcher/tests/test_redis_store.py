@@ -35,10 +35,10 @@ async def test_an_unreadable_outbox_entry_is_buried_not_fatal(store: RedisQueueS
     await store.read_outbox(1)  # creates the consumer group
     await store.redis.xadd(store.key("outbox"), {"id": "run-x", "snapshot": "{not json"})
 
-    (event,) = await store.read_outbox(10)
+    (entry,) = await store.read_outbox(10)
     with pytest.raises(ValueError, match="cannot be read"):
-        event.run()
-    await store.bury([(event, "the snapshot cannot be encoded")], NOW)
+        entry.run()
+    await store.bury([(entry, "the snapshot cannot be encoded")], NOW)
 
     assert await store.read_outbox(10) == []
     (letter,) = await store.dead_letters(10)

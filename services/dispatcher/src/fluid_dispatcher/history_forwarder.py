@@ -1,7 +1,7 @@
 """Delivers run snapshots from the store's outbox to the history service.
 
 An outbox entry is acknowledged only after history committed it, so history can be
-down (or restarting) without losing a state: the snapshots wait in the store and are
+down (or restarting) without losing a snapshot: the snapshots wait in the store and are
 sent again. History keeps the highest version of each run, so replays are harmless.
 
 One snapshot history cannot take never holds up the others: history names the
@@ -24,9 +24,9 @@ from fluid.scheduler.limits import batches, limits
 from fluid.scheduler.run import newest_first_per_run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
-from fluid.service.tasks import Backoff, LoopHealth
+from fluid.service.loops import Backoff, LoopHealth
 
-from .domain.ports import OutboxEvent, QueueStore
+from .domain.ports import OutboxEntry, QueueStore
 
 logger = logging.getLogger("fluid.dispatcher.history")
 
@@ -47,7 +47,7 @@ BATCH_TRIES = 5
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    event: OutboxEvent
+    entry: OutboxEntry
     message: run_pb2.Run
 
 
@@ -83,46 +83,46 @@ class HistoryForwarder:
                 self.health.ok(LOOP_NAME)
                 backoff.reset()
                 if 0 < forwarded < self.batch_size:
-                    # Light traffic: let a few more states gather instead of committing
-                    # one transaction in history per state.
+                    # Light traffic: let a few more snapshots gather instead of committing
+                    # one transaction in history per snapshot.
                     await asyncio.sleep(self.linger)
         finally:
             await channel.close(None)
 
     async def forward_once(self, stub: history_pb2_grpc.HistoryServiceAsyncStub) -> int:
-        """Deliver one read of the outbox; how many outbox events it settled."""
-        events = await self.store.read_outbox(self.batch_size, wait=1.0)
-        if not events:
+        """Deliver one read of the outbox; how many outbox entries it settled."""
+        entries = await self.store.read_outbox(self.batch_size, wait=1.0)
+        if not entries:
             return 0
         # Only the newest snapshot of each run matters to history: encode just those.
-        per_run = newest_first_per_run(events, lambda e: e.run_id, lambda e: e.version)
-        refused: list[tuple[OutboxEvent, str]] = []
+        per_run = newest_first_per_run(entries, lambda e: e.run_id, lambda e: e.version)
+        refused: list[tuple[OutboxEntry, str]] = []
         snapshots: list[_Snapshot] = []
-        for event in (same_run[0] for same_run in per_run.values()):
+        for entry in (same_run[0] for same_run in per_run.values()):
             try:
-                snapshots.append(_Snapshot(event, wire.run_to_pb(event.run())))
+                snapshots.append(_Snapshot(entry, wire.run_to_pb(entry.run())))
             except Exception as error:
-                refused.append((event, f"the snapshot cannot be encoded: {error}"))
+                refused.append((entry, f"the snapshot cannot be encoded: {error}"))
         for batch in batches(snapshots, _snapshot_size, limits().batch_bytes):
             refused.extend(await self._deliver(stub, batch))
         if refused:
-            for event, reason in refused:
+            for entry, reason in refused:
                 logger.error(
                     "history refused run %s (version %d): %s; kept as a dead letter",
-                    event.run_id,
-                    event.version,
+                    entry.run_id,
+                    entry.version,
                     reason,
                 )
             await self.store.bury(refused, utcnow())
-        await self.store.ack_outbox(events)
+        await self.store.ack_outbox(entries)
         # Only a whole round delivered ends a series of failures: within the round, the
         # halves of a split that still fail are refusals once the series was long enough.
         self._strikes = 0
-        return len(events)
+        return len(entries)
 
     async def _deliver(
         self, stub: history_pb2_grpc.HistoryServiceAsyncStub, batch: Sequence[_Snapshot]
-    ) -> list[tuple[OutboxEvent, str]]:
+    ) -> list[tuple[OutboxEntry, str]]:
         """Record ``batch``; the snapshots refused, with why. A batch refused whole is
         split in halves until each refusal stands alone; other failures raise (retry)."""
         try:
@@ -139,14 +139,14 @@ class HistoryForwarder:
                 if self._strikes < BATCH_TRIES:
                     raise
             if len(batch) == 1:
-                return [(batch[0].event, f"{error.code().name}: {error.details()}")]
+                return [(batch[0].entry, f"{error.code().name}: {error.details()}")]
             middle = len(batch) // 2
             return [
                 *await self._deliver(stub, batch[:middle]),
                 *await self._deliver(stub, batch[middle:]),
             ]
         sent = {
-            (snapshot.event.run_id, snapshot.event.version): snapshot.event for snapshot in batch
+            (snapshot.entry.run_id, snapshot.entry.version): snapshot.entry for snapshot in batch
         }
         return [
             (sent[key], refusal.reason)

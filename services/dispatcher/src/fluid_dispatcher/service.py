@@ -11,7 +11,7 @@ import grpc
 
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from fluid.service.host import ServiceContext
-from fluid.service.tasks import cancel_and_wait
+from fluid.service.loops import cancel_and_wait
 
 from .api.servicer import DispatcherServicer
 from .domain.dispatcher import Dispatcher, DispatcherConfig
@@ -78,7 +78,7 @@ class DispatcherService:
 
     async def stop(self, grace: float) -> None:
         if self.settings.history_forward:
-            # Give the forwarder a moment to deliver the last states before it stops.
+            # Give the forwarder a moment to deliver the last snapshots before it stops.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(grace, 5.0)):
                     # Acks happen in the forwarder's task; nothing signals "empty".

@@ -52,15 +52,15 @@ class LeaseBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    """A run snapshot waiting to be delivered to history.
+class OutboxEntry:
+    """An outbox entry: a run snapshot waiting to be delivered to history.
 
     ``run_id`` and ``version`` are enough to keep only the newest snapshot of each run
     in a batch; ``run()`` decodes the snapshot, which is the costly part (and may fail
     on a snapshot the store cannot decode: it then goes to the dead letters as it is).
     """
 
-    event_id: str
+    entry_id: str
     run_id: str
     version: int
     run: Callable[[], Run] = field(compare=False)
@@ -201,18 +201,18 @@ class QueueStore(Protocol):
         """
 
     # -- outbox to history -------------------------------------------------------
-    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEntry]:
         """Up to ``limit`` unacknowledged snapshots, oldest first; when there are none,
         wait up to ``wait`` seconds for new ones. Read but unacknowledged snapshots are
         returned again by the next read."""
 
-    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None: ...
+    async def ack_outbox(self, entries: Sequence[OutboxEntry]) -> None: ...
 
     async def outbox_size(self) -> int:
         """How many snapshots still wait for history."""
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
         """Keep each refused snapshot with its reason as a dead letter, then acknowledge it
         in the outbox (a crash in between leaves it in both: history is idempotent). A
         snapshot no longer in the outbox (another replica settled it) is left alone."""

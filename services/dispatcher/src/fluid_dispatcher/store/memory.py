@@ -32,7 +32,7 @@ from ..domain.ports import (
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
-    OutboxEvent,
+    OutboxEntry,
     QueueStore,
     WorkTicket,
     check_room,
@@ -63,14 +63,14 @@ class MemoryQueueStore(QueueStore):
         self._delayed: list[tuple[float, int, str, int]] = []
         self._finished: deque[tuple[datetime, str]] = deque()
         self._outbox_enabled = outbox
-        self._outbox: deque[OutboxEvent] = deque()
+        self._outbox: deque[OutboxEntry] = deque()
         # Per watched run, the queues of its watchers: each new version, or None once
         # the store closes.
         self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
         self._work = Signal()
         self._outbox_signal = Signal()
         # Insertion order is age order; ids are zero-padded so they sort as they age.
-        self._dead: dict[str, tuple[DeadLetter, OutboxEvent]] = {}
+        self._dead: dict[str, tuple[DeadLetter, OutboxEntry]] = {}
         # Runs the lease step blocked, by when: out of the ready queue until written.
         self._blocked: dict[str, datetime] = {}
 
@@ -194,7 +194,7 @@ class MemoryQueueStore(QueueStore):
             self._finished.append((run.end or run.queued or datetime.min, run.id))
         if self._outbox_enabled:
             self._outbox.append(
-                OutboxEvent(
+                OutboxEntry(
                     str(next(self._seq)), run.id, run.version, functools.partial(_same, run)
                 )
             )
@@ -358,7 +358,7 @@ class MemoryQueueStore(QueueStore):
                     del self._watchers[run_id]
 
     # -- outbox to history -------------------------------------------------------
-    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEntry]:
         if not self._outbox and wait > 0:
             await Signal.wait(self._outbox_signal.ticket(), wait)
         return list(itertools.islice(self._outbox, limit))
@@ -366,38 +366,38 @@ class MemoryQueueStore(QueueStore):
     async def outbox_size(self) -> int:
         return len(self._outbox)
 
-    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
-        acked = {event.event_id for event in events}
-        while self._outbox and self._outbox[0].event_id in acked:
+    async def ack_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        acked = {entry.entry_id for entry in entries}
+        while self._outbox and self._outbox[0].entry_id in acked:
             self._outbox.popleft()
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
-        waiting = {event.event_id for event in self._outbox}
-        for event, reason in refused:
-            if event.event_id not in waiting:
+    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
+        waiting = {entry.entry_id for entry in self._outbox}
+        for entry, reason in refused:
+            if entry.entry_id not in waiting:
                 continue  # acknowledged meanwhile: nothing to keep
             letter_id = f"{next(self._seq):016d}"
-            task, state, size = _described(event)
+            task, state, size = _described(entry)
             self._dead[letter_id] = (
                 DeadLetter(
                     id=letter_id,
-                    run_id=event.run_id,
+                    run_id=entry.run_id,
                     task=task,
                     state=state,
-                    version=event.version,
+                    version=entry.version,
                     reason=reason,
                     time=now,
                     size_bytes=size,
                 ),
-                event,
+                entry,
             )
         overflow = len(self._dead) - MAX_DEAD_LETTERS
         if overflow > 0:
             logger.warning("dead-letter store full: forgetting the %d oldest", overflow)
             for letter_id in list(itertools.islice(self._dead, overflow)):
                 del self._dead[letter_id]
-        await self.ack_outbox([event for event, _ in refused])
+        await self.ack_outbox([entry for entry, _ in refused])
 
     async def dead_letters(self, limit: int, after: str = "") -> list[DeadLetter]:
         later = (letter for letter_id, (letter, _) in self._dead.items() if letter_id > after)
@@ -410,8 +410,8 @@ class MemoryQueueStore(QueueStore):
     async def retry_dead_letters(self, ids: Sequence[str] | None) -> int:
         chosen = [i for i in (list(self._dead) if ids is None else ids) if i in self._dead]
         for letter_id in chosen:
-            _, event = self._dead.pop(letter_id)
-            self._outbox.append(replace(event, event_id=str(next(self._seq))))
+            _, entry = self._dead.pop(letter_id)
+            self._outbox.append(replace(entry, entry_id=str(next(self._seq))))
         if chosen:
             self._outbox_signal.fire()
         return len(chosen)
@@ -423,9 +423,9 @@ class MemoryQueueStore(QueueStore):
         return len(chosen)
 
 
-def _described(event: OutboxEvent) -> tuple[str, TaskState, int]:
+def _described(entry: OutboxEntry) -> tuple[str, TaskState, int]:
     """Task, state and encoded size of a snapshot, as far as it can be encoded."""
-    run = event.run()
+    run = entry.run()
     try:
         size = wire.run_to_pb(run).ByteSize()
     except Exception:  # a snapshot that cannot be encoded is why some letters are here

@@ -71,7 +71,7 @@ from ..domain.ports import (
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
-    OutboxEvent,
+    OutboxEntry,
     QueueStore,
     WorkTicket,
     queue_full,
@@ -202,18 +202,19 @@ def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
     )
 
 
-def _outbox_event(entry_id: str, entry: Mapping[str, str]) -> OutboxEvent:
-    """An outbox entry as an event; one that cannot be read becomes an event whose
-    ``run()`` raises, so the forwarder buries it instead of failing on it every round."""
+def _outbox_entry(entry_id: str, stored: Mapping[str, str]) -> OutboxEntry:
+    """An outbox stream entry as the domain reads it; one that cannot be read becomes an
+    entry whose ``run()`` raises, so the forwarder buries it instead of failing on it
+    every round."""
     try:
-        fields = json.loads(entry["snapshot"])
-        return OutboxEvent(
+        fields = json.loads(stored["snapshot"])
+        return OutboxEntry(
             entry_id, fields["id"], int(fields["v"]), functools.partial(run_from_fields, fields)
         )
     except (KeyError, TypeError, ValueError) as error:
         problem = f"outbox entry {entry_id} cannot be read: {type(error).__name__}: {error}"
-        return OutboxEvent(
-            entry_id, entry.get("id", ""), 0, functools.partial(_unreadable, problem)
+        return OutboxEntry(
+            entry_id, stored.get("id", ""), 0, functools.partial(_unreadable, problem)
         )
 
 
@@ -680,7 +681,7 @@ class RedisQueueStore(QueueStore):
                 raise
         self._group_ready = True
 
-    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEvent]:
+    async def read_outbox(self, limit: int, wait: float = 0.0) -> list[OutboxEntry]:
         """This consumer's unacknowledged entries first (every read, so nothing read is
         ever skipped), then now and then those of consumers that died, then new ones."""
         await self._ensure_group()
@@ -701,44 +702,44 @@ class RedisQueueStore(QueueStore):
                 OUTBOX_GROUP, self._consumer, {stream: ">"}, count=limit, **block
             )
             entries = found[0][1] if found else []
-        return [_outbox_event(entry_id, fields) for entry_id, fields in entries]
+        return [_outbox_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def outbox_size(self) -> int:
         # Acknowledged entries are deleted, so the stream holds only undelivered ones.
         size: int = await self.redis.xlen(self.key("outbox"))
         return size
 
-    async def ack_outbox(self, events: Sequence[OutboxEvent]) -> None:
-        if not events:
+    async def ack_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        if not entries:
             return
-        ids = [event.event_id for event in events]
+        ids = [entry.entry_id for entry in entries]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.key("outbox"), OUTBOX_GROUP, *ids)
             pipe.xdel(self.key("outbox"), *ids)
             await pipe.execute()
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEvent, str]], now: datetime) -> None:
+    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
         if not refused:
             return
         outbox = self.key("outbox")
         async with self.redis.pipeline(transaction=False) as pipe:
-            for event, _ in refused:
-                pipe.xrange(outbox, event.event_id, event.event_id)
+            for entry, _ in refused:
+                pipe.xrange(outbox, entry.entry_id, entry.entry_id)
             found = await pipe.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
-            for (event, reason), entries in zip(refused, found, strict=True):
-                if not entries:
+            for (entry, reason), stored in zip(refused, found, strict=True):
+                if not stored:
                     continue  # another consumer claimed and settled it meanwhile
-                snapshot = entries[0][1].get("snapshot", "")
+                snapshot = stored[0][1].get("snapshot", "")
                 fields = _snapshot_fields(snapshot)
                 pipe.xadd(
                     self.key("dead"),
                     {
-                        "run_id": event.run_id,
+                        "run_id": entry.run_id,
                         "task": fields.get("task", ""),
                         "state": fields.get("state", TaskState.init.value),
-                        "version": str(event.version),
+                        "version": str(entry.version),
                         "reason": reason,
                         "time": _ts(now),
                         "size": str(len(snapshot.encode())),
@@ -747,7 +748,7 @@ class RedisQueueStore(QueueStore):
                     maxlen=MAX_DEAD_LETTERS,
                     approximate=True,
                 )
-            ids = [event.event_id for event, _ in refused]
+            ids = [entry.entry_id for entry, _ in refused]
             pipe.xack(outbox, OUTBOX_GROUP, *ids)
             pipe.xdel(outbox, *ids)
             await pipe.execute()
