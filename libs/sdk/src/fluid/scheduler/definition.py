@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .models import DEFAULT_TIMEOUT_SECONDS, RetryPolicy, TaskPriority
@@ -33,22 +33,14 @@ class TaskDefinition:
     def of(cls, task: Task) -> TaskDefinition:
         """What a worker registers for ``task``: all but its function, ``randomize``,
         ``k8s_config`` and ``env`` (they stay with the worker), its params model as JSON Schema."""
-        return cls(
-            name=task.name,
-            module=task.module,
-            short_description=task.short_description,
-            description=task.description,
-            cpu_bound=task.cpu_bound,
-            timeout_seconds=task.timeout_seconds,
-            max_concurrency=task.max_concurrency,
-            max_queued=task.max_queued,
-            priority=task.priority,
-            retry=task.retry,
-            rate_limit_retry=task.rate_limit_retry,
-            tags=task.tags,
-            params_schema=task.params_schema(),
-            schedule=task.schedule,
-        )
+        # Every field but the schema is the task's attribute of the same name: a field
+        # added to both travels without being listed here.
+        copied = {
+            item.name: getattr(task, item.name)
+            for item in fields(cls)
+            if item.name != "params_schema"
+        }
+        return cls(**copied, params_schema=task.params_schema())
 
 
 @dataclass(frozen=True, slots=True)
