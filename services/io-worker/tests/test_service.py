@@ -24,3 +24,9 @@ def test_it_loads_the_modules_tasks() -> None:
     assert {"say_hi", "fan_out", "heartbeat", "digest"} <= set(service.tasks)
     # It serves only health and reflection: no servicer of its own.
     assert service.attach(server=None) == []  # type: ignore[arg-type]
+
+
+def test_its_output_tail_length_is_the_shared_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # FLUID_OUTPUT_TAIL_LINES is the one variable both kinds of worker read.
+    monkeypatch.setenv("FLUID_OUTPUT_TAIL_LINES", "7")
+    assert IoWorkerService(context("fluid_cli.examples"))._logs.lines == 7

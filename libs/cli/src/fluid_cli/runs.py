@@ -117,7 +117,7 @@ def run(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
 
 
 def logs(run_id: RunIdArgument) -> None:
-    """Print the captured output of a run (the last lines of its process; cpu-bound runs)."""
+    """Print a run's output tail: the last lines it printed or logged (io and cpu runs alike)."""
     print_output(call(lambda client: find_run(client, run_id)))
 
 

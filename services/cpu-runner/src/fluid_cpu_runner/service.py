@@ -39,13 +39,13 @@ def create_backend(
         return KubernetesBackend(
             KubernetesSettings(),
             dispatcher_address=dispatcher_address,
-            output_lines=settings.cpu_output_tail_lines,
+            output_lines=settings.output_tail_lines,
         )
     return LocalBackend(
         launcher_for(settings.cpu_mode, task_modules),
         dispatcher_address=dispatcher_address,
         kill_grace=settings.cpu_kill_grace_seconds,
-        output_lines=settings.cpu_output_tail_lines,
+        output_lines=settings.output_tail_lines,
     )
 
 

@@ -23,8 +23,6 @@ class CpuRunnerSettings(LeasingSettings):
     cpu_concurrency: int = Field(default=0, ge=0)
     # Between SIGTERM and SIGKILL when a run times out or is aborted.
     cpu_kill_grace_seconds: float = Field(default=3.0, ge=0)
-    # Output lines kept on the run (the runner's log gets every line).
-    cpu_output_tail_lines: int = Field(default=50, ge=0)
 
     @property
     def concurrency(self) -> int:

@@ -11,5 +11,3 @@ class WorkerSettings(LeasingSettings):
     """How many runs a worker executes at once and how it asks for them."""
 
     worker_concurrency: int = Field(default=100, gt=0)
-    # Log lines of each run kept as its output tail (`fluid logs RUN_ID`).
-    output_tail_lines: int = Field(default=50, ge=0)

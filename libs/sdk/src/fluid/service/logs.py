@@ -93,13 +93,13 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "pretty") -> 
 
 
 class RunLogCapture(logging.Handler):
-    """Keeps the last log lines of each run executing in this process (its output tail).
+    """Keeps the last ``lines`` log lines of each run executing in this process (its output tail).
 
     Runs on an event loop share stdout, so their output cannot be told apart; their log
     records can: each carries the run it was emitted under (``current_run``).
     """
 
-    def __init__(self, lines: int = 50) -> None:
+    def __init__(self, lines: int) -> None:
         super().__init__(level=logging.INFO)
         self.lines = lines
         self._tails: dict[str, deque[str]] = {}

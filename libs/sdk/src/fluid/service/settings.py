@@ -100,3 +100,7 @@ class LeasingSettings(TaskModuleSettings):
     # Long-poll length: also bounds how long a stopping worker waits for its last poll.
     lease_wait_seconds: float = Field(default=1.0, gt=0)
     report_batch_size: int = Field(default=256, gt=0)
+    # How many of the last lines a run printed or logged its report carries as the run's
+    # output tail (`fluid logs RUN_ID`); the worker's own log gets every line. Both kinds
+    # of worker keep the same tail, so they share the one setting.
+    output_tail_lines: int = Field(default=50, ge=0)
