@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from fluid.scheduler.errors import UnavailableError
-from fluid.service.tasks import Backoff, LoopHealth, cancel_and_wait
+from fluid.service.loops import Backoff, LoopHealth, cancel_and_wait
 
 
 def test_a_failing_loop_is_logged_once_per_incident_and_its_recovery_once(

@@ -15,7 +15,7 @@ import pytest
 from fluid.scheduler.models import TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
-from fluid.service.tasks import LoopHealth
+from fluid.service.loops import LoopHealth
 from fluid_dispatcher.history_forwarder import LOOP_NAME, HistoryForwarder
 from fluid_dispatcher.store.memory import MemoryQueueStore
 

@@ -20,7 +20,7 @@ from kubernetes import client, config
 from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
-from fluid.service.tasks import cancel_and_wait
+from fluid.service.loops import cancel_and_wait
 
 from .handoff import (
     HANDOFF_ENV,

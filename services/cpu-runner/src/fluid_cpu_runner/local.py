@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
-from fluid.service.tasks import cancel_and_wait
+from fluid.service.loops import cancel_and_wait
 
 from . import forkserver
 from .handoff import (

@@ -11,7 +11,7 @@ import grpc
 from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.v1 import history_pb2_grpc
 from fluid.service.host import Service, ServiceContext
-from fluid.service.tasks import cancel_and_wait
+from fluid.service.loops import cancel_and_wait
 
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory

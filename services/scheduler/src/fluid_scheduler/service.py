@@ -14,7 +14,7 @@ from fluid.scheduler.client import Client
 from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from fluid.service.host import ServiceContext
-from fluid.service.tasks import cancel_and_wait
+from fluid.service.loops import cancel_and_wait
 
 from .api.servicer import SchedulerServicer
 from .dispatcher import DispatcherTasks

@@ -1,6 +1,6 @@
 """What a process reports of its own health: its background loops that are failing now.
 
-A base module, importing nothing of fluid: host plumbing (``fluid.service.tasks``, which
+A base module, importing nothing of fluid: host plumbing (``fluid.service.loops``, which
 tracks the loops) and the model (``QueueStatus``, which carries them to callers) both use
 it, and neither may import the other (docs/architecture.md, "Layers").
 """

@@ -41,8 +41,8 @@ from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 
+from .loops import Backoff, LoopHealth, cancel_and_wait
 from .settings import LeasingSettings
-from .tasks import Backoff, LoopHealth, cancel_and_wait
 from .worker_hooks import AttemptHook, LifecycleEvents, SendableReport
 from .worker_link import DispatcherLink, WorkerLink
 from .worker_reports import Reporter

@@ -32,7 +32,7 @@ from fluid.scheduler.models import (
     sendable_report,
 )
 from fluid.scheduler.run import Run, new_run_id, utcnow
-from fluid.service.tasks import LoopHealth
+from fluid.service.loops import LoopHealth
 
 from ..metrics import DispatcherMetrics
 from . import door, transitions

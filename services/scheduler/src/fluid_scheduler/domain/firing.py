@@ -32,7 +32,7 @@ from fluid.scheduler.errors import (
 )
 from fluid.scheduler.models import RunRequest, ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
-from fluid.service.tasks import LoopHealth
+from fluid.service.loops import LoopHealth
 
 from ..metrics import LatenessMetric
 from .lateness import LatenessWindow
