@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fluid.scheduler import Client, Run, TaskPriority, TaskState
 from fluid.scheduler.errors import NotFoundError
+from fluid.scheduler.limits import PAGE_MAX
 
 from .app import CursorOption, JsonOption, TaskNameArgument, call
 from .render import (
@@ -136,7 +137,7 @@ def runs(
         list[TaskState] | None,
         typer.Option("--state", help="Only runs in this state (repeatable)."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many runs (at most 500).")] = 20,
+    limit: Annotated[int, typer.Option(help=f"How many runs (at most {PAGE_MAX}).")] = 20,
     cursor: CursorOption = "",
     as_json: JsonOption = False,
 ) -> None:

@@ -28,6 +28,12 @@ T = TypeVar("T")
 KIB = 1024
 MIB = 1024 * KIB
 
+# Page sizes of the listings (history's runs, the dispatcher's dead letters): a limit of
+# 0 (an unset proto field) asks for PAGE_DEFAULT, one above PAGE_MAX is refused. Fixed
+# rather than settings: the protos and the CLI's help state them to every caller.
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+
 
 class Limits(BaseSettings):
     """Sizes, lengths and ranges of what callers and workers may send (README, "Limits")."""

@@ -17,7 +17,7 @@ from fluid.scheduler.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from fluid.scheduler.limits import check_json, check_text, limits
+from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX, check_json, check_text, limits
 from fluid.scheduler.models import (
     DeadLetter,
     HeartbeatReply,
@@ -42,9 +42,6 @@ from .records import Lease, TaskRecord, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
 
-# Page size of dead-letter listings.
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 HOUSEKEEPING_LOOP = "dispatcher-housekeeping"
 # Reads and compare-and-set writes of one change before giving up: another replica must
 # have written the same run this many times in between, which only a bug does.
@@ -573,10 +570,10 @@ class Dispatcher:
     # -- dead letters --------------------------------------------------------------
     async def dead_letters(self, limit: int, cursor: str) -> tuple[list[DeadLetter], str]:
         """A page of dead letters, oldest first, and the cursor of the next ("" at the end)."""
-        if limit < 0 or limit > MAX_PAGE:
-            raise InvalidArgumentError(f"limit: between 0 and {MAX_PAGE}")
+        if limit < 0 or limit > PAGE_MAX:
+            raise InvalidArgumentError(f"limit: between 0 and {PAGE_MAX}")
         door.check_cursor(cursor)
-        size = limit or DEFAULT_PAGE
+        size = limit or PAGE_DEFAULT
         page = await self.store.dead_letters(size + 1, cursor)
         more = len(page) > size
         page = page[:size]

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX
 from fluid.scheduler.models import TaskState
 from fluid.scheduler.run import JsonValue, Run
 
 from .cursor import Cursor
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
+# History's names for the page sizes every listing shares.
+DEFAULT_LIMIT = PAGE_DEFAULT
+MAX_LIMIT = PAGE_MAX
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
