@@ -124,7 +124,7 @@ def print_run_page(page: RunPage, as_json: bool) -> None:
 
 
 def print_output(run: Run) -> None:
-    """What a run's process printed (stdout), then its traceback if it failed (stderr)."""
+    """A run's output tail (stdout), then its traceback if it failed (stderr)."""
     if not run.output_tail:
         errors.print(f"run {run.id} ({run.task}, {run.state}) captured no output")
     for line in run.output_tail:

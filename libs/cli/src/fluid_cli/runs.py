@@ -118,7 +118,7 @@ def run(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
 
 
 def logs(run_id: RunIdArgument) -> None:
-    """Print a run's output tail: the last lines it printed or logged (io and cpu runs alike)."""
+    """Print a run's output tail: what it logged (io runs), or printed and logged (cpu runs)."""
     print_output(call(lambda client: find_run(client, run_id)))
 
 
