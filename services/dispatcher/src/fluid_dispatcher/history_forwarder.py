@@ -51,12 +51,16 @@ class _Snapshot:
     message: run_pb2.Run
 
 
+# Outbox entries read per round (FLUID_HISTORY_BATCH_SIZE defaults to it).
+DEFAULT_BATCH_SIZE = 500
+
+
 class HistoryForwarder:
     def __init__(
         self,
         store: QueueStore,
         history_address: str,
-        batch_size: int = 500,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         linger: float = 0.05,
         health: LoopHealth | None = None,
     ) -> None:

@@ -7,6 +7,9 @@ from pydantic import Field
 from fluid.service.settings import BrokerSettings
 
 from .domain.dispatcher import DispatcherConfig
+from .history_forwarder import DEFAULT_BATCH_SIZE
+from .store.memory import DEFAULT_MAX_RUNS
+from .store.redis import DEFAULT_MAX_CONNECTIONS
 
 # The domain's defaults are the settings' defaults: one value, stated once.
 _DEFAULTS = DispatcherConfig()
@@ -16,9 +19,9 @@ class DispatcherSettings(BrokerSettings):
     """Where the queue lives (``FLUID_BROKER_URL``, shared with the scheduler) and how
     long leases last."""
 
-    broker_max_connections: int = Field(default=64, gt=0)
+    broker_max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, gt=0)
     # memory:// only: runs held at most before new ones are refused (RESOURCE_EXHAUSTED).
-    memory_max_runs: int = Field(default=1_000_000, gt=0)
+    memory_max_runs: int = Field(default=DEFAULT_MAX_RUNS, gt=0)
     lease_ttl_seconds: float = Field(default=_DEFAULTS.lease_ttl.total_seconds(), gt=0)
     finished_run_ttl_seconds: float = Field(
         default=_DEFAULTS.finished_run_ttl.total_seconds(), ge=0
@@ -27,4 +30,4 @@ class DispatcherSettings(BrokerSettings):
     housekeeping_interval_seconds: float = Field(default=1.0, gt=0)
     # Set FLUID_HISTORY_FORWARD=false to run without a history service.
     history_forward: bool = True
-    history_batch_size: int = Field(default=500, gt=0)
+    history_batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0)

@@ -35,7 +35,9 @@ class HistoryService:
         self,
         store: RunStore,
         retention: Retention | None = None,
-        database_wait_seconds: float = 60.0,
+        *,
+        # No default here: HistorySettings.history_database_wait_seconds holds it.
+        database_wait_seconds: float,
     ) -> None:
         self._store = store
         self._database_wait = database_wait_seconds
@@ -94,4 +96,6 @@ def create_service(context: ServiceContext) -> Service:
         if settings.history_retention_days > 0
         else None
     )
-    return HistoryService(store, retention, settings.history_database_wait_seconds)
+    return HistoryService(
+        store, retention, database_wait_seconds=settings.history_database_wait_seconds
+    )

@@ -552,8 +552,9 @@ class Dispatcher:
     async def purge_finished(self) -> int:
         return await self.store.purge_finished(self.clock() - self.config.finished_run_ttl, 10_000)
 
-    async def run_housekeeping(self, interval: float = 1.0) -> None:
-        """Expire leases and forget old finished runs, forever (cancel to stop)."""
+    async def run_housekeeping(self, interval: float) -> None:
+        """Expire leases and forget old finished runs every ``interval`` seconds, forever
+        (cancel to stop)."""
         while True:
             try:
                 await self.expire_leases()

@@ -40,13 +40,16 @@ from ..domain.ports import (
 from ..domain.records import Lease, TaskRecord, WorkerRecord
 from .signals import Signal, newer_versions
 
+# Runs held at most (queued, running and finished ones not purged yet): past it new runs
+# are refused, so a flood cannot grow the process until it is killed
+# (FLUID_MEMORY_MAX_RUNS defaults to it).
+DEFAULT_MAX_RUNS = 1_000_000
+
 
 class MemoryQueueStore(QueueStore):
     """A ``QueueStore`` held in this process's memory."""
 
-    def __init__(self, *, outbox: bool = True, max_runs: int = 1_000_000) -> None:
-        # Runs held at most (queued, running and finished ones not purged yet): past it
-        # new runs are refused, so a flood cannot grow the process until it is killed.
+    def __init__(self, *, outbox: bool = True, max_runs: int = DEFAULT_MAX_RUNS) -> None:
         self.max_runs = max_runs
         self._tasks: dict[str, TaskRecord] = {}
         self._workers: dict[str, WorkerRecord] = {}

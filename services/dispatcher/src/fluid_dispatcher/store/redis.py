@@ -85,7 +85,8 @@ logger = logging.getLogger("fluid.dispatcher.redis")
 OUTBOX_GROUP = "history"
 # Outbox entries read by a consumer that died are claimed by another after this.
 OUTBOX_CLAIM_IDLE_MS = 30_000
-CAS_ATTEMPTS = 50
+# Connections to Redis one store opens at most (FLUID_BROKER_MAX_CONNECTIONS defaults to it).
+DEFAULT_MAX_CONNECTIONS = 64
 # Runs added by one script call: a thousand runs hold Redis for tens of milliseconds.
 ADD_CHUNK = 200
 
@@ -274,7 +275,7 @@ class RedisQueueStore(QueueStore):
         *,
         namespace: str = "fluid",
         outbox: bool = True,
-        max_connections: int = 64,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         # A burst of RPCs waits for a free connection instead of failing the calls.
         pool = aioredis.BlockingConnectionPool.from_url(
