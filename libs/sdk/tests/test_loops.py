@@ -1,15 +1,27 @@
 """Background loops: they stop even when one cancellation is swallowed, report their
-health once per incident, and back off."""
+health once per incident, back off, and treat a failed batch one way wherever they run."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import grpc
 import pytest
 
-from fluid.scheduler.errors import UnavailableError
-from fluid.service.loops import Backoff, LoopHealth, cancel_and_wait
+from fluid.scheduler.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from fluid.service.loops import (
+    Backoff,
+    BatchFailure,
+    LoopHealth,
+    batch_failure,
+    cancel_and_wait,
+)
 
 
 def test_a_failing_loop_is_logged_once_per_incident_and_its_recovery_once(
@@ -85,3 +97,29 @@ async def test_a_loop_that_swallows_a_cancellation_is_cancelled_again() -> None:
     await asyncio.wait_for(cancel_and_wait(loops, retry_every=0.01), timeout=5)
     assert swallowed == 1
     assert all(loop.done() for loop in loops)
+
+
+def failed_call(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "nope", "")
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (UnavailableError("dispatcher restarting"), BatchFailure.not_now),
+        (failed_call(grpc.StatusCode.UNAVAILABLE), BatchFailure.not_now),
+        (failed_call(grpc.StatusCode.DEADLINE_EXCEEDED), BatchFailure.not_now),
+        (failed_call(grpc.StatusCode.CANCELLED), BatchFailure.not_now),
+        (ResourceExhaustedError("too large"), BatchFailure.refused),
+        (InvalidArgumentError("malformed"), BatchFailure.refused),
+        (failed_call(grpc.StatusCode.RESOURCE_EXHAUSTED), BatchFailure.refused),
+        (failed_call(grpc.StatusCode.INVALID_ARGUMENT), BatchFailure.refused),
+        (failed_call(grpc.StatusCode.INTERNAL), BatchFailure.unforeseen),
+        (FailedPreconditionError("unknown worker"), BatchFailure.unforeseen),
+        (RuntimeError("a bug"), BatchFailure.unforeseen),
+    ],
+)
+def test_a_failed_batch_is_told_the_same_as_a_typed_error_or_a_failed_call(
+    error: BaseException, failure: BatchFailure
+) -> None:
+    assert batch_failure(error) is failure

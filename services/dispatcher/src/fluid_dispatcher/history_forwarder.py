@@ -24,25 +24,13 @@ from fluid.scheduler.limits import batches, limits
 from fluid.scheduler.run import newest_first_per_run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
-from fluid.service.loops import Backoff, LoopHealth
+from fluid.service.loops import BATCH_TRIES, Backoff, BatchFailure, LoopHealth, batch_failure
 
 from .domain.ports import OutboxEntry, QueueStore
 
 logger = logging.getLogger("fluid.dispatcher.history")
 
 LOOP_NAME = "history-forwarder"
-# Refusals that concern the request's content: splitting it finds the culprit.
-_CONTENT_REFUSALS = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)
-# History away, restarting or slow: the same request is sent again, however often.
-_NOT_NOW = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-)
-# Any other failure (INTERNAL: a bug in history that a snapshot may trigger) is retried
-# this many times in a row, then handled as a refusal of the content, so that one
-# snapshot cannot hold up delivery for good.
-BATCH_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +123,10 @@ class HistoryForwarder:
                 timeout=30,
             )
         except grpc.aio.AioRpcError as error:
-            code = error.code()
-            if code in _NOT_NOW:
+            failure = batch_failure(error)
+            if failure is BatchFailure.not_now:
                 raise
-            if code not in _CONTENT_REFUSALS:
+            if failure is BatchFailure.unforeseen:
                 self._strikes += 1
                 if self._strikes < BATCH_TRIES:
                     raise

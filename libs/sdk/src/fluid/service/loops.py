@@ -1,4 +1,5 @@
-"""Background loops: their health, their back-off, and stopping them reliably."""
+"""Background loops: their health, their back-off, stopping them reliably, and how they
+treat a batch they cannot deliver."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from fluid.scheduler.errors import UnavailableError
+from fluid.scheduler.errors import (
+    ERRORS_BY_CODE,
+    FluidError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from fluid.scheduler.health import DegradedLoop
 
 from .metrics import meter
@@ -62,10 +70,14 @@ def _kind(summary: str) -> str:
     return summary.partition(":")[0]
 
 
+def _code_name(error: _RpcFailure) -> str:
+    return str(getattr(error.code(), "name", error.code()))
+
+
 def _described(error: BaseException) -> tuple[str, bool]:
     """A one-line summary of ``error``, and whether it says a peer is away (not a bug)."""
     if isinstance(error, _RpcFailure):
-        name = str(getattr(error.code(), "name", error.code()))
+        name = _code_name(error)
         return f"{name}: {error.details()}"[:500], name in _PEER_AWAY
     summary = f"{type(error).__name__}: {error}"[:500]
     return summary, isinstance(error, UnavailableError | ConnectionError | TimeoutError)
@@ -160,3 +172,48 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_every: float
         _, pending = await asyncio.wait(pending, timeout=retry_every)
     # Collect the reports so no exception is reported as never retrieved.
     await asyncio.gather(*every, return_exceptions=True)
+
+
+class BatchFailure(Enum):
+    """What a loop delivering batches to a peer (a worker's reports to the dispatcher, the
+    dispatcher's snapshots to history) does when a batch fails: no item may hold up the
+    others for good, and a peer away loses nothing."""
+
+    # The peer is away, restarting or slow: the same batch is sent again, however often.
+    not_now = "not now"
+    # The peer refuses the batch's content: it is split until the culprit stands alone.
+    refused = "refused"
+    # Anything else (a bug in the peer that an item may trigger): the batch is sent again
+    # until BATCH_TRIES such failures came in a row, then handled as refused.
+    unforeseen = "unforeseen"
+
+
+# What a peer answers about the content of a batch, not about itself.
+BATCH_REFUSALS = (ResourceExhaustedError, InvalidArgumentError)
+# Unforeseen failures in a row after which a batch is handled as refused.
+BATCH_TRIES = 5
+# Statuses saying a call did not get through or no answer came back: nothing is wrong
+# with what was sent, so it may be sent again.
+_NOT_THROUGH = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
+
+
+def rpc_error(error: _RpcFailure) -> FluidError:
+    """The typed error of a failed gRPC call, its message starting with the status code
+    (a call that did not get through is ``UnavailableError``: it may be sent again)."""
+    name = _code_name(error)
+    message = f"{name}: {error.details()}"
+    if name in _NOT_THROUGH:
+        return UnavailableError(message)
+    return ERRORS_BY_CODE.get(name, FluidError)(message)
+
+
+def batch_failure(error: BaseException) -> BatchFailure:
+    """How to treat ``error``, raised sending a batch: a typed error, or a failed gRPC
+    call (as its typed error)."""
+    if isinstance(error, _RpcFailure):
+        error = rpc_error(error)
+    if isinstance(error, UnavailableError):
+        return BatchFailure.not_now
+    if isinstance(error, BATCH_REFUSALS):
+        return BatchFailure.refused
+    return BatchFailure.unforeseen

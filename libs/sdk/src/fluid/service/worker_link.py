@@ -18,11 +18,12 @@ import grpc
 
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
-from fluid.scheduler.errors import ERRORS_BY_CODE, FluidError, UnavailableError
 from fluid.scheduler.models import HeartbeatReply, ReportReply, RunReport, WorkerKind
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+from .loops import rpc_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,28 +84,12 @@ class WorkerLink(Protocol):
         """Hand runs back to be queued again."""
 
 
-# Codes saying the call did not get through or no answer came back: nothing is wrong
-# with what was sent, so it may be sent again.
-_TRANSIENT = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
-)
-
-
-def translated(error: grpc.aio.AioRpcError) -> FluidError:
-    """The typed error of a failed call, its message starting with the status code."""
-    code = error.code()
-    message = f"{code.name}: {error.details()}"
-    if code in _TRANSIENT:
-        return UnavailableError(message)
-    return ERRORS_BY_CODE.get(code.name, FluidError)(message)
-
-
 @contextlib.contextmanager
 def _calling() -> Iterator[None]:
     try:
         yield
     except grpc.aio.AioRpcError as error:
-        raise translated(error) from error
+        raise rpc_error(error) from error
 
 
 class DispatcherLink:

@@ -1,11 +1,12 @@
 """Delivery of a worker's run reports to the dispatcher, in batches cut by bytes.
 
-No report can hold the others up. A batch the dispatcher refuses (too large for a
-message, or malformed) is sent again in halves until the refusal stands alone; a lone
-refused report is replaced, once, by a failure report of its run without result or
-output that says why; if even that is refused it is dropped, logged, and the run's lease
-expires so the dispatcher settles it. Only an unreachable dispatcher makes a batch wait:
-``step`` raises and the worker's supervising loop sends it again after a back-off.
+No report can hold the others up (the policy is ``fluid.service.loops.BatchFailure``). A
+batch the dispatcher refuses (too large for a message, or malformed) is sent again in
+halves until the refusal stands alone; a lone refused report is replaced, once, by a
+failure report of its run without result or output that says why; if even that is
+refused it is dropped, logged, and the run's lease expires so the dispatcher settles it.
+Only an unreachable dispatcher makes a batch wait: ``step`` raises and the worker's
+supervising loop sends it again after a back-off.
 """
 
 from __future__ import annotations
@@ -14,26 +15,16 @@ import asyncio
 import logging
 from collections import deque
 
-from fluid.scheduler.errors import (
-    FluidError,
-    InvalidArgumentError,
-    ResourceExhaustedError,
-    UnavailableError,
-)
+from fluid.scheduler.errors import FluidError
 from fluid.scheduler.limits import batches
 from fluid.scheduler.models import ReportReply, RunError, RunReport, TaskState, sendable_report
 from fluid.scheduler.run import Run
 
+from .loops import BATCH_TRIES, BatchFailure, batch_failure
 from .worker_hooks import AttemptHook
 from .worker_link import EncodedReport, WorkerLink
 
 logger = logging.getLogger("fluid.worker")
-
-# What the dispatcher answers about the content of a batch, not about itself.
-REFUSALS = (ResourceExhaustedError, InvalidArgumentError)
-# Failures in a row of one batch (other than an unreachable dispatcher) after which it is
-# handled as refused: an unforeseen error tied to one report must not block the rest.
-BATCH_TRIES = 5
 
 
 def _report_size(report: EncodedReport) -> int:
@@ -111,11 +102,12 @@ class Reporter(AttemptHook):
         batch = self._outgoing[0]
         try:
             reply = await self._link.report(self._worker_id, batch)
-        except UnavailableError:
-            raise  # the dispatcher is down or restarting: nothing is wrong with the batch
         except Exception as error:
+            failure = batch_failure(error)
+            if failure is BatchFailure.not_now:
+                raise  # the dispatcher is down or restarting: nothing is wrong with the batch
             self._tries += 1
-            if not isinstance(error, REFUSALS) and self._tries < BATCH_TRIES:
+            if failure is BatchFailure.unforeseen and self._tries < BATCH_TRIES:
                 raise
             self._outgoing.popleft()
             self._outgoing.extendleft(reversed(self._after_refusal(batch, _describe(error))))
