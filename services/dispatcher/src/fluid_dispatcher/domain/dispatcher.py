@@ -50,6 +50,11 @@ CAS_ATTEMPTS = 50
 Decision = Callable[[Run, Lease | None], Run | None]
 """What a run as read (with its lease) becomes, or None to leave it: a pure function."""
 _FINAL_REPORT_STATES = (TaskState.success, TaskState.failure, TaskState.aborted)
+# The states a report may end a run in, as the error that refuses any other names them.
+_FINAL_REPORT_NAMES = (
+    ", ".join(state.value for state in _FINAL_REPORT_STATES[:-1])
+    + f" or {_FINAL_REPORT_STATES[-1].value}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,7 +626,7 @@ def _decided_report(report: RunReport, field: str) -> tuple[RunReport, str]:
     sent ("" when it does not): a run reported in a non-final state fails, and the
     result and texts go through the same limits as on the worker."""
     if report.state not in _FINAL_REPORT_STATES:
-        problem = f"{field}.state: must be success, failure or aborted, not {report.state}"
+        problem = f"{field}.state: must be {_FINAL_REPORT_NAMES}, not {report.state}"
         return RunReport(TaskState.failure, error=RunError("ReportRejectedError", problem)), problem
     decided, problem = sendable_report(report)
     return decided, f"{field}.{problem}" if problem else ""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from fluid.scheduler.models import TaskState
 
-# The finished states as a Lua set, made from TaskState so the scripts and Python agree.
-_DONE = (
+# The states the scripts test, as Lua names made from TaskState so the scripts and Python
+# agree: QUEUED, RUNNING and DONE, the set of finished states.
+_STATES = (
+    f"local QUEUED, RUNNING = '{TaskState.queued.value}', '{TaskState.running.value}'\n"
     "local DONE = {"
     + ", ".join(f"{state.value}=true" for state in TaskState if state.is_done)
     + "}\n"
@@ -26,7 +28,7 @@ local outbox = ARGV[2] == '1'
 -- Set when a run became ready or delayed: waiting lease calls hear it once per script.
 local work = false
 """
-    + _DONE
+    + _STATES
     + """
 -- Each run has its own channel carrying its new snapshot: only dispatchers with a
 -- watcher of that run subscribe, and they need not read the run back.
@@ -60,7 +62,7 @@ end
 
 local function reindex(id, task, old_state, new_state, execute_after, score, end_ts, snapshot)
   local key = p .. 'run:' .. id
-  if old_state == 'running' and new_state ~= 'running' then
+  if old_state == RUNNING and new_state ~= RUNNING then
     if redis.call('ZREM', p .. 'leases', id) == 1 then
       redis.call('DECR', p .. 'running:' .. task)
       redis.call('HINCRBY', p .. 'worker-load', redis.call('HGET', key, 'lease_worker'), -1)
@@ -72,13 +74,13 @@ local function reindex(id, task, old_state, new_state, execute_after, score, end
   redis.call('ZREM', p .. 'blocked', id)
   -- Queue depth per priority, kept as runs enter and leave the queued state (O(1)).
   -- and runs waiting per task (for max_queued), the same way.
-  if (old_state == 'queued') ~= (new_state == 'queued') then
+  if (old_state == QUEUED) ~= (new_state == QUEUED) then
     local priority = redis.call('HGET', key, 'priority')
-    local step = new_state == 'queued' and 1 or -1
+    local step = new_state == QUEUED and 1 or -1
     redis.call('HINCRBY', p .. 'depth', priority, step)
     redis.call('HINCRBY', p .. 'waiting', task, step)
   end
-  if new_state == 'queued' then
+  if new_state == QUEUED then
     if execute_after ~= '' then
       redis.call('ZADD', p .. 'delayed', execute_after, id)
     else
@@ -178,7 +180,7 @@ local function to_ready(index, cutoff)
   for _, id in ipairs(ids) do
     redis.call('ZREM', p .. index, id)
     local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'score', 'state')
-    if run[3] == 'queued' then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
+    if run[3] == QUEUED then redis.call('ZADD', p .. 'ready:' .. run[1], run[2], id) end
   end
 end
 -- Delayed runs once due.
@@ -219,7 +221,7 @@ while #leased < max_runs do
     local key = p .. 'run:' .. best
     local attempt = redis.call('HGET', key, 'attempt')
     redis.call('HINCRBY', key, 'v', 1)
-    redis.call('HSET', key, 'state', 'running', 'start', now, 'end', '', 'worker_id', worker,
+    redis.call('HSET', key, 'state', RUNNING, 'start', now, 'end', '', 'worker_id', worker,
       'lease_worker', worker, 'lease_attempt', attempt, 'lease_deadline', deadline)
     redis.call('HDEL', key, 'abort')
     redis.call('INCR', running_key)
@@ -256,19 +258,21 @@ return renewed
 """
 
 # ARGV: prefix, outbox, run id, reason. Returns 1 when the run was running.
-REQUEST_ABORT = """
-local key = ARGV[1] .. 'run:' .. ARGV[3]
-if redis.call('HGET', key, 'state') ~= 'running' then return 0 end
+REQUEST_ABORT = (
+    _STATES
+    + """local key = ARGV[1] .. 'run:' .. ARGV[3]
+if redis.call('HGET', key, 'state') ~= RUNNING then return 0 end
 redis.call('HSET', key, 'abort', ARGV[4])
 return 1
 """
+)
 
 # ARGV: prefix, outbox, cutoff, limit. Forgets finished runs; returns how many.
 PURGE = (
     """
 local p = ARGV[1]
 """
-    + _DONE
+    + _STATES
     + """local purged = 0
 local old = redis.call('ZRANGEBYSCORE', p .. 'finished', '-inf', '(' .. ARGV[3],
   'LIMIT', 0, tonumber(ARGV[4]))
@@ -289,8 +293,9 @@ return purged
 # Rebuild the ``waiting`` counts (runs queued per task, for max_queued) from the queue's
 # indexes, once per namespace: a namespace written before the counts existed has queued
 # runs they never counted. ARGV: prefix. Returns 1 when it rebuilt, 0 when already done.
-REBUILD_WAITING = """
-local p = ARGV[1]
+REBUILD_WAITING = (
+    _STATES
+    + """local p = ARGV[1]
 if redis.call('EXISTS', p .. 'waiting-v1') == 1 then return 0 end
 redis.call('DEL', p .. 'waiting')
 for _, task in ipairs(redis.call('HKEYS', p .. 'tasks')) do
@@ -300,9 +305,10 @@ end
 for _, index in ipairs({'delayed', 'blocked'}) do
   for _, id in ipairs(redis.call('ZRANGE', p .. index, 0, -1)) do
     local run = redis.call('HMGET', p .. 'run:' .. id, 'task', 'state')
-    if run[2] == 'queued' then redis.call('HINCRBY', p .. 'waiting', run[1], 1) end
+    if run[2] == QUEUED then redis.call('HINCRBY', p .. 'waiting', run[1], 1) end
   end
 end
 redis.call('SET', p .. 'waiting-v1', '1')
 return 1
 """
+)
