@@ -47,7 +47,7 @@ HOUSEKEEPING_LOOP = "dispatcher-housekeeping"
 # have written the same run this many times in between, which only a bug does.
 CAS_ATTEMPTS = 50
 
-Decision = Callable[[Run, Lease | None], Run | None]
+Transition = Callable[[Run, Lease | None], Run | None]
 """What a run as read (with its lease) becomes, or None to leave it: a pure function."""
 _FINAL_REPORT_STATES = (TaskState.success, TaskState.failure, TaskState.aborted)
 # The states a report may end a run in, as the error that refuses any other names them.
@@ -405,7 +405,7 @@ class Dispatcher:
     async def _change(
         self,
         run_ids: Sequence[str],
-        decide: Decision,
+        decide: Transition,
         read: Mapping[str, tuple[Run, Lease | None]] | None = None,
     ) -> dict[str, Run | None]:
         """Read the runs (or take ``read``, done by the caller), decide what each becomes,

@@ -133,7 +133,7 @@ def leased(run: Run, worker_id: str, now: datetime) -> Run:
     return replace(run, state=TaskState.running, start=now, end=None, worker_id=worker_id)
 
 
-# -- decisions on a run as read with its lease: None means "leave it as it is" ----------
+# -- transitions of a run as read with its lease: None means "leave it as it is" --------
 
 
 def holds(lease: Lease | None, worker_id: str, attempt: int | None = None) -> bool:
