@@ -865,14 +865,14 @@ async def test_a_leased_run_makes_room_under_max_queued(store: QueueStore) -> No
 # -- dead letters --------------------------------------------------------------------
 
 
-async def test_a_buried_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
+async def test_a_refused_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
     store: QueueStore,
 ) -> None:
     await store.add_run(queued_run("run-1"))
     await store.add_run(queued_run("run-2", task="other"))
     first, second = await store.read_outbox(10)
 
-    await store.bury([(first, "history refused it: too large")], at(5))
+    await store.add_dead_letters([(first, "history refused it: too large")], at(5))
 
     assert await store.read_outbox(10) == [second]
     (letter,) = await store.dead_letters(10)
@@ -887,13 +887,13 @@ async def test_a_buried_snapshot_leaves_the_outbox_and_waits_as_a_dead_letter(
     assert await store.dead_letter_summary() == (1, at(5))
 
 
-async def test_a_snapshot_acknowledged_meanwhile_is_not_buried(store: QueueStore) -> None:
+async def test_a_snapshot_acknowledged_meanwhile_makes_no_dead_letter(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"))
     (entry,) = await store.read_outbox(10)
-    # Another replica delivered it (or buried it) first.
+    # Another replica delivered it (or made it a dead letter) first.
     await store.ack_outbox([entry])
 
-    await store.bury([(entry, "refused")], at(1))
+    await store.add_dead_letters([(entry, "refused")], at(1))
 
     assert await store.dead_letter_summary() == (0, None)
 
@@ -905,7 +905,7 @@ async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
         await store.add_run(queued_run(f"run-{index}"))
     entries = await store.read_outbox(10)
     for index, entry in enumerate(entries):
-        await store.bury([(entry, f"refused {index}")], at(index))
+        await store.add_dead_letters([(entry, f"refused {index}")], at(index))
     assert await store.outbox_size() == 0
 
     first_page = await store.dead_letters(2)
@@ -932,7 +932,9 @@ async def test_dead_letters_page_oldest_first_and_retry_or_drop_by_id_or_all(
 async def test_retrying_every_dead_letter_puts_each_back_in_the_outbox(store: QueueStore) -> None:
     for index in range(3):
         await store.add_run(queued_run(f"run-{index}"))
-    await store.bury([(entry, "refused") for entry in await store.read_outbox(10)], at(1))
+    await store.add_dead_letters(
+        [(entry, "refused") for entry in await store.read_outbox(10)], at(1)
+    )
 
     assert await store.retry_dead_letters(None) == 3
 

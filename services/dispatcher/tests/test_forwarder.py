@@ -143,7 +143,7 @@ async def test_a_batch_refused_whole_is_split_until_the_culprit_stands_alone(
     assert await store.dead_letter_summary() == (0, None)
 
 
-async def test_a_snapshot_history_keeps_failing_on_is_buried_after_a_few_tries(
+async def test_a_snapshot_history_keeps_failing_on_becomes_a_dead_letter_after_a_few_tries(
     history: RefusingHistory, forwarding: tuple[MemoryQueueStore, LoopHealth]
 ) -> None:
     store, _ = forwarding
@@ -157,7 +157,7 @@ async def test_a_snapshot_history_keeps_failing_on_is_buried_after_a_few_tries(
     assert letter.run_id == "run-2" and letter.reason.startswith("INTERNAL")
 
 
-async def test_history_down_for_a_while_loses_nothing_and_buries_nothing(
+async def test_history_down_for_a_while_loses_nothing_and_makes_no_dead_letters(
     history: RefusingHistory, forwarding: tuple[MemoryQueueStore, LoopHealth]
 ) -> None:
     store, health = forwarding

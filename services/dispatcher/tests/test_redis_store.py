@@ -31,14 +31,16 @@ async def store() -> AsyncIterator[RedisQueueStore]:
         await opened.close()
 
 
-async def test_an_unreadable_outbox_entry_is_buried_not_fatal(store: RedisQueueStore) -> None:
+async def test_an_unreadable_outbox_entry_becomes_a_dead_letter_not_a_failure(
+    store: RedisQueueStore,
+) -> None:
     await store.read_outbox(1)  # creates the consumer group
     await store.redis.xadd(store.key("outbox"), {"id": "run-x", "snapshot": "{not json"})
 
     (entry,) = await store.read_outbox(10)
     with pytest.raises(ValueError, match="cannot be read"):
         entry.run()
-    await store.bury([(entry, "the snapshot cannot be encoded")], NOW)
+    await store.add_dead_letters([(entry, "the snapshot cannot be encoded")], NOW)
 
     assert await store.read_outbox(10) == []
     (letter,) = await store.dead_letters(10)

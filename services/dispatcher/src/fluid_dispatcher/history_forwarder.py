@@ -105,7 +105,7 @@ class HistoryForwarder:
                     entry.version,
                     reason,
                 )
-            await self.store.bury(refused, utcnow())
+            await self.store.add_dead_letters(refused, utcnow())
         await self.store.ack_outbox(entries)
         # Only a whole round delivered ends a series of failures: within the round, the
         # halves of a split that still fail are refusals once the series was long enough.

@@ -212,7 +212,9 @@ class QueueStore(Protocol):
         """How many snapshots still wait for history."""
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
+    async def add_dead_letters(
+        self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime
+    ) -> None:
         """Keep each refused snapshot with its reason as a dead letter, then acknowledge it
         in the outbox (a crash in between leaves it in both: history is idempotent). A
         snapshot no longer in the outbox (another replica settled it) is left alone."""

@@ -375,7 +375,9 @@ class MemoryQueueStore(QueueStore):
             self._outbox.popleft()
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
+    async def add_dead_letters(
+        self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime
+    ) -> None:
         waiting = {entry.entry_id for entry in self._outbox}
         for entry, reason in refused:
             if entry.entry_id not in waiting:

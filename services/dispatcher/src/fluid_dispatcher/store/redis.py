@@ -205,7 +205,7 @@ def lease_from_fields(fields: Mapping[str, str]) -> Lease | None:
 
 def _outbox_entry(entry_id: str, stored: Mapping[str, str]) -> OutboxEntry:
     """An outbox stream entry as the domain reads it; one that cannot be read becomes an
-    entry whose ``run()`` raises, so the forwarder buries it instead of failing on it
+    entry whose ``run()`` raises, so the forwarder makes it a dead letter instead of failing on it
     every round."""
     try:
         fields = json.loads(stored["snapshot"])
@@ -720,7 +720,9 @@ class RedisQueueStore(QueueStore):
             await pipe.execute()
 
     # -- dead letters --------------------------------------------------------------
-    async def bury(self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime) -> None:
+    async def add_dead_letters(
+        self, refused: Sequence[tuple[OutboxEntry, str]], now: datetime
+    ) -> None:
         if not refused:
             return
         outbox = self.key("outbox")
