@@ -21,6 +21,7 @@ from fluid.service.loops import (
     LoopHealth,
     batch_failure,
     cancel_and_wait,
+    renewal_interval,
 )
 
 
@@ -123,3 +124,7 @@ def test_a_failed_batch_is_told_the_same_as_a_typed_error_or_a_failed_call(
     error: BaseException, failure: BatchFailure
 ) -> None:
     assert batch_failure(error) is failure
+
+
+def test_a_lease_is_renewed_three_times_per_ttl() -> None:
+    assert renewal_interval(15.0) == 5.0

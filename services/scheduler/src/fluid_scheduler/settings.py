@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from fluid.service.loops import RENEWALS_PER_TTL, renewal_interval
 from fluid.service.settings import BrokerSettings, TaskModuleSettings
 
 from .domain.firing import FiringConfig
@@ -42,11 +43,11 @@ class SchedulerSettings(BrokerSettings, TaskModuleSettings):
 
     @model_validator(mode="after")
     def _tick_below_lease(self) -> SchedulerSettings:
-        # A leader renews every third of the TTL at its passes: a longer tick would let
-        # the lease lapse between them.
-        if self.scheduler_tick_seconds >= self.scheduler_lease_ttl_seconds / 3:
+        # A leader renews its lease at its passes, several times per TTL: a tick longer
+        # than a renewal interval would let the lease lapse between them.
+        if self.scheduler_tick_seconds >= renewal_interval(self.scheduler_lease_ttl_seconds):
             raise ValueError(
-                "FLUID_SCHEDULER_TICK_SECONDS must be below a third of "
-                "FLUID_SCHEDULER_LEASE_TTL_SECONDS"
+                "FLUID_SCHEDULER_TICK_SECONDS must be below "
+                f"FLUID_SCHEDULER_LEASE_TTL_SECONDS / {RENEWALS_PER_TTL}"
             )
         return self

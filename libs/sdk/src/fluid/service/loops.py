@@ -1,5 +1,5 @@
-"""Background loops: their health, their back-off, stopping them reliably, and how they
-treat a batch they cannot deliver."""
+"""Background loops: their health, their back-off, stopping them reliably, how often they
+renew a lease, and how they treat a batch they cannot deliver."""
 
 from __future__ import annotations
 
@@ -172,6 +172,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_every: float
         _, pending = await asyncio.wait(pending, timeout=retry_every)
     # Collect the reports so no exception is reported as never retrieved.
     await asyncio.gather(*every, return_exceptions=True)
+
+
+# A lease (a worker's on its runs, the scheduler leader's) is renewed this many times per
+# TTL: a renewal may fail, or come late, without the lease lapsing.
+RENEWALS_PER_TTL = 3
+
+
+def renewal_interval(ttl: float) -> float:
+    """Seconds between two renewals of a lease that lasts ``ttl`` seconds."""
+    return ttl / RENEWALS_PER_TTL
 
 
 class BatchFailure(Enum):

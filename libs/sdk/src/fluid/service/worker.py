@@ -41,7 +41,7 @@ from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 
-from .loops import Backoff, LoopHealth, cancel_and_wait
+from .loops import Backoff, LoopHealth, cancel_and_wait, renewal_interval
 from .settings import LeasingSettings
 from .worker_hooks import AttemptHook, LifecycleEvents, SendableReport
 from .worker_link import DispatcherLink, WorkerLink
@@ -154,6 +154,12 @@ class LeasingWorker:
         """The tasks of this worker's kind (the others are for the other kind of worker)."""
         return [task for task in self.tasks.values() if WorkerKind.of(task.cpu_bound) is self.kind]
 
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between two heartbeats, each renewing the leases in flight; also how
+        long one heartbeat call may take, since the next is due by then."""
+        return renewal_interval(self.lease_ttl)
+
     def degraded(self) -> tuple[DegradedLoop, ...]:
         """The loops failing now (by name), each with the error that began the incident."""
         return self._health.degraded()
@@ -183,7 +189,7 @@ class LeasingWorker:
         else:
             await self.register()  # the last try: its error is the caller's
         self._health.ok("register")
-        self._heartbeat_due = asyncio.get_running_loop().time() + self.lease_ttl / 3
+        self._heartbeat_due = asyncio.get_running_loop().time() + self.heartbeat_interval
         self._loops = [
             asyncio.create_task(
                 self._supervise("lease-loop", self._lease, until=self._stopping),
@@ -322,9 +328,9 @@ class LeasingWorker:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, self._heartbeat_due - loop.time()))
         reply = await self.link.heartbeat(
-            self.worker_id, list(self._in_flight), timeout=self.lease_ttl / 3
+            self.worker_id, list(self._in_flight), timeout=self.heartbeat_interval
         )
-        self._heartbeat_due = loop.time() + self.lease_ttl / 3
+        self._heartbeat_due = loop.time() + self.heartbeat_interval
         for run_id, reason in reply.aborts.items():
             self._stop_run(run_id, reason or "aborted")
         for run_id in reply.lost:

@@ -5,11 +5,12 @@ they lead for a moment (a paused leader waking up) queue the same slot keys, and
 dispatcher's idempotent queueing keeps one run per slot. The lease makes that rare and
 fences the slot records, which only the lease holder may write.
 
-A leader renews every third of the TTL and steps down on its own once a TTL has passed
-since the start of its last successful renewal: the store's lease cannot outlive that
-(it started counting later), so a leader that cannot reach the store stops before a
-standby can take over. A standby tries to take the lease on every step; it wins within
-one step of the lease expiring, or at once when a leader releases it on shutdown.
+A leader renews its lease ``RENEWALS_PER_TTL`` times per TTL (``fluid.service.loops``) and
+steps down on its own once a TTL has passed since the start of its last successful
+renewal: the store's lease cannot outlive that (it started counting later), so a leader
+that cannot reach the store stops before a standby can take over. A standby tries to take
+the lease on every step; it wins within one step of the lease expiring, or at once when a
+leader releases it on shutdown.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from fluid.scheduler.errors import FluidError
+from fluid.service.loops import renewal_interval
 
 from .ports import SchedulerStore
 
@@ -66,7 +68,7 @@ class Leadership:
 
     @property
     def renew_interval(self) -> float:
-        return self.ttl.total_seconds() / 3
+        return renewal_interval(self.ttl.total_seconds())
 
     def holds(self) -> bool:
         """Whether this replica leads right now, without asking the store."""
