@@ -135,7 +135,9 @@ class QueueRunsRequest(_message.Message):
     RUNS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueRunRequest]:
-        """The runs, each as QueueRun would take it (at most 1000)."""
+        """The runs, each as QueueRun would take it (at most FLUID_LIMIT_QUEUE_BATCH_RUNS,
+        default 1000).
+        """
 
     def __init__(
         self,
@@ -368,7 +370,7 @@ class SetTaskEnabledRequest(_message.Message):
     name: _builtins.str
     """Name of the task."""
     enabled: _builtins.bool
-    """The new status."""
+    """The new enabled flag: false disables the task."""
     def __init__(
         self,
         *,
@@ -839,8 +841,9 @@ class RunReport(_message.Message):
 
     @_builtins.property
     def output_tail(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The last lines the attempt's process wrote to stdout and stderr, oldest first
-        (set by the cpu-runner; empty for runs executed on a worker's event loop).
+        """The last lines the attempt printed or logged, oldest first: what its process wrote
+        to stdout and stderr on the cpu-runner, its log records on the io-worker
+        (FLUID_OUTPUT_TAIL_LINES of them, at most FLUID_LIMIT_OUTPUT_LINES).
         """
 
     def __init__(
@@ -1059,7 +1062,9 @@ class ListDeadLettersRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Page size: default 50, at most 500."""
+    """Page size: 0 for the default, 50; at most 500 (PAGE_DEFAULT and PAGE_MAX in
+    fluid.scheduler.limits).
+    """
     cursor: _builtins.str
     """Opaque cursor from a previous response's next_cursor."""
     def __init__(
@@ -1116,7 +1121,7 @@ class RetryDeadLettersRequest(_message.Message):
     """Every dead letter instead."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of dead letters (at most 1000)."""
+        """Ids of dead letters (at most FLUID_LIMIT_QUEUE_BATCH_RUNS, default 1000)."""
 
     def __init__(
         self,
@@ -1166,7 +1171,7 @@ class DropDeadLettersRequest(_message.Message):
     """Every dead letter instead."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of dead letters (at most 1000)."""
+        """Ids of dead letters (at most FLUID_LIMIT_QUEUE_BATCH_RUNS, default 1000)."""
 
     def __init__(
         self,

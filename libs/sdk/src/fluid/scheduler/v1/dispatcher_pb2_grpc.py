@@ -140,10 +140,11 @@ class DispatcherServiceServicer:
         """Queue many runs in one call (bulk enqueue). Every request is checked first: one
         invalid request refuses the whole batch and queues nothing.
         Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-        INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
-        nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
-        found only as the batch is added: the other runs are queued then (queue them again
-        with their run ids to learn their state).
+        INVALID_ARGUMENT when the batch holds more runs than FLUID_LIMIT_QUEUE_BATCH_RUNS
+        (default 1000); RESOURCE_EXHAUSTED, queueing nothing, when the batch would take a
+        task past its max_queued. An ALREADY_EXISTS is found only as the batch is added:
+        the other runs are queued then (queue them again with their run ids to learn their
+        state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,7 +177,8 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """List the registered tasks with their status.
+        """List the registered tasks, each as its info: definition, enabled flag, live workers
+        and running runs.
         Errors: none beyond transport errors.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -253,7 +255,8 @@ class DispatcherServiceServicer:
 
     def ListDeadLetters(self, request, context):
         """List the run snapshots history refused (dead letters), oldest first.
-        Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+        Errors: INVALID_ARGUMENT for a limit above the largest page (see
+        ListDeadLettersRequest.limit) or a malformed cursor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -261,7 +264,8 @@ class DispatcherServiceServicer:
 
     def RetryDeadLetters(self, request, context):
         """Send dead letters to history again (they return to the outbox).
-        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+        FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,7 +273,8 @@ class DispatcherServiceServicer:
 
     def DropDeadLetters(self, request, context):
         """Forget dead letters.
-        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+        FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,10 +48,11 @@ class DispatcherServiceStub:
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
     invalid request refuses the whole batch and queues nothing.
     Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-    INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
-    nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
-    found only as the batch is added: the other runs are queued then (queue them again
-    with their run ids to learn their state).
+    INVALID_ARGUMENT when the batch holds more runs than FLUID_LIMIT_QUEUE_BATCH_RUNS
+    (default 1000); RESOURCE_EXHAUSTED, queueing nothing, when the batch would take a
+    task past its max_queued. An ALREADY_EXISTS is found only as the batch is added:
+    the other runs are queued then (queue them again with their run ids to learn their
+    state).
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]
     """Get the current state of a run.
@@ -68,7 +69,8 @@ class DispatcherServiceStub:
     Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
     """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListTasksRequest, _dispatcher_pb2.ListTasksResponse]
-    """List the registered tasks with their status.
+    """List the registered tasks, each as its info: definition, enabled flag, live workers
+    and running runs.
     Errors: none beyond transport errors.
     """
     SetTaskEnabled: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.SetTaskEnabledRequest, _dispatcher_pb2.SetTaskEnabledResponse]
@@ -113,15 +115,18 @@ class DispatcherServiceStub:
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]
     """List the run snapshots history refused (dead letters), oldest first.
-    Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+    Errors: INVALID_ARGUMENT for a limit above the largest page (see
+    ListDeadLettersRequest.limit) or a malformed cursor.
     """
     RetryDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RetryDeadLettersRequest, _dispatcher_pb2.RetryDeadLettersResponse]
     """Send dead letters to history again (they return to the outbox).
-    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+    FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
     """
     DropDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.DropDeadLettersRequest, _dispatcher_pb2.DropDeadLettersResponse]
     """Forget dead letters.
-    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+    FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
     """
 
 @_typing.type_check_only
@@ -144,10 +149,11 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """Queue many runs in one call (bulk enqueue). Every request is checked first: one
     invalid request refuses the whole batch and queues nothing.
     Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-    INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
-    nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
-    found only as the batch is added: the other runs are queued then (queue them again
-    with their run ids to learn their state).
+    INVALID_ARGUMENT when the batch holds more runs than FLUID_LIMIT_QUEUE_BATCH_RUNS
+    (default 1000); RESOURCE_EXHAUSTED, queueing nothing, when the batch would take a
+    task past its max_queued. An ALREADY_EXISTS is found only as the batch is added:
+    the other runs are queued then (queue them again with their run ids to learn their
+    state).
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetRunRequest, _dispatcher_pb2.GetRunResponse]  # type: ignore[assignment]
     """Get the current state of a run.
@@ -164,7 +170,8 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
     """
     ListTasks: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListTasksRequest, _dispatcher_pb2.ListTasksResponse]  # type: ignore[assignment]
-    """List the registered tasks with their status.
+    """List the registered tasks, each as its info: definition, enabled flag, live workers
+    and running runs.
     Errors: none beyond transport errors.
     """
     SetTaskEnabled: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.SetTaskEnabledRequest, _dispatcher_pb2.SetTaskEnabledResponse]  # type: ignore[assignment]
@@ -209,15 +216,18 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """List the run snapshots history refused (dead letters), oldest first.
-    Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+    Errors: INVALID_ARGUMENT for a limit above the largest page (see
+    ListDeadLettersRequest.limit) or a malformed cursor.
     """
     RetryDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RetryDeadLettersRequest, _dispatcher_pb2.RetryDeadLettersResponse]  # type: ignore[assignment]
     """Send dead letters to history again (they return to the outbox).
-    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+    FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
     """
     DropDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.DropDeadLettersRequest, _dispatcher_pb2.DropDeadLettersResponse]  # type: ignore[assignment]
     """Forget dead letters.
-    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+    Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+    FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
     """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -249,10 +259,11 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """Queue many runs in one call (bulk enqueue). Every request is checked first: one
         invalid request refuses the whole batch and queues nothing.
         Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-        INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
-        nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
-        found only as the batch is added: the other runs are queued then (queue them again
-        with their run ids to learn their state).
+        INVALID_ARGUMENT when the batch holds more runs than FLUID_LIMIT_QUEUE_BATCH_RUNS
+        (default 1000); RESOURCE_EXHAUSTED, queueing nothing, when the batch would take a
+        task past its max_queued. An ALREADY_EXISTS is found only as the batch is added:
+        the other runs are queued then (queue them again with their run ids to learn their
+        state).
         """
 
     @_abc_1.abstractmethod
@@ -293,7 +304,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.ListTasksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.ListTasksResponse, _abc.Awaitable[_dispatcher_pb2.ListTasksResponse]]:
-        """List the registered tasks with their status.
+        """List the registered tasks, each as its info: definition, enabled flag, live workers
+        and running runs.
         Errors: none beyond transport errors.
         """
 
@@ -386,7 +398,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.ListDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.ListDeadLettersResponse]]:
         """List the run snapshots history refused (dead letters), oldest first.
-        Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+        Errors: INVALID_ARGUMENT for a limit above the largest page (see
+        ListDeadLettersRequest.limit) or a malformed cursor.
         """
 
     @_abc_1.abstractmethod
@@ -396,7 +409,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RetryDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.RetryDeadLettersResponse]]:
         """Send dead letters to history again (they return to the outbox).
-        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+        FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
         """
 
     @_abc_1.abstractmethod
@@ -406,7 +420,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.DropDeadLettersResponse, _abc.Awaitable[_dispatcher_pb2.DropDeadLettersResponse]]:
         """Forget dead letters.
-        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+        Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+        FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
         """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -120,7 +120,9 @@ class ListRunsRequest(_message.Message):
     task: _builtins.str
     """Only runs of this task."""
     limit: _builtins.int
-    """Page size: default 50, at most 500."""
+    """Page size: 0 for the default, 50; at most 500 (PAGE_DEFAULT and PAGE_MAX in
+    fluid.scheduler.limits).
+    """
     cursor: _builtins.str
     """Opaque cursor from a previous response's next_cursor."""
     @_builtins.property

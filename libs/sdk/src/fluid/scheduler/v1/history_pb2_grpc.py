@@ -71,8 +71,8 @@ class HistoryServiceServicer:
 
     def ListRuns(self, request, context):
         """List runs, newest queued first, filtered and paginated with a cursor.
-        Errors: INVALID_ARGUMENT for a limit above 500, a malformed cursor or an
-        empty time range.
+        Errors: INVALID_ARGUMENT for a limit above the largest page (see
+        ListRunsRequest.limit), a malformed cursor or an empty time range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,8 +44,8 @@ class HistoryServiceStub:
     """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListRunsRequest, _history_pb2.ListRunsResponse]
     """List runs, newest queued first, filtered and paginated with a cursor.
-    Errors: INVALID_ARGUMENT for a limit above 500, a malformed cursor or an
-    empty time range.
+    Errors: INVALID_ARGUMENT for a limit above the largest page (see
+    ListRunsRequest.limit), a malformed cursor or an empty time range.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_history_pb2.HistoryServiceGetRunRequest, _history_pb2.HistoryServiceGetRunResponse]
     """Get one stored run.
@@ -68,8 +68,8 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_history_pb2.ListRunsRequest, _history_pb2.ListRunsResponse]  # type: ignore[assignment]
     """List runs, newest queued first, filtered and paginated with a cursor.
-    Errors: INVALID_ARGUMENT for a limit above 500, a malformed cursor or an
-    empty time range.
+    Errors: INVALID_ARGUMENT for a limit above the largest page (see
+    ListRunsRequest.limit), a malformed cursor or an empty time range.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_history_pb2.HistoryServiceGetRunRequest, _history_pb2.HistoryServiceGetRunResponse]  # type: ignore[assignment]
     """Get one stored run.
@@ -101,8 +101,8 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.ListRunsResponse, _abc.Awaitable[_history_pb2.ListRunsResponse]]:
         """List runs, newest queued first, filtered and paginated with a cursor.
-        Errors: INVALID_ARGUMENT for a limit above 500, a malformed cursor or an
-        empty time range.
+        Errors: INVALID_ARGUMENT for a limit above the largest page (see
+        ListRunsRequest.limit), a malformed cursor or an empty time range.
         """
 
     @_abc_1.abstractmethod

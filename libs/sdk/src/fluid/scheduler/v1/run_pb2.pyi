@@ -240,8 +240,9 @@ class Run(_message.Message):
 
     @_builtins.property
     def output_tail(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The last lines the attempt's process wrote to stdout and stderr, oldest first
-        (cpu-bound runs only; bounded by the runner's tail setting).
+        """The last lines the run printed or logged, oldest first: what its process wrote to
+        stdout and stderr on the cpu-runner, its log records on the io-worker
+        (FLUID_OUTPUT_TAIL_LINES of them, at most FLUID_LIMIT_OUTPUT_LINES).
         """
 
     def __init__(

@@ -272,7 +272,9 @@ Global___TaskDefinition: _TypeAlias = TaskDefinition  # noqa: Y015
 
 @_typing.final
 class TaskInfo(_message.Message):
-    """TaskInfo is a registered task with its live status."""
+    """TaskInfo is a registered task: its definition, enabled flag, live workers and running
+    runs.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -116,7 +116,8 @@ export const QueueRunResponseSchema: GenMessage<QueueRunResponse> = /*@__PURE__*
  */
 export type QueueRunsRequest = Message<"fluid.scheduler.v1.QueueRunsRequest"> & {
   /**
-   * The runs, each as QueueRun would take it (at most 1000).
+   * The runs, each as QueueRun would take it (at most FLUID_LIMIT_QUEUE_BATCH_RUNS,
+   * default 1000).
    *
    * @generated from field: repeated fluid.scheduler.v1.QueueRunRequest runs = 1;
    */
@@ -334,7 +335,7 @@ export type SetTaskEnabledRequest = Message<"fluid.scheduler.v1.SetTaskEnabledRe
   name: string;
 
   /**
-   * The new status.
+   * The new enabled flag: false disables the task.
    *
    * @generated from field: bool enabled = 2;
    */
@@ -839,8 +840,9 @@ export type RunReport = Message<"fluid.scheduler.v1.RunReport"> & {
   reason: string;
 
   /**
-   * The last lines the attempt's process wrote to stdout and stderr, oldest first
-   * (set by the cpu-runner; empty for runs executed on a worker's event loop).
+   * The last lines the attempt printed or logged, oldest first: what its process wrote
+   * to stdout and stderr on the cpu-runner, its log records on the io-worker
+   * (FLUID_OUTPUT_TAIL_LINES of them, at most FLUID_LIMIT_OUTPUT_LINES).
    *
    * @generated from field: repeated string output_tail = 7;
    */
@@ -1064,7 +1066,8 @@ export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
  */
 export type ListDeadLettersRequest = Message<"fluid.scheduler.v1.ListDeadLettersRequest"> & {
   /**
-   * Page size: default 50, at most 500.
+   * Page size: 0 for the default, 50; at most 500 (PAGE_DEFAULT and PAGE_MAX in
+   * fluid.scheduler.limits).
    *
    * @generated from field: int32 limit = 1;
    */
@@ -1120,7 +1123,7 @@ export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> 
  */
 export type RetryDeadLettersRequest = Message<"fluid.scheduler.v1.RetryDeadLettersRequest"> & {
   /**
-   * Ids of dead letters (at most 1000).
+   * Ids of dead letters (at most FLUID_LIMIT_QUEUE_BATCH_RUNS, default 1000).
    *
    * @generated from field: repeated string ids = 1;
    */
@@ -1169,7 +1172,7 @@ export const RetryDeadLettersResponseSchema: GenMessage<RetryDeadLettersResponse
  */
 export type DropDeadLettersRequest = Message<"fluid.scheduler.v1.DropDeadLettersRequest"> & {
   /**
-   * Ids of dead letters (at most 1000).
+   * Ids of dead letters (at most FLUID_LIMIT_QUEUE_BATCH_RUNS, default 1000).
    *
    * @generated from field: repeated string ids = 1;
    */
@@ -1272,10 +1275,11 @@ export const DispatcherService: GenService<{
    * Queue many runs in one call (bulk enqueue). Every request is checked first: one
    * invalid request refuses the whole batch and queues nothing.
    * Errors: as QueueRun, the message naming the failing entry (e.g. "runs[3].params.name");
-   * INVALID_ARGUMENT when the batch holds more than 1000 runs; RESOURCE_EXHAUSTED, queueing
-   * nothing, when the batch would take a task past its max_queued. An ALREADY_EXISTS is
-   * found only as the batch is added: the other runs are queued then (queue them again
-   * with their run ids to learn their state).
+   * INVALID_ARGUMENT when the batch holds more runs than FLUID_LIMIT_QUEUE_BATCH_RUNS
+   * (default 1000); RESOURCE_EXHAUSTED, queueing nothing, when the batch would take a
+   * task past its max_queued. An ALREADY_EXISTS is found only as the batch is added:
+   * the other runs are queued then (queue them again with their run ids to learn their
+   * state).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.QueueRuns
    */
@@ -1320,7 +1324,8 @@ export const DispatcherService: GenService<{
     output: typeof WatchRunResponseSchema;
   },
   /**
-   * List the registered tasks with their status.
+   * List the registered tasks, each as its info: definition, enabled flag, live workers
+   * and running runs.
    * Errors: none beyond transport errors.
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.ListTasks
@@ -1421,7 +1426,8 @@ export const DispatcherService: GenService<{
   },
   /**
    * List the run snapshots history refused (dead letters), oldest first.
-   * Errors: INVALID_ARGUMENT for a limit above 500 or a malformed cursor.
+   * Errors: INVALID_ARGUMENT for a limit above the largest page (see
+   * ListDeadLettersRequest.limit) or a malformed cursor.
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.ListDeadLetters
    */
@@ -1432,7 +1438,8 @@ export const DispatcherService: GenService<{
   },
   /**
    * Send dead letters to history again (they return to the outbox).
-   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+   * FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.RetryDeadLetters
    */
@@ -1443,7 +1450,8 @@ export const DispatcherService: GenService<{
   },
   /**
    * Forget dead letters.
-   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more than 1000 ids.
+   * Errors: INVALID_ARGUMENT when neither ids nor all is given, or more ids than
+   * FLUID_LIMIT_QUEUE_BATCH_RUNS (default 1000).
    *
    * @generated from rpc fluid.scheduler.v1.DispatcherService.DropDeadLetters
    */

@@ -149,7 +149,8 @@ export type ListRunsRequest = Message<"fluid.scheduler.v1.ListRunsRequest"> & {
   tags: string[];
 
   /**
-   * Page size: default 50, at most 500.
+   * Page size: 0 for the default, 50; at most 500 (PAGE_DEFAULT and PAGE_MAX in
+   * fluid.scheduler.limits).
    *
    * @generated from field: int32 limit = 7;
    */
@@ -264,8 +265,8 @@ export const HistoryService: GenService<{
   },
   /**
    * List runs, newest queued first, filtered and paginated with a cursor.
-   * Errors: INVALID_ARGUMENT for a limit above 500, a malformed cursor or an
-   * empty time range.
+   * Errors: INVALID_ARGUMENT for a limit above the largest page (see
+   * ListRunsRequest.limit), a malformed cursor or an empty time range.
    *
    * @generated from rpc fluid.scheduler.v1.HistoryService.ListRuns
    */

@@ -196,8 +196,9 @@ export type Run = Message<"fluid.scheduler.v1.Run"> & {
   version: bigint;
 
   /**
-   * The last lines the attempt's process wrote to stdout and stderr, oldest first
-   * (cpu-bound runs only; bounded by the runner's tail setting).
+   * The last lines the run printed or logged, oldest first: what its process wrote to
+   * stdout and stderr on the cpu-runner, its log records on the io-worker
+   * (FLUID_OUTPUT_TAIL_LINES of them, at most FLUID_LIMIT_OUTPUT_LINES).
    *
    * @generated from field: repeated string output_tail = 21;
    */

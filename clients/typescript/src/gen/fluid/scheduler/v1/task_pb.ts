@@ -318,7 +318,8 @@ export const TaskDefinitionSchema: GenMessage<TaskDefinition> = /*@__PURE__*/
   messageDesc(file_fluid_scheduler_v1_task, 4);
 
 /**
- * TaskInfo is a registered task with its live status.
+ * TaskInfo is a registered task: its definition, enabled flag, live workers and running
+ * runs.
  *
  * @generated from message fluid.scheduler.v1.TaskInfo
  */
