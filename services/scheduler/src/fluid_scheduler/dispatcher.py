@@ -26,16 +26,16 @@ class DispatcherTasks:
     async def scheduled_tasks(self) -> list[ScheduledTask]:
         return [
             ScheduledTask(
-                name=registered.definition.name,
-                schedule=registered.definition.schedule,
-                enabled=registered.enabled,
-                randomize=self.randomizers.get(registered.definition.name),
+                name=info.definition.name,
+                schedule=info.definition.schedule,
+                enabled=info.enabled,
+                randomize=self.randomizers.get(info.definition.name),
             )
-            for registered in await self.client.list_tasks()
-            if registered.definition.schedule is not None
+            for info in await self.client.list_tasks()
+            if info.definition.schedule is not None
         ]
 
-    async def queue_request(self, request: RunRequest) -> str:
+    async def queue_run(self, request: RunRequest) -> str:
         queued = await self.client.queue_run(
             request.task,
             request.params,
@@ -47,5 +47,5 @@ class DispatcherTasks:
         )
         return queued.id
 
-    async def queue_requests(self, requests: Sequence[RunRequest]) -> list[str]:
+    async def queue_runs(self, requests: Sequence[RunRequest]) -> list[str]:
         return [run.id for run in await self.client.queue_requests(requests)]
