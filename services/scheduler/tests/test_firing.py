@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from fluid.scheduler import crontab, every
 from fluid.scheduler.errors import InvalidArgumentError, UnavailableError
+from fluid.scheduler.limits import limits
 from fluid_scheduler.domain.firing import SlotFirer
 from fluid_scheduler.domain.records import ScheduledTask
 from fluid_scheduler.domain.slots import slot_key
@@ -103,12 +106,14 @@ async def test_a_failed_queue_call_is_retried_and_the_slot_still_fires() -> None
     dispatcher.failures = [UnavailableError("dispatcher restarting")] * 3
     clock.move_to(at(2))
     wake = await firer.step()
-    assert wake == at(2) + firer.config.retry_delay
+    retry = timedelta(seconds=firer.config.tick)
+    assert wake == at(2) + retry
     status = (await firer.status()).schedules[0]
     assert "dispatcher restarting" in status.last_error
     await run_until(clock, at(3.5), firer)
     assert seconds(dispatcher.fired("tick")) == [1, 2, 3]
-    assert dispatcher.runs[slot_key("tick", at(2))].queued == at(2.75)
+    # Three failed calls, each followed by a try one tick later.
+    assert dispatcher.runs[slot_key("tick", at(2))].queued == at(2) + 3 * retry
     assert (await firer.status()).schedules[0].last_error == ""
 
 
@@ -130,6 +135,23 @@ async def test_tasks_sharing_a_slot_are_queued_in_one_bulk_call() -> None:
     await run_until(clock, at(3.5), firer)
     assert (dispatcher.calls, dispatcher.bulk_calls) == (3, 3)
     assert all(seconds(dispatcher.fired(task.name)) == [1, 2, 3] for task in tasks)
+
+
+async def test_a_pass_is_cut_into_bulk_calls_of_the_dispatchers_batch_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLUID_LIMIT_QUEUE_BATCH_RUNS", "2")
+    limits.cache_clear()
+    try:
+        tasks = [ScheduledTask(f"t{n}", every(timedelta(seconds=1))) for n in range(5)]
+        clock, dispatcher, store = system(*tasks)
+        firer = await started(dispatcher, store)
+        await run_until(clock, at(1.5), firer)
+    finally:
+        limits.cache_clear()  # the next caller reads the environment monkeypatch restores
+    # Five runs of one slot, two per call at most: two bulk calls and a single one.
+    assert (dispatcher.calls, dispatcher.bulk_calls) == (3, 2)
+    assert all(seconds(dispatcher.fired(task.name)) == [1] for task in tasks)
 
 
 async def test_a_refused_run_does_not_hold_back_the_others_of_its_bulk_call() -> None:

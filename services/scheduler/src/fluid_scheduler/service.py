@@ -67,7 +67,7 @@ class SchedulerService:
             config=FiringConfig(
                 misfire_grace=timedelta(seconds=settings.scheduler_misfire_grace_seconds),
                 call_timeout=settings.scheduler_call_timeout_seconds,
-                retry_delay=timedelta(seconds=settings.scheduler_tick_seconds),
+                tick=settings.scheduler_tick_seconds,
                 max_concurrent_queues=settings.scheduler_max_concurrent_queues,
                 summary_interval=settings.scheduler_summary_interval_seconds,
             ),
@@ -86,9 +86,7 @@ class SchedulerService:
                 self.firer.refresh_forever(self.settings.scheduler_refresh_seconds),
                 name="scheduler-refresh",
             ),
-            asyncio.create_task(
-                self.firer.run(self.settings.scheduler_tick_seconds), name="scheduler-passes"
-            ),
+            asyncio.create_task(self.firer.run(), name="scheduler-passes"),
         ]
 
     async def stop(self, grace: float) -> None:

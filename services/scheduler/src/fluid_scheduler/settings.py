@@ -23,7 +23,7 @@ class SchedulerSettings(BrokerSettings, TaskModuleSettings):
 
     # Longest sleep between two passes. Fires do not wait for it (the leader wakes at
     # each slot); it bounds how soon a standby takes a free lease and a retry happens.
-    scheduler_tick_seconds: float = Field(default=0.1, gt=0)
+    scheduler_tick_seconds: float = Field(default=_DEFAULTS.tick, gt=0)
     # The leader lease: a standby takes over at most this long (plus a tick) after the
     # leader dies, at once after it stops gracefully.
     scheduler_lease_ttl_seconds: float = Field(default=5.0, gt=0)

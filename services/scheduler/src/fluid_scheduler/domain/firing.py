@@ -30,6 +30,7 @@ from fluid.scheduler.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
+from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RunRequest, ScheduleInfo, SchedulerStatus
 from fluid.scheduler.schedules import every
 from fluid.service.loops import LoopHealth
@@ -46,7 +47,9 @@ T = TypeVar("T")
 
 # A run accepted later than this after its slot is worth a warning line of its own.
 LATE_WARNING_SECONDS = 1.0
-# The most runs one bulk QueueRuns call carries (the dispatcher takes up to 1000).
+# The most runs one bulk QueueRuns call carries, below the dispatcher's limit
+# (FLUID_LIMIT_QUEUE_BATCH_RUNS): the SDK client sends at most 500 runs per call anyway
+# (Client.queue_requests), and this keeps a chunk one call, taken or refused whole.
 MAX_BATCH = 500
 PASS_LOOP = "scheduler-pass"
 REFRESH_LOOP = "scheduler-task-refresh"
@@ -60,8 +63,9 @@ class FiringConfig:
     # One dispatcher call (QueueRun(s), ListTasks) or store write may take this long before
     # it counts as failed.
     call_timeout: float = 5.0
-    # After a failed QueueRun the task's slot is tried again this much later.
-    retry_delay: timedelta = timedelta(seconds=0.25)
+    # Longest sleep between two passes (``run``); a slot whose QueueRun failed is tried
+    # again one tick later.
+    tick: float = 0.1
     # Single QueueRun calls in flight at once, when a refused bulk call is retried run by run.
     max_concurrent_queues: int = 64
     # Seconds between two "fired N slots, lateness ..." log lines.
@@ -231,7 +235,8 @@ class SlotFirer:
 
     async def _queue(self, fires: list[_Fire]) -> list[str | Exception]:
         """Queue every fire of a pass, in bulk: the run id, or the error, of each."""
-        chunks = [fires[i : i + MAX_BATCH] for i in range(0, len(fires), MAX_BATCH)]
+        size = min(MAX_BATCH, limits().queue_batch_runs)
+        chunks = [fires[i : i + size] for i in range(0, len(fires), size)]
         queued = await asyncio.gather(*(self._queue_chunk(chunk) for chunk in chunks))
         return [id_or_error for chunk in queued for id_or_error in chunk]
 
@@ -298,7 +303,7 @@ class SlotFirer:
                 logger.warning(
                     "%s: queueing slot %s failed, retrying: %r", task.name, slot, id_or_error
                 )
-                progress.next_due = accepted + self.config.retry_delay
+                progress.next_due = accepted + timedelta(seconds=self.config.tick)
                 return
             self._record_fired(task, progress, fire, id_or_error, accepted)
             if not await self._advance(task, progress, slot, id_or_error):
@@ -376,8 +381,8 @@ class SlotFirer:
             return await call
 
     # -- running -----------------------------------------------------------------------
-    async def run(self, tick: float) -> None:
-        """Pass after pass until cancelled, sleeping until the next due slot (at most ``tick``).
+    async def run(self) -> None:
+        """Pass after pass until cancelled, sleeping until the next due slot (at most a tick).
 
         Waking at the slot itself, not at the next tick, is what keeps lateness to a few
         milliseconds; the tick bounds how soon a standby notices a free lease.
@@ -394,6 +399,7 @@ class SlotFirer:
             if self.clock.monotonic() >= next_summary:
                 next_summary += self.config.summary_interval
                 self._log_summary()
+            tick = self.config.tick
             delay = tick
             if wake is not None:
                 delay = min(tick, max(0.0, (wake - self.clock.now()).total_seconds()))
