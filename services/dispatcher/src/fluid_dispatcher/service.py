@@ -14,9 +14,9 @@ from fluid.service.host import ServiceContext
 from fluid.service.loops import cancel_and_wait
 
 from .api.servicer import DispatcherServicer
-from .domain.dispatcher import Dispatcher, DispatcherConfig
+from .domain.dispatcher import HOUSEKEEPING_LOOP, Dispatcher, DispatcherConfig
 from .domain.ports import QueueStore
-from .history_forwarder import HistoryForwarder
+from .history_forwarder import LOOP_NAME, HistoryForwarder
 from .settings import DispatcherSettings
 from .store.memory import MemoryQueueStore
 from .store.redis import RedisQueueStore
@@ -64,7 +64,7 @@ class DispatcherService:
         self._background.append(
             asyncio.create_task(
                 self.dispatcher.run_housekeeping(self.settings.housekeeping_interval_seconds),
-                name="dispatcher-housekeeping",
+                name=HOUSEKEEPING_LOOP,
             )
         )
         if self.settings.history_forward:
@@ -74,7 +74,7 @@ class DispatcherService:
                 self.settings.history_batch_size,
                 health=self.dispatcher.health,
             )
-            self._background.append(asyncio.create_task(forwarder.run(), name="history-forwarder"))
+            self._background.append(asyncio.create_task(forwarder.run(), name=LOOP_NAME))
 
     async def stop(self, grace: float) -> None:
         if self.settings.history_forward:

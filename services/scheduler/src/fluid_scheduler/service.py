@@ -18,7 +18,7 @@ from fluid.service.loops import cancel_and_wait
 
 from .api.servicer import SchedulerServicer
 from .dispatcher import DispatcherTasks
-from .domain.firing import FiringConfig, SlotFirer
+from .domain.firing import PASS_LOOP, REFRESH_LOOP, FiringConfig, SlotFirer
 from .domain.leadership import Leadership, SystemClock
 from .domain.ports import SchedulerStore
 from .settings import SchedulerSettings
@@ -84,9 +84,9 @@ class SchedulerService:
         self._loops = [
             asyncio.create_task(
                 self.firer.refresh_forever(self.settings.scheduler_refresh_seconds),
-                name="scheduler-refresh",
+                name=REFRESH_LOOP,
             ),
-            asyncio.create_task(self.firer.run(), name="scheduler-passes"),
+            asyncio.create_task(self.firer.run(), name=PASS_LOOP),
         ]
 
     async def stop(self, grace: float) -> None:

@@ -51,6 +51,12 @@ logger = logging.getLogger("fluid.worker")
 
 # Registration tries at start while the dispatcher is unreachable (minutes at the cap).
 REGISTER_TRIES = 1000
+# The worker's loops, as its health and its asyncio tasks name them (registering at
+# start is reported as a loop too).
+REGISTER_LOOP = "register"
+LEASE_LOOP = "lease-loop"
+HEARTBEAT_LOOP = "heartbeat-loop"
+REPORT_LOOP = "report-loop"
 
 
 # The service a worker of each kind runs in, as its loops' health metrics name it.
@@ -184,22 +190,21 @@ class LeasingWorker:
                 await self.register()
                 break
             except UnavailableError as error:
-                self._health.failed("register", error)
+                self._health.failed(REGISTER_LOOP, error)
                 await backoff.sleep()
         else:
             await self.register()  # the last try: its error is the caller's
-        self._health.ok("register")
+        self._health.ok(REGISTER_LOOP)
         self._heartbeat_due = asyncio.get_running_loop().time() + self.heartbeat_interval
         self._loops = [
             asyncio.create_task(
-                self._supervise("lease-loop", self._lease, until=self._stopping),
-                name="lease-loop",
+                self._supervise(LEASE_LOOP, self._lease, until=self._stopping), name=LEASE_LOOP
             ),
             asyncio.create_task(
-                self._supervise("heartbeat-loop", self._heartbeat), name="heartbeat-loop"
+                self._supervise(HEARTBEAT_LOOP, self._heartbeat), name=HEARTBEAT_LOOP
             ),
             asyncio.create_task(
-                self._supervise("report-loop", self._reporter.step), name="report-loop"
+                self._supervise(REPORT_LOOP, self._reporter.step), name=REPORT_LOOP
             ),
         ]
 
