@@ -16,7 +16,7 @@ from fluid.service.loops import cancel_and_wait
 from .api.servicer import SERVICE_NAME, HistoryServicer
 from .domain.history import RunHistory
 from .domain.ports import RunStore
-from .domain.retention import Retention
+from .domain.retention import RETENTION_LOOP, Retention
 from .metrics import IngestLag
 from .settings import HistorySettings
 from .store.engine import database_errors
@@ -70,9 +70,7 @@ class HistoryService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if self._retention is not None:
-            self._retention_task = asyncio.create_task(
-                self._retention.run(), name="history-retention"
-            )
+            self._retention_task = asyncio.create_task(self._retention.run(), name=RETENTION_LOOP)
 
     async def stop(self, grace: float) -> None:
         task, self._retention_task = self._retention_task, None

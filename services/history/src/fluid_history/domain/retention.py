@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fluid.scheduler.errors import UnavailableError
 from fluid.scheduler.run import utcnow
+from fluid.service.loops import Backoff, LoopHealth
 
 from .ports import ExpiringStore
 
 logger = logging.getLogger("fluid.history.retention")
+
+RETENTION_LOOP = "history-retention"
 
 
 class Retention:
@@ -26,6 +28,7 @@ class Retention:
         batch_size: int,
         interval: float,
         clock: Callable[[], datetime] = utcnow,
+        health: LoopHealth | None = None,
     ) -> None:
         if days <= 0:
             raise ValueError("retention needs a positive number of days (0 means keep all)")
@@ -34,6 +37,9 @@ class Retention:
         self._batch_size = batch_size
         self._interval = interval
         self._clock = clock
+        # The loop reports here like every background loop: a failing pass shows as a
+        # degraded loop (the fluid.loops.degraded metric), logged once per incident.
+        self.health = health or LoopHealth(owner="history")
 
     async def purge(self) -> int:
         """Delete every run queued before now minus the retention; return how many."""
@@ -47,17 +53,20 @@ class Retention:
                 return deleted
 
     async def run(self) -> None:
-        """Purge now and then every ``interval`` seconds, until cancelled."""
+        """Purge now and then every ``interval`` seconds, until cancelled; a failed pass
+        is tried again after a back-off, not an interval later."""
+        backoff = Backoff()
         while True:
             try:
                 deleted = await self.purge()
-            except UnavailableError as error:
-                # The database is away: the next pass deletes what this one could not.
-                logger.warning("history retention skipped a pass: %s", error)
-            except Exception:
-                # Keep the loop alive: expired runs must not pile up after one odd failure.
-                logger.exception("history retention pass failed")
-            else:
-                if deleted:
-                    logger.info("history retention deleted %d runs", deleted)
+            except Exception as error:
+                # Keep the loop alive: expired runs must not pile up after one odd failure
+                # (or a database away for a while).
+                self.health.failed(RETENTION_LOOP, error)
+                await backoff.sleep()
+                continue
+            self.health.ok(RETENTION_LOOP)
+            backoff.reset()
+            if deleted:
+                logger.info("history retention deleted %d runs", deleted)
             await asyncio.sleep(self._interval)
