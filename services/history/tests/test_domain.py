@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fluid.scheduler.errors import InvalidArgumentError
+from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX
 from fluid.scheduler.run import newest_first_per_run
 from fluid_history.domain import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
     Cursor,
     RecordResult,
     RefusedSnapshot,
@@ -60,11 +59,11 @@ def test_malformed_cursor_is_invalid_argument(text: str) -> None:
 
 
 def test_query_limit_defaults_and_bounds() -> None:
-    assert RunQuery().limit == DEFAULT_LIMIT
-    assert RunQuery(limit=0).limit == DEFAULT_LIMIT
-    assert RunQuery(limit=MAX_LIMIT).limit == MAX_LIMIT
+    assert RunQuery().limit == PAGE_DEFAULT
+    assert RunQuery(limit=0).limit == PAGE_DEFAULT
+    assert RunQuery(limit=PAGE_MAX).limit == PAGE_MAX
     with pytest.raises(InvalidArgumentError, match=r"^limit: at most 500$"):
-        RunQuery(limit=MAX_LIMIT + 1)
+        RunQuery(limit=PAGE_MAX + 1)
     with pytest.raises(InvalidArgumentError, match=r"^limit: "):
         RunQuery(limit=-1)
 

@@ -105,11 +105,11 @@ class FakeDispatcher:
             )
         return self.runs[key].id
 
-    async def queue_run(self, request: RunRequest) -> str:
+    async def queue_request(self, request: RunRequest) -> str:
         self._call([request])
         return self._add(request)
 
-    async def queue_runs(self, requests: Sequence[RunRequest]) -> list[str]:
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> list[str]:
         self.bulk_calls += 1
         self._call(requests)
         return [self._add(request) for request in requests]

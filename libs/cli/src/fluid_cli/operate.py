@@ -9,7 +9,7 @@ import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fluid.scheduler import Client
-from fluid.scheduler.limits import PAGE_MAX
+from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX
 from fluid.scheduler.models import QueueStatus
 from fluid.service.channel import open_channel
 
@@ -57,7 +57,7 @@ async def _health(address: str) -> str:
 @dead_letters_app.callback()
 def dead_letters(
     typer_context: typer.Context,
-    limit: Annotated[int, typer.Option(help=f"How many (at most {PAGE_MAX}).")] = 50,
+    limit: Annotated[int, typer.Option(help=f"How many (at most {PAGE_MAX}).")] = PAGE_DEFAULT,
     cursor: CursorOption = "",
     as_json: JsonOption = False,
 ) -> None:

@@ -35,7 +35,7 @@ class DispatcherTasks:
             if info.definition.schedule is not None
         ]
 
-    async def queue_run(self, request: RunRequest) -> str:
+    async def queue_request(self, request: RunRequest) -> str:
         queued = await self.client.queue_run(
             request.task,
             request.params,
@@ -47,5 +47,5 @@ class DispatcherTasks:
         )
         return queued.id
 
-    async def queue_runs(self, requests: Sequence[RunRequest]) -> list[str]:
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> list[str]:
         return [run.id for run in await self.client.queue_requests(requests)]

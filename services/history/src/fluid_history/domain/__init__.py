@@ -8,12 +8,10 @@ domain. Errors are fluid's typed errors.
 from .cursor import Cursor
 from .history import RunHistory
 from .ports import ExpiringStore, RunStore
-from .query import DEFAULT_LIMIT, MAX_LIMIT, RunPage, RunQuery
+from .query import RunPage, RunQuery
 from .snapshots import SKIP_DB_TAG, RecordResult, RefusedSnapshot
 
 __all__ = [
-    "DEFAULT_LIMIT",
-    "MAX_LIMIT",
     "SKIP_DB_TAG",
     "Cursor",
     "ExpiringStore",

@@ -13,10 +13,6 @@ from fluid.scheduler.run import JsonValue, Run
 
 from .cursor import Cursor
 
-# History's names for the page sizes every listing shares.
-DEFAULT_LIMIT = PAGE_DEFAULT
-MAX_LIMIT = PAGE_MAX
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunQuery:
@@ -32,16 +28,16 @@ class RunQuery:
     queued_before: datetime | None = None
     params_contain: Mapping[str, JsonValue] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
-    limit: int = DEFAULT_LIMIT
+    limit: int = PAGE_DEFAULT
     after: Cursor | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 0:
             raise InvalidArgumentError("limit: must not be negative")
-        if self.limit > MAX_LIMIT:
-            raise InvalidArgumentError(f"limit: at most {MAX_LIMIT}")
+        if self.limit > PAGE_MAX:
+            raise InvalidArgumentError(f"limit: at most {PAGE_MAX}")
         if self.limit == 0:
-            object.__setattr__(self, "limit", DEFAULT_LIMIT)
+            object.__setattr__(self, "limit", PAGE_DEFAULT)
         for name in ("queued_after", "queued_before"):
             when = getattr(self, name)
             if when is not None and when.tzinfo is None:

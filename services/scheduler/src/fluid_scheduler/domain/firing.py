@@ -244,8 +244,8 @@ class SlotFirer:
         requests = [fire.request for fire in fires]
         try:
             if len(requests) == 1:
-                return [await self._bounded(self.queuer.queue_run(requests[0]))]
-            return list(await self._bounded(self.queuer.queue_runs(requests)))
+                return [await self._bounded(self.queuer.queue_request(requests[0]))]
+            return list(await self._bounded(self.queuer.queue_requests(requests)))
         except (
             NotFoundError,
             InvalidArgumentError,
@@ -263,7 +263,7 @@ class SlotFirer:
     async def _queue_one(self, request: RunRequest) -> str | Exception:
         try:
             async with self._one_by_one:
-                return await self._bounded(self.queuer.queue_run(request))
+                return await self._bounded(self.queuer.queue_request(request))
         except Exception as error:
             return error
 

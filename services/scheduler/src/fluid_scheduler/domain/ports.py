@@ -56,8 +56,8 @@ class TaskSource(Protocol):
 class SlotQueuer(Protocol):
     """Where slots' runs are queued: the dispatcher."""
 
-    async def queue_run(self, request: RunRequest) -> str:
+    async def queue_request(self, request: RunRequest) -> str:
         """Queue ``request`` once per idempotency key; the run's id."""
 
-    async def queue_runs(self, requests: Sequence[RunRequest]) -> Sequence[str]:
+    async def queue_requests(self, requests: Sequence[RunRequest]) -> Sequence[str]:
         """Queue every request in one call, all or nothing; their runs' ids, in order."""
