@@ -19,12 +19,8 @@ from fluid.scheduler import (
     every,
     task,
 )
-from fluid.scheduler.models import (
-    RunReport,
-    ScheduleInfo,
-    SchedulerStatus,
-    SlotLateness,
-)
+from fluid.scheduler.models import RunReport
+from fluid.scheduler.status import ScheduleInfo, SchedulerStatus, SlotLateness
 from fluid.scheduler.v1 import dispatcher_pb2, run_pb2, scheduler_pb2, task_pb2
 from fluid.scheduler.wire import (
     WireError,

@@ -28,7 +28,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from fluid.scheduler import Client
-from fluid.scheduler.models import SchedulerStatus
+from fluid.scheduler.status import SchedulerStatus
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]

@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fluid.scheduler import Client
-from fluid.scheduler.models import SchedulerStatus
+from fluid.scheduler.status import SchedulerStatus
 
 from process_helpers import free_port, serving, stop_processes
 from servers import redis_url

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fluid.scheduler import Client
 from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX
-from fluid.scheduler.models import QueueStatus
+from fluid.scheduler.status import QueueStatus
 from fluid.service.channel import open_channel
 
 from .app import CursorOption, JsonOption, call

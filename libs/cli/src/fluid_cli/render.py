@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fluid.scheduler import Run, RunPage, TaskInfo, TaskState
-from fluid.scheduler.models import DeadLetter, QueueStatus, ScheduleInfo, WorkerKind
+from fluid.scheduler.models import WorkerKind
+from fluid.scheduler.status import DeadLetter, QueueStatus, ScheduleInfo
 
 console = Console()
 # Errors, progress bars and notes go to stderr so that stdout stays parseable.

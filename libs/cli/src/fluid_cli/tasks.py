@@ -6,7 +6,7 @@ import typer
 
 from fluid.scheduler import Client, TaskInfo
 from fluid.scheduler.errors import FluidError
-from fluid.scheduler.models import ScheduleInfo
+from fluid.scheduler.status import ScheduleInfo
 
 from .app import JsonOption, TaskNameArgument, call
 from .render import console, print_tasks

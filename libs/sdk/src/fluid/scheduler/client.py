@@ -19,15 +19,9 @@ from . import wire
 from .definition import TaskInfo
 from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
 from .limits import batches, limits
-from .models import (
-    DeadLetter,
-    QueueStatus,
-    RunRequest,
-    SchedulerStatus,
-    TaskPriority,
-    TaskState,
-)
+from .models import RunRequest, TaskPriority, TaskState
 from .run import Run, new_run_id
+from .status import DeadLetter, QueueStatus, SchedulerStatus
 from .task import Task
 from .v1 import (
     dispatcher_pb2,

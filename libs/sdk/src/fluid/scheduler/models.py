@@ -10,9 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidArgumentError
-from .health import DegradedLoop
 from .limits import check_json, json_size, limits, storable_text, truncated
-from .schedules import Scheduler
 
 # A task's timeout when it sets none (the seed's default), wherever a definition is made.
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -238,46 +236,6 @@ class RunRequest:
     trace_context: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleInfo:
-    """A scheduled task as the scheduler service sees it."""
-
-    task: str
-    # The schedule in words, as ``str(schedule)``.
-    description: str = ""
-    schedule: Scheduler | None = None
-    enabled: bool = True
-    # The slot the next run will be queued for (None while disabled).
-    next_fire: datetime | None = None
-    last_slot: datetime | None = None
-    last_run_id: str = ""
-    # Slots the current leader found missed since it took the lead.
-    missed_slots: int = 0
-    last_error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SlotLateness:
-    """How late a scheduler queued runs (slot time to run accepted), in seconds."""
-
-    count: int = 0
-    p50: float = 0.0
-    p99: float = 0.0
-    max: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStatus:
-    """What a scheduler replica reports: the schedules, who leads, its lateness."""
-
-    schedules: tuple[ScheduleInfo, ...] = ()
-    leader_id: str = ""
-    replica_id: str = ""
-    # Set when the answering replica is the leader.
-    leader_since: datetime | None = None
-    lateness: SlotLateness = field(default_factory=SlotLateness)
-
-
 class WorkerKind(enum.StrEnum):
     """Which runs a worker executes: a task's ``cpu_bound`` flag picks its workers' kind."""
 
@@ -288,18 +246,6 @@ class WorkerKind(enum.StrEnum):
     def of(cls, cpu_bound: bool) -> WorkerKind:
         """The kind of worker that executes a task with this ``cpu_bound`` flag."""
         return cls.cpu if cpu_bound else cls.io
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    """A live worker and its load, as the dispatcher sees it."""
-
-    worker_id: str
-    kind: WorkerKind
-    tasks: tuple[str, ...]
-    concurrency: int
-    running: int
-    last_seen: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,30 +266,3 @@ class ReportReply:
     ignored: list[str] = field(default_factory=list)
     # (run id, reason) of reports refused as malformed: their runs ended failed.
     rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A run snapshot history refused, kept with the reason until retried or dropped."""
-
-    id: str
-    run_id: str
-    task: str
-    state: TaskState
-    version: int
-    reason: str
-    time: datetime
-    size_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatus:
-    """Runs waiting per priority, the live workers, the dead letters, the snapshots not
-    yet in history and the answering dispatcher's failing background loops."""
-
-    depths: dict[TaskPriority, int] = field(default_factory=dict)
-    workers: tuple[WorkerStatus, ...] = ()
-    dead_letters: int = 0
-    oldest_dead_letter: datetime | None = None
-    outbox_pending: int = 0
-    degraded_loops: tuple[DegradedLoop, ...] = ()

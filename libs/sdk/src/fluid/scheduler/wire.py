@@ -16,21 +16,23 @@ from .definition import TaskDefinition, TaskInfo
 from .health import DegradedLoop
 from .models import (
     DEFAULT_TIMEOUT_SECONDS,
-    DeadLetter,
-    QueueStatus,
     RetryPolicy,
     RunError,
     RunReport,
-    ScheduleInfo,
-    SchedulerStatus,
-    SlotLateness,
     TaskPriority,
     TaskState,
     WorkerKind,
-    WorkerStatus,
 )
 from .run import JsonValue, Run
 from .schedules import Scheduler, crontab, every
+from .status import (
+    DeadLetter,
+    QueueStatus,
+    ScheduleInfo,
+    SchedulerStatus,
+    SlotLateness,
+    WorkerStatus,
+)
 from .v1 import dispatcher_pb2, run_pb2, scheduler_pb2, task_pb2
 
 _STATE_TO_PB = {

@@ -19,19 +19,17 @@ from fluid.scheduler.errors import (
 )
 from fluid.scheduler.limits import PAGE_DEFAULT, PAGE_MAX, check_json, check_text, limits
 from fluid.scheduler.models import (
-    DeadLetter,
     HeartbeatReply,
-    QueueStatus,
     ReportReply,
     RunError,
     RunReport,
     RunRequest,
     TaskState,
     WorkerKind,
-    WorkerStatus,
     sendable_report,
 )
 from fluid.scheduler.run import Run, new_run_id, utcnow
+from fluid.scheduler.status import DeadLetter, QueueStatus, WorkerStatus
 from fluid.service.loops import LoopHealth
 
 from ..metrics import DispatcherMetrics

@@ -24,8 +24,9 @@ from typing import Protocol
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority
+from fluid.scheduler.models import HeartbeatReply, TaskPriority
 from fluid.scheduler.run import Run
+from fluid.scheduler.status import DeadLetter
 
 from .records import Lease, TaskRecord, WorkerRecord
 

@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import ResourceExhaustedError
-from fluid.scheduler.models import DeadLetter, HeartbeatReply, TaskPriority, TaskState
+from fluid.scheduler.models import HeartbeatReply, TaskPriority, TaskState
 from fluid.scheduler.run import Run
+from fluid.scheduler.status import DeadLetter
 
 from ..domain import transitions
 from ..domain.ordering import ready_score

@@ -54,15 +54,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fluid.scheduler import wire
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import FluidError, ResourceExhaustedError, UnavailableError
-from fluid.scheduler.models import (
-    DeadLetter,
-    HeartbeatReply,
-    RunError,
-    TaskPriority,
-    TaskState,
-    WorkerKind,
-)
+from fluid.scheduler.models import HeartbeatReply, RunError, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
+from fluid.scheduler.status import DeadLetter
 from fluid.scheduler.v1 import task_pb2
 
 from ..domain.ordering import ready_score

@@ -31,8 +31,9 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
 )
 from fluid.scheduler.limits import limits
-from fluid.scheduler.models import RunRequest, ScheduleInfo, SchedulerStatus
+from fluid.scheduler.models import RunRequest
 from fluid.scheduler.schedules import every
+from fluid.scheduler.status import ScheduleInfo, SchedulerStatus
 from fluid.service.loops import LoopHealth
 
 from ..metrics import LatenessMetric

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from fluid.scheduler.models import SlotLateness
+from fluid.scheduler.status import SlotLateness
 
 WINDOW = 10_000
 
