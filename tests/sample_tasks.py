@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import timedelta
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from fluid.scheduler import (
     RetryPolicy,
@@ -26,6 +27,38 @@ class Greeting(BaseModel):
 @task
 async def say_hi(ctx: TaskRun[Greeting]) -> str:
     return f"Hi {ctx.params.name}!"
+
+
+class Vault(BaseModel):
+    key: SecretStr
+    label: str = ""
+
+
+class Login(BaseModel):
+    user: str
+    token: SecretStr
+    vault: Vault | None = None
+
+
+def _digest(secret: SecretStr) -> str:
+    return hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
+
+
+@task
+async def login(ctx: TaskRun[Login]) -> dict[str, str]:
+    """Digests of the secrets the task received: tests compare them with what they sent,
+    and the result (which is not masked) holds no secret."""
+    vault = ctx.params.vault
+    return {"token": _digest(ctx.params.token), "key": _digest(vault.key) if vault else ""}
+
+
+@task
+async def login_later(ctx: TaskRun[Login]) -> str:
+    """Queues ``login`` as a child with its own secrets (as SecretStr): the child's id."""
+    child = await ctx.queue(
+        login, user=ctx.params.user, token=ctx.params.token, vault=ctx.params.vault
+    )
+    return child.id
 
 
 class Failing(BaseModel):
@@ -112,6 +145,13 @@ async def echo(ctx: TaskRun[Echo]) -> str:
 @task(cpu_bound=True)
 async def crunch(ctx: TaskRun) -> int:
     return sum(range(1000))
+
+
+@task(cpu_bound=True)
+async def relay(ctx: TaskRun[Greeting]) -> str:
+    """Queues a say_hi from its own process: that process dials the dispatcher itself."""
+    child = await ctx.queue("say_hi", name=ctx.params.name)
+    return child.id
 
 
 class Notifications(TaskManagerPlugin):

@@ -16,6 +16,7 @@ from fluid.scheduler.models import TaskPriority, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc
 from fluid.service.loops import LoopHealth
+from fluid_dispatcher.domain.dispatcher import Dispatcher
 from fluid_dispatcher.history_forwarder import LOOP_NAME, HistoryForwarder
 from fluid_dispatcher.store.memory import MemoryQueueStore
 
@@ -98,7 +99,9 @@ async def _drained(store: MemoryQueueStore) -> None:
 async def forwarding(history_address: str) -> AsyncIterator[tuple[MemoryQueueStore, LoopHealth]]:
     store = MemoryQueueStore()
     health = LoopHealth()
-    forwarder = HistoryForwarder(store, history_address, batch_size=50, linger=0, health=health)
+    forwarder = HistoryForwarder(
+        store, history_address, Dispatcher(store).masked, batch_size=50, linger=0, health=health
+    )
     loop = asyncio.create_task(forwarder.run())
     yield store, health
     loop.cancel()
@@ -185,7 +188,9 @@ async def test_a_failing_store_degrades_the_loop_which_recovers(history_address:
         return await real_read(limit, wait)
 
     store.read_outbox = flaky_read  # type: ignore[method-assign]
-    forwarder = HistoryForwarder(store, history_address, linger=0, health=health)
+    forwarder = HistoryForwarder(
+        store, history_address, Dispatcher(store).masked, linger=0, health=health
+    )
     loop = asyncio.create_task(forwarder.run())
     try:
         async with asyncio.timeout(PROMPTLY):

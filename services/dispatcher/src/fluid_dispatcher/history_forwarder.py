@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from fluid.scheduler import wire
 from fluid.scheduler.limits import batches, limits
-from fluid.scheduler.run import newest_first_per_run, utcnow
+from fluid.scheduler.run import Run, newest_first_per_run, utcnow
 from fluid.scheduler.v1 import history_pb2, history_pb2_grpc, run_pb2
 from fluid.service.channel import open_channel
 from fluid.service.loops import BATCH_TRIES, Backoff, BatchFailure, LoopHealth, batch_failure
@@ -48,12 +48,15 @@ class HistoryForwarder:
         self,
         store: QueueStore,
         history_address: str,
+        mask: Callable[[Run], Awaitable[Run]],
         batch_size: int = DEFAULT_BATCH_SIZE,
         linger: float = 0.05,
         health: LoopHealth | None = None,
     ) -> None:
         self.store = store
         self.history_address = history_address
+        # History keeps runs as everyone sees them: secrets masked (Dispatcher.masked).
+        self.mask = mask
         self.batch_size = batch_size
         self.linger = linger
         self.health = health or LoopHealth()
@@ -92,7 +95,15 @@ class HistoryForwarder:
         snapshots: list[_Snapshot] = []
         for entry in (same_run[0] for same_run in per_run.values()):
             try:
-                snapshots.append(_Snapshot(entry, wire.run_to_pb(entry.run())))
+                run = entry.run()
+            except Exception as error:
+                refused.append((entry, f"the snapshot cannot be decoded: {error}"))
+                continue
+            # Outside the refusals: a failure to mask (the store unreachable for the
+            # task's schema) is a failed round, retried, never a dead letter.
+            shown = await self.mask(run)
+            try:
+                snapshots.append(_Snapshot(entry, wire.run_to_pb(shown)))
             except Exception as error:
                 refused.append((entry, f"the snapshot cannot be encoded: {error}"))
         for batch in batches(snapshots, _snapshot_size, limits().batch_bytes):

@@ -71,6 +71,7 @@ class DispatcherService:
             forwarder = HistoryForwarder(
                 self.store,
                 self.context.clients.history,
+                self.dispatcher.masked,
                 self.settings.history_batch_size,
                 health=self.dispatcher.health,
             )

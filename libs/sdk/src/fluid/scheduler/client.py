@@ -10,7 +10,6 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
-from pydantic_core import to_jsonable_python
 
 from fluid.service.channel import open_channel
 from fluid.service.settings import ClientSettings
@@ -21,6 +20,7 @@ from .errors import ERRORS_BY_CODE, FluidError, RunTimeoutError
 from .limits import batches, limits
 from .models import RunRequest, TaskPriority, TaskState
 from .run import Run, new_run_id
+from .secrets import revealed
 from .status import DeadLetter, QueueStatus, SchedulerStatus
 from .task import Task
 from .v1 import (
@@ -79,7 +79,8 @@ def _run_request(task: str | Task, params: Mapping[str, Any], **options: Any) ->
 def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
     return dispatcher_pb2.QueueRunRequest(
         task=request.task,
-        params=wire.struct_from_dict(to_jsonable_python(dict(request.params))),
+        # The real value of a SecretStr: pydantic's dump would send the mask.
+        params=wire.struct_from_dict(revealed(dict(request.params))),
         priority=wire.priority_to_pb(request.priority),
         # An id made here, not by the dispatcher, makes queueing idempotent: the channel
         # retries QueueRun(s) after UNAVAILABLE (fluid.service.channel), and a retry of a

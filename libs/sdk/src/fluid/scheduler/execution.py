@@ -68,11 +68,21 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
         return report
 
 
+def _params_error(exc: ValidationError) -> RunError:
+    """The error of params the model refused, without the values: pydantic's message
+    quotes each failing input, which may be (or contain) a secret."""
+    lines = [f"{exc.error_count()} validation error(s) for {exc.title}"]
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"]) or "params"
+        lines.append(f"{where}: {error['msg']} [type={error['type']}]")
+    return RunError(type(exc).__name__, "\n".join(lines))
+
+
 async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
     try:
         params = task.validate_params(run.params)
     except ValidationError as exc:
-        return RunReport(TaskState.failure, error=RunError.from_exception(exc))
+        return RunReport(TaskState.failure, error=_params_error(exc))
     ctx: TaskRun[Any, Any] = TaskRun(run=run, task=task, params=params, queuer=queuer)
     try:
         async with asyncio.timeout(task.timeout_seconds):

@@ -32,7 +32,8 @@ class Run:
     task: str
     priority: TaskPriority = TaskPriority.medium
     state: TaskState = TaskState.init
-    params: dict[str, JsonValue] = field(default_factory=dict)
+    # Out of the repr: on a worker the params hold secrets in clear (fluid.scheduler.secrets).
+    params: dict[str, JsonValue] = field(default_factory=dict, repr=False)
     queued: datetime | None = None
     start: datetime | None = None
     end: datetime | None = None

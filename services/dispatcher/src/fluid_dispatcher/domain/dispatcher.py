@@ -29,6 +29,7 @@ from fluid.scheduler.models import (
     sendable_report,
 )
 from fluid.scheduler.run import Run, new_run_id, utcnow
+from fluid.scheduler.secrets import MASK, masked
 from fluid.scheduler.status import DeadLetter, QueueStatus, WorkerStatus
 from fluid.service.loops import LoopHealth
 
@@ -201,9 +202,9 @@ class Dispatcher:
     # -- queueing ------------------------------------------------------------------
     async def queue_run(self, request: RunRequest) -> tuple[Run, bool]:
         run, definition = await self._new_run(request)
-        queued = await self.store.add_run(run, request.idempotency_key, definition.max_queued)
-        _check_owner(request, *queued, "")
-        return queued
+        run, created = await self.store.add_run(run, request.idempotency_key, definition.max_queued)
+        _check_owner(request, run, created, "")
+        return await self.masked(run), created
 
     async def queue_runs(self, requests: Sequence[RunRequest]) -> list[tuple[Run, bool]]:
         """Queue many runs; one invalid request refuses the batch before anything is queued.
@@ -229,7 +230,7 @@ class Dispatcher:
         queued = await self.store.add_runs(keyed, max_queued)
         for index, (request, (run, created)) in enumerate(zip(requests, queued, strict=True)):
             _check_owner(request, run, created, f"runs[{index}].")
-        return queued
+        return [(await self.masked(run), created) for run, created in queued]
 
     async def _new_run(self, request: RunRequest) -> tuple[Run, TaskDefinition]:
         """The queued run a request asks for, once the task and params are checked, and
@@ -276,7 +277,19 @@ class Dispatcher:
         )
         return run, definition
 
+    async def masked(self, run: Run) -> Run:
+        """``run`` as anyone but its worker sees it: the secrets of its params masked by
+        its task's params schema (every value, when the task is not known)."""
+        record = await self._task(run.task)
+        if record is None:
+            return replace(run, params=dict.fromkeys(run.params, MASK))
+        return replace(run, params=masked(run.params, record.definition.params_schema))
+
     async def get_run(self, run_id: str) -> Run:
+        """The run, its secrets masked."""
+        return await self.masked(await self._stored_run(run_id))
+
+    async def _stored_run(self, run_id: str) -> Run:
         if not run_id:
             raise InvalidArgumentError("run_id: required")
         door.check_run_id(run_id)
@@ -286,12 +299,13 @@ class Dispatcher:
         return run
 
     async def abort_run(self, run_id: str, reason: str) -> Run:
+        """Abort the run; the run as it is now, its secrets masked."""
         check_text(reason, "reason", limits().reason_chars)
-        run = await self.get_run(run_id)
+        run = await self._stored_run(run_id)
         reason = reason or "aborted by request"
         if run.state is TaskState.running:
             await self.store.request_abort(run_id, reason)
-            return run
+            return await self.masked(run)
 
         now = self.clock()
         aborted = (
@@ -301,12 +315,12 @@ class Dispatcher:
         )[run_id]
         if aborted is not None:
             self.metrics.changed(aborted)
-            return aborted
+            return await self.masked(aborted)
         # It started (or finished) between the read and the update: abort the running one.
-        current = await self.get_run(run_id)
+        current = await self._stored_run(run_id)
         if current.state is TaskState.running:
             await self.store.request_abort(run_id, reason)
-        return current
+        return await self.masked(current)
 
     async def watch_run(self, run_id: str) -> AsyncIterator[Run]:
         if not run_id:
@@ -315,7 +329,7 @@ class Dispatcher:
         found = False
         async for run in self.store.watch(run_id):
             found = True
-            yield run
+            yield await self.masked(run)
         if not found:
             raise NotFoundError(f"run {run_id} not found")
 
