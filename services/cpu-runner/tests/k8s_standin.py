@@ -5,11 +5,14 @@ and environment become a local process, whose exit status sets the Job's status 
 whose output is the pod's log (followed as it is printed, with ``follow=true``).
 ``activeDeadlineSeconds`` is enforced like the Job controller does (the pod is killed,
 the Job fails with ``DeadlineExceeded``), and deleting a Job kills its process.
-Everything the runner sent is recorded for asserts.
+Secrets are stored as sent; like the kubelet, a pod whose ``secretKeyRef`` names a
+missing Secret waits for it, and like the garbage collector, deleting a Job deletes the
+Secrets it owns. Everything the runner sent is recorded for asserts.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -19,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +47,12 @@ class FakeJob:
     deleted_with: dict[str, str] | None = None
     lines: list[str] = field(default_factory=list)
     ended: bool = False  # the container exited: a followed log ends
+    timer: threading.Timer | None = None
+
+    @property
+    def uid(self) -> str:
+        uid: str = self.body["metadata"]["uid"]
+        return uid
 
     @property
     def name(self) -> str:
@@ -80,7 +90,10 @@ class KubernetesStandIn:
     def __init__(self, deployment: dict[str, Any]) -> None:
         self.deployment = deployment
         self.jobs: dict[str, FakeJob] = {}
+        self.secrets: dict[str, Json] = {}
         self.changed = threading.Condition()
+        # Secret creations answered 403, as without the RBAC to create them.
+        self.refuse_secrets = 0
         # Followed-log requests answered "container is waiting to start", as the API
         # does before a pod runs.
         self.logs_not_ready_for = 0
@@ -127,6 +140,8 @@ class KubernetesStandIn:
             self._server.server_close()
             thread.join()
             for job in self.jobs.values():
+                if job.timer is not None:
+                    job.timer.cancel()
                 job.stop()
                 if job.process is not None:
                     job.process.wait()
@@ -146,15 +161,37 @@ class KubernetesStandIn:
         return found
 
     # -- running a Job -----------------------------------------------------------
+    def _environment(self, container: Json) -> dict[str, str] | None:
+        """The container's variables, or None while a Secret they reference is missing."""
+        env: dict[str, str] = {}
+        for item in container.get("env", []):
+            reference = item.get("valueFrom", {}).get("secretKeyRef")
+            if reference is None:
+                env[item["name"]] = item.get("value", "")
+                continue
+            data = self.secrets.get(reference["name"], {}).get("data", {})
+            if reference["key"] not in data:
+                return None
+            env[item["name"]] = base64.b64decode(data[reference["key"]]).decode()
+        return env
+
+    def _start_waiting(self) -> None:
+        """Start the pods that were waiting for a Secret, if they have it (lock held)."""
+        for job in self.jobs.values():
+            if job.process is None and job.report == "running" and job.deleted_with is None:
+                self._start(job)
+
     def _start(self, job: FakeJob) -> None:
         container = job.containers[0]
+        variables = self._environment(container)
+        if variables is None:
+            return  # CreateContainerConfigError: the kubelet tries again later
         command = list(container["command"])
         if command[0] == "python":
             command[0] = sys.executable  # the image's Python is this interpreter here
         # A pod sees its container's variables only; the "image" here is the work tree,
         # which must stay free of bytecode files.
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
-        env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", **variables}
         # Its own group: stopping a pod stops every process in the container.
         job.process = subprocess.Popen(
             command,
@@ -167,18 +204,14 @@ class KubernetesStandIn:
 
     def _run(self, job: FakeJob) -> None:
         assert job.process is not None and job.process.stdout is not None
-        deadline = job.body["spec"].get("activeDeadlineSeconds")
-        timer = threading.Timer(deadline, self._deadline, args=(job,)) if deadline else None
-        if timer is not None:
-            timer.start()
         for raw in job.process.stdout:
             with self.changed:
                 job.lines.append(raw.decode(errors="replace").rstrip("\n"))
                 self.changed.notify_all()
         code = job.process.wait()
         job.process.stdout.close()
-        if timer is not None:
-            timer.cancel()
+        if job.timer is not None:
+            job.timer.cancel()
         with self.changed:
             job.log = "\n".join(job.lines) + "\n"
             job.ended = True
@@ -187,10 +220,12 @@ class KubernetesStandIn:
             self.changed.notify_all()
 
     def _deadline(self, job: FakeJob) -> None:
+        # The Job's deadline counts from its start, a pod still waiting to run included.
         with self.changed:
-            if job.report == "running" and job.process is not None:
+            if job.report == "running":
                 job.report = "deadline"
                 job.stop()
+                self.changed.notify_all()
 
     # -- the HTTP API ----------------------------------------------------------
     def _deployment(self, name: str, query: Query, body: Json) -> Reply:
@@ -203,8 +238,13 @@ class KubernetesStandIn:
         with self.changed:
             if name in self.jobs:
                 return 409, _status("Failure", "AlreadyExists", 409)
+            body["metadata"]["uid"] = str(uuid.uuid4())
             job = FakeJob(body=body)
             self.jobs[name] = job
+            deadline = body["spec"].get("activeDeadlineSeconds")
+            if deadline:
+                job.timer = threading.Timer(deadline, self._deadline, args=(job,))
+                job.timer.start()
             self._start(job)
             self.changed.notify_all()
         return 201, body
@@ -224,6 +264,31 @@ class KubernetesStandIn:
             # The client may send the propagation policy as a query or in DeleteOptions.
             job.deleted_with = {**{k: v[0] for k, v in query.items()}, **body}
             job.stop()
+            # The garbage collector: what the Job owned goes with it.
+            for name, secret in list(self.secrets.items()):
+                owners = secret["metadata"].get("ownerReferences", [])
+                if any(owner["uid"] == job.uid for owner in owners):
+                    del self.secrets[name]
+            self.changed.notify_all()
+        return 200, _status("Success")
+
+    def _create_secret(self, _: str, query: Query, body: Json) -> Reply:
+        name = body["metadata"]["name"]
+        with self.changed:
+            if self.refuse_secrets > 0:
+                self.refuse_secrets -= 1
+                return 403, _status("Failure", "Forbidden", 403)
+            if name in self.secrets:
+                return 409, _status("Failure", "AlreadyExists", 409)
+            self.secrets[name] = body
+            self._start_waiting()
+            self.changed.notify_all()
+        return 201, body
+
+    def _delete_secret(self, name: str, query: Query, body: Json) -> Reply:
+        with self.changed:
+            if self.secrets.pop(name, None) is None:
+                return _not_found()
             self.changed.notify_all()
         return 200, _status("Success")
 
@@ -244,12 +309,15 @@ class KubernetesStandIn:
         job = self.jobs.get(pod.removesuffix("-pod"))
         if job is None:
             return _not_found()
+        with self.changed:
+            waiting = job.process is None
+            if query.get("follow") == ["true"] and self.logs_not_ready_for > 0:
+                self.logs_not_ready_for -= 1
+                waiting = True
+        if waiting:
+            message = f"container in pod {pod} is waiting to start: ContainerCreating"
+            return 400, {**_status("Failure", "BadRequest", 400), "message": message}
         if query.get("follow") == ["true"]:
-            with self.changed:
-                if self.logs_not_ready_for > 0:
-                    self.logs_not_ready_for -= 1
-                    message = f"container in pod {pod} is waiting to start: ContainerCreating"
-                    return 400, {**_status("Failure", "BadRequest", 400), "message": message}
             return 200, self._followed_log(job)
         with self.changed:
             lines = job.log.splitlines()
@@ -275,6 +343,8 @@ class KubernetesStandIn:
             ("POST", prefix + "()", self._create_job),
             ("GET", prefix + "/([^/]+?)(?:/status)?", self._read_job),
             ("DELETE", prefix + "/([^/]+)", self._delete_job),
+            ("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets()", self._create_secret),
+            ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/secrets/([^/]+)", self._delete_secret),
             ("GET", f"/api/v1/namespaces/{NAMESPACE}/pods()", self._list_pods),
             ("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/([^/]+)/log", self._pod_log),
         ]

@@ -8,6 +8,8 @@ a Job ends maps to the run's state.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -48,6 +50,7 @@ DEPLOYMENT: dict[str, Any] = {
                         "env": [
                             {"name": "FLUID_TASK_MODULES", "value": "cpu_tasks"},
                             {"name": "PYTHONPATH", "value": str(TESTS)},
+                            {"name": "FLUID_TOKEN", "value": "the-runners-worker-token"},
                         ],
                         "ports": [{"containerPort": 50051, "name": "grpc"}],
                         "readinessProbe": {"grpc": {"port": 50051}},
@@ -144,12 +147,57 @@ async def test_a_run_becomes_a_job_built_from_the_runners_deployment(
     assert container["command"] == ["python", "-m", "fluid_cpu_runner.child"]
     assert "args" not in container
     assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["FLUID_TASK_MODULES"] == "cpu_tasks"  # the template's own variables stay
+    # but not the runner's token: with it, task code could lease any run.
+    assert "FLUID_TOKEN" not in env
     assert env["TASK_MANAGER_SPAWN"] == "true"
     assert env["CPU_TASK_FLAVOUR"] == "spicy"
-    assert '"module":"cpu_tasks"' in env["FLUID_RUN_JSON"]
+    # The run (its params may hold secrets) is in the Job's Secret, not in the pod spec.
+    assert env["FLUID_RUN_JSON"] is None
+    assert run.id not in json.dumps(pod["spec"])
+    [handoff] = [item for item in container["env"] if item["name"] == "FLUID_RUN_JSON"]
+    assert handoff["valueFrom"] == {"secretKeyRef": {"name": name, "key": "handoff"}}
+    # Its Secret went when the attempt ended, while the Job stays for its TTL.
+    assert name not in standin.secrets
+    assert standin.jobs[name].deleted_with is None
     assert env["TRACEPARENT"].split("-")[1] == run.trace_context["traceparent"].split("-")[1]
+
+
+async def test_the_run_reaches_the_pod_in_a_secret_the_job_owns(
+    k8s_client: Client, standin: KubernetesStandIn
+) -> None:
+    queued = await k8s_client.queue("linger")
+    job = await asyncio.to_thread(standin.wait_for_line, queued.id, "ready")
+    secret = standin.secrets[job.name]
+    assert secret["type"] == "Opaque" and secret["immutable"] is True
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": job.name, "uid": job.uid}
+    ]
+    assert secret["metadata"]["labels"] == job.labels
+    handoff = json.loads(base64.b64decode(secret["data"]["handoff"]))
+    assert handoff["module"] == "cpu_tasks"
+    assert handoff["run"]["id"] == queued.id
+    await k8s_client.abort(queued.id, "seen the secret")
+    run = await k8s_client.wait(queued.id, timeout=30)
+    assert run.state is TaskState.aborted
+    assert job.deleted_with is not None
+    assert job.name not in standin.secrets
+
+
+async def test_a_secret_the_api_refuses_fails_the_attempt_and_leaves_no_job(
+    k8s_client: Client, standin: KubernetesStandIn
+) -> None:
+    standin.refuse_secrets = 1
+    run = await k8s_client.queue_and_wait("whoami", word="denied", numbers=[1], timeout=30)
+    assert standin.refuse_secrets == 0
+    assert run.state is TaskState.failure
+    assert run.error is not None and run.error.type == "HandoffSecretError"
+    assert "could not create Secret fluid-test/task-whoami-" in run.error.message
+    assert "403 Forbidden" in run.error.message
+    [job] = [item for item in standin.jobs.values() if item.labels["fluid.run-id"] == run.id]
+    assert job.deleted_with is not None and job.process is None
+    assert job.name not in standin.secrets
 
 
 async def test_a_failed_job_ends_failure_with_the_tasks_error(k8s_client: Client) -> None:

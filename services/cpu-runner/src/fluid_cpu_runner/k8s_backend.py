@@ -3,8 +3,10 @@
 Owns the Job's life for one attempt: create it from the operator's pod template (read
 from a Deployment on every run, so a rollout changes the Jobs too), poll its status,
 follow its pod's log into the runner's log while it runs (the last line is the report),
-and delete it when the run is aborted from outside. The official ``kubernetes`` client is
-synchronous: every call runs in a thread.
+and delete it when the run is aborted from outside. The run reaches the pod through a
+Secret the Job owns, never in the pod spec (params may hold secrets); the Secret is
+deleted once the attempt ended. The official ``kubernetes`` client is synchronous: every
+call runs in a thread.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from .k8s_job import (
     JobPhase,
     build_job,
     failure_reason,
+    handoff_secret,
+    handoff_source,
     job_name,
     job_phase,
     label_selector,
@@ -48,6 +52,10 @@ logger = logging.getLogger("fluid.cpu_runner.k8s")
 _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _NOT_FOUND = 404
 _CONFLICT = 409
+
+
+class HandoffSecretError(RuntimeError):
+    """The Secret carrying an attempt's run could not be created: the attempt fails."""
 
 
 def _kubeconfig() -> str | None:
@@ -159,9 +167,10 @@ class KubernetesBackend:
             poll_interval=self.settings.poll_interval_seconds,
         )
         following: asyncio.Task[None] | None = None
-        ended = False
+        handed_off = ended = False
         try:
             await self._create(task, run, name)
+            handed_off = True
             following = asyncio.create_task(follower.follow(), name=f"log-{name}")
             phase, status = await self._watch(task, name)
             ended = True
@@ -172,6 +181,10 @@ class KubernetesBackend:
         finally:
             if following is not None:
                 await self._stop_following(follower, following, drain=ended)
+            if handed_off:
+                # The pod read its hand-off when its container started: the run's params
+                # need not wait for the Job's TTL (nor, once it is deleted, the collector).
+                await asyncio.shield(self._delete_secret(name))
         if not phase.is_done:
             await self._delete(name, "Kubernetes did not enforce the deadline")
             phase = JobPhase.deadline_exceeded
@@ -202,10 +215,12 @@ class KubernetesBackend:
         )
         if deployment.spec is None:
             raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
-        environment = child_environment(task, run, self.dispatcher_address)
-        environment[HANDOFF_ENV] = encode_handoff(Handoff(module=task.module, run=run))
-        # The log is the only channel back: print as written, nothing lost in a buffer.
-        environment["PYTHONUNBUFFERED"] = "1"
+        environment: dict[str, str | client.V1EnvVarSource] = {
+            **child_environment(task, run, self.dispatcher_address),
+            HANDOFF_ENV: handoff_source(name),
+            # The log is the only channel back: print as written, nothing lost in a buffer.
+            "PYTHONUNBUFFERED": "1",
+        }
         job = build_job(
             deployment.spec.template,
             task=task,
@@ -216,14 +231,39 @@ class KubernetesBackend:
             ttl_seconds=self.settings.job_ttl_seconds,
         )
         try:
-            await asyncio.to_thread(self.apis.batch.create_namespaced_job, self.namespace, job)
+            created = await asyncio.to_thread(
+                self.apis.batch.create_namespaced_job, self.namespace, job
+            )
         except client.ApiException as error:
             if error.status != _CONFLICT:
                 raise
             # The same attempt handed back by a stopping runner and leased again: its Job
-            # exists already (deleting is asynchronous); take over watching it.
+            # exists already (deleting is asynchronous); take over watching it. Its Secret
+            # may not exist (that runner may have stopped in between): the uid it needs is
+            # in the status read, which returns the whole Job.
             logger.info("job %s exists already: watching it", name)
+            created = await asyncio.to_thread(
+                self.apis.batch.read_namespaced_job_status, name, self.namespace
+            )
+        # The Job first, then its Secret: the Secret needs the Job's uid to be owned by it,
+        # and a runner stopping in between leaves a pod waiting for its Secret until the
+        # Job's deadline, never an unowned Secret with the run's params.
+        handoff = encode_handoff(Handoff(module=task.module, run=run))
+        await self._create_secret(name, handoff_secret(created, handoff))
         logger.info("run %s of %s is job %s/%s", run.id, task.name, self.namespace, name)
+
+    async def _create_secret(self, name: str, secret: client.V1Secret) -> None:
+        try:
+            await asyncio.to_thread(self.apis.core.create_namespaced_secret, self.namespace, secret)
+        except client.ApiException as error:
+            if error.status == _CONFLICT:
+                return  # made for this same attempt by the runner that created the Job
+            # Without its Secret the pod would never start: no Job is left waiting for it.
+            await self._delete(name, "its Secret could not be created")
+            raise HandoffSecretError(
+                f"could not create Secret {self.namespace}/{name} with the run for its Job: "
+                f"{error.status} {error.reason}"
+            ) from error
 
     async def _watch(self, task: Task, name: str) -> tuple[JobPhase, client.V1JobStatus | None]:
         """Poll the Job until it ended or outlived its deadline by the allowed slack."""
@@ -307,3 +347,11 @@ class KubernetesBackend:
         except client.ApiException as error:
             if error.status != _NOT_FOUND:
                 logger.error("could not delete job %s (%s): %s", name, why, error.reason)
+
+    async def _delete_secret(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.apis.core.delete_namespaced_secret, name, self.namespace)
+        except client.ApiException as error:
+            # Owned by the Job: the garbage collector deletes it with the Job at the latest.
+            if error.status != _NOT_FOUND:
+                logger.warning("could not delete secret %s: %s", name, error.reason)

@@ -7,13 +7,19 @@ no probes, ``restartPolicy: Never``, ``backoffLimit: 0`` (retries are the dispat
 under the task's policy), ``activeDeadlineSeconds`` from the task's timeout and a TTL.
 Its labels replace the template's so that no Service selecting the runner's pods routes
 traffic to a task's pod.
+
+The run (params included, which may hold secrets) is not in the pod spec: it travels in a
+Secret of the same name that the Job owns (``handoff_secret``), which the container reads
+through ``secretKeyRef`` and the garbage collector deletes with the Job.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import math
 import re
+from collections.abc import Mapping
 
 from kubernetes import client
 
@@ -29,6 +35,11 @@ COMPONENT = "fluid-task-job"
 # exact run id whatever the caller chose.
 RUN_ANNOTATION = "fluid.run-id"
 MAX_NAME = 63
+# The key of the hand-off in the attempt's Secret.
+HANDOFF_KEY = "handoff"
+# The runner's bearer token (ClientSettings.token): a worker token, which may lease any
+# run and read its params. A task's pod copies the runner's template but not this.
+RUNNER_TOKEN_ENV = "FLUID_TOKEN"
 
 
 class TemplateError(ValueError):
@@ -78,10 +89,13 @@ def build_job(
     run: Run,
     container: str,
     command: list[str],
-    environment: dict[str, str],
+    environment: Mapping[str, str | client.V1EnvVarSource],
     ttl_seconds: int,
 ) -> client.V1Job:
-    """The Job that executes ``run``'s attempt, from a copy of the pod template."""
+    """The Job that executes ``run``'s attempt, from a copy of the pod template.
+
+    ``environment`` values are literal, or a source (a Secret's key) the kubelet resolves.
+    """
     pod = template.model_copy(deep=True)
     if pod.spec is None:
         raise TemplateError("the pod template has no spec")
@@ -95,8 +109,9 @@ def build_job(
     chosen.startup_probe = None
     chosen.command = list(command)
     chosen.args = None
-    kept = [item for item in chosen.env or [] if item.name not in environment]
-    chosen.env = [*kept, *(client.V1EnvVar(name=k, value=v) for k, v in environment.items())]
+    dropped = {*environment, RUNNER_TOKEN_ENV}
+    kept = [item for item in chosen.env or [] if item.name not in dropped]
+    chosen.env = [*kept, *(_env_var(name, value) for name, value in environment.items())]
     # Sidecars of the runner (proxies, log shippers) would keep the Job from completing.
     pod.spec.containers = [chosen]
     pod.spec.restart_policy = "Never"
@@ -120,6 +135,45 @@ def build_job(
             active_deadline_seconds=max(1, math.ceil(task.timeout_seconds)),
             ttl_seconds_after_finished=ttl_seconds,
         ),
+    )
+
+
+def _env_var(name: str, value: str | client.V1EnvVarSource) -> client.V1EnvVar:
+    if isinstance(value, str):
+        return client.V1EnvVar(name=name, value=value)
+    return client.V1EnvVar(name=name, value_from=value)
+
+
+def handoff_source(name: str) -> client.V1EnvVarSource:
+    """Where the container of Job ``name`` reads its hand-off: its Secret's key."""
+    # Not optional: without its Secret the pod waits (CreateContainerConfigError) rather
+    # than start a run it cannot read.
+    return client.V1EnvVarSource(
+        secret_key_ref=client.V1SecretKeySelector(name=name, key=HANDOFF_KEY)
+    )
+
+
+def handoff_secret(job: client.V1Job, handoff: str) -> client.V1Secret:
+    """The Secret holding ``handoff`` for ``job``, as created: owned by the Job, so the
+    garbage collector deletes it with the Job whatever becomes of the runner."""
+    metadata = job.metadata
+    assert metadata is not None and metadata.name and metadata.uid, "a created Job"
+    owner = client.V1OwnerReference(
+        api_version="batch/v1", kind="Job", name=metadata.name, uid=metadata.uid
+    )
+    return client.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        metadata=client.V1ObjectMeta(
+            name=metadata.name,
+            labels=dict(metadata.labels or {}),
+            annotations=dict(metadata.annotations or {}),
+            owner_references=[owner],
+        ),
+        type="Opaque",
+        # Written once for one attempt: nobody has a reason to change it.
+        immutable=True,
+        data={HANDOFF_KEY: base64.b64encode(handoff.encode()).decode()},
     )
 
 
