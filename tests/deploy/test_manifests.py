@@ -5,7 +5,8 @@ Each overlay is rendered once with the workspace's kubectl (the ``kubectl-cli-bi
 wheel in the dev dependencies, so the version is locked like everything else). The
 checks are what a broken deployment would get wrong: a Service that selects nothing (or a
 task's pod), a probe on a port nobody serves, a setting no service reads, RBAC wider or
-narrower than what the cpu-runner's code calls.
+narrower than what the cpu-runner's code calls, a NetworkPolicy letting in the wrong
+peers, a service without its role token or (prod) its TLS files.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ OVERLAYS = ("dev", "prod")
 SERVICES = ("dispatcher", "scheduler", "io-worker", "cpu-runner", "history")
 CPU_RUNNER_SOURCES = ROOT / "services" / "cpu-runner" / "src"
 JOB_COMPONENT = ("app.kubernetes.io/component", "fluid-task-job")
+# API groups of custom resources the overlays use: the client has no models for them.
+CUSTOM_GROUPS = {"cert-manager.io"}
+# The role token each service calls with, by Secret (the scheduler's holds queue and read).
+TOKEN_SECRETS = {
+    "dispatcher": "fluid-token-ingest",
+    "scheduler": "fluid-token-queue-read",
+    "io-worker": "fluid-token-worker",
+    "cpu-runner": "fluid-token-worker",
+}
 
 Document = dict[str, Any]
 
@@ -51,6 +61,7 @@ class Rendered:
     overlay: str
     documents: list[Document]
     objects: list[Any]  # kubernetes client models, one per document
+    custom: list[Document]  # custom resources (CUSTOM_GROUPS), as rendered
 
     def all(self, kind: str) -> list[Any]:
         return [item for item in self.objects if item.kind == kind]
@@ -90,13 +101,15 @@ def render(overlay: str) -> Rendered:
         timeout=60,
     )
     assert output.returncode == 0, output.stderr
-    documents = [item for item in yaml.safe_load_all(output.stdout) if item]
+    rendered = [item for item in yaml.safe_load_all(output.stdout) if item]
+    custom = [item for item in rendered if item["apiVersion"].partition("/")[0] in CUSTOM_GROUPS]
+    documents = [item for item in rendered if item not in custom]
     api = k8s.ApiClient()
     objects = [
         api.deserialize(json.dumps(item), model_name(item), "application/json")
         for item in documents
     ]
-    return Rendered(overlay, documents, objects)
+    return Rendered(overlay, documents, objects, custom)
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -142,6 +155,11 @@ def lost_fields(original: Any, loaded: Any, path: str = "") -> list[str]:
     return [] if original == loaded else [path]
 
 
+def test_every_overlay_make_manifests_renders_is_tested() -> None:
+    overlays = {item.name for item in (ROOT / "deploy" / "k8s" / "overlays").iterdir()}
+    assert overlays == set(OVERLAYS)
+
+
 def test_every_object_is_a_valid_kubernetes_object(rendered: Rendered) -> None:
     """The models drop fields they do not know: a round trip that loses one found a typo."""
     for document, model in zip(rendered.documents, rendered.objects, strict=True):
@@ -178,13 +196,19 @@ def test_every_service_selects_the_pods_of_exactly_one_deployment(rendered: Rend
 
 def test_probes_and_service_target_the_served_port(rendered: Rendered) -> None:
     served = int(rendered.config["FLUID_PORT"])
+    # The kubelet's gRPC probes cannot speak TLS: with TLS on they only connect.
+    tls = bool(rendered.config.get("FLUID_TLS_CERT_FILE"))
     for service, _ in fluid_services(rendered):
         serving = container(rendered, service)
         ports = {port.name: port.container_port for port in serving.ports}
         assert ports == {"grpc": served}, service
         for probe in (serving.startup_probe, serving.readiness_probe, serving.liveness_probe):
-            assert probe is not None and probe.grpc is not None, service
-            assert probe.grpc.port == served, service
+            assert probe is not None, service
+            if tls:
+                assert probe.grpc is None and probe.tcp_socket is not None, service
+                assert ports.get(probe.tcp_socket.port, probe.tcp_socket.port) == served
+            else:
+                assert probe.grpc is not None and probe.grpc.port == served, service
         (port,) = rendered.get("Service", f"fluid-{service}").spec.ports
         target = ports.get(port.target_port, port.target_port)
         assert (port.port, target, port.app_protocol) == (served, served, "grpc"), service
@@ -270,16 +294,17 @@ def secret_refs(serving: Any) -> dict[str, tuple[str, str]]:
 
 def test_broker_and_database_urls_come_from_secrets(rendered: Rendered) -> None:
     expected = {
-        "dispatcher": {"FLUID_BROKER_URL"},
-        "scheduler": {"FLUID_BROKER_URL"},
+        "dispatcher": {"FLUID_BROKER_URL", "FLUID_TOKEN"},
+        "scheduler": {"FLUID_BROKER_URL", "FLUID_TOKEN"},
         "history": {"FLUID_DATABASE_URL"},
-        "io-worker": set(),
-        "cpu-runner": set(),
+        "io-worker": {"FLUID_TOKEN"},
+        "cpu-runner": {"FLUID_TOKEN"},
     }
     references: set[tuple[str, str]] = set()
     for service, _ in fluid_services(rendered):
         refs = secret_refs(container(rendered, service))
         assert set(refs) == expected[service], service
+        refs.pop("FLUID_TOKEN", None)  # checked by test_each_caller_has_its_role_token
         references.update(refs.values())
     assert not {"FLUID_BROKER_URL", "FLUID_DATABASE_URL"} & set(rendered.config)
 
@@ -294,6 +319,180 @@ def test_broker_and_database_urls_come_from_secrets(rendered: Rendered) -> None:
     values = {key: base64.b64decode(secrets[name].data[key]).decode() for name, key in references}
     assert values["broker-url"].startswith("redis://fluid-redis:6379/")
     assert "@fluid-postgres:5432/" in values["database-url"]
+
+
+# -- who may reach whom, with which credentials ------------------------------------------
+def pod_labels(rendered: Rendered, name: str) -> dict[str, str]:
+    """The labels of the pods of Deployment or Job ``name``."""
+    for kind in ("Deployment", "Job"):
+        found = [item for item in rendered.all(kind) if item.metadata.name == name]
+        if found:
+            return dict(found[0].spec.template.metadata.labels)
+    raise AssertionError(f"{rendered.overlay}: no workload {name}")
+
+
+def policies_of(rendered: Rendered, labels: dict[str, str]) -> list[Any]:
+    return [
+        item
+        for item in rendered.all("NetworkPolicy")
+        if (item.spec.pod_selector.match_labels or {}).items() <= labels.items()
+    ]
+
+
+def admitted(rendered: Rendered, target: dict[str, str], peer: dict[str, str]) -> bool:
+    """Whether a pod labelled ``peer`` in the namespace may connect to pods ``target``.
+
+    Pods no ingress policy selects admit anyone; selected pods admit what a rule allows.
+    """
+    policies = [
+        item for item in policies_of(rendered, target) if "Ingress" in item.spec.policy_types
+    ]
+    if not policies:
+        return True
+    return any(
+        selects(source.pod_selector.match_labels, peer)
+        for policy in policies
+        for rule in policy.spec.ingress or []
+        for source in rule._from or []
+        if source.pod_selector is not None and source.namespace_selector is None
+    )
+
+
+CLIENT = {"fluid.io/client": "true"}
+HISTORY_CLIENT = {"fluid.io/history-client": "true"}
+STRANGER = {"app.kubernetes.io/name": "something-else"}
+
+
+def test_network_policies_let_in_only_the_callers_of_each_service(rendered: Rendered) -> None:
+    pods = {service: pod_labels(rendered, f"fluid-{service}") for service in SERVICES}
+    task_pod = dict([JOB_COMPONENT])
+    callers = {
+        "dispatcher": [pods["io-worker"], pods["cpu-runner"], pods["scheduler"], task_pod, CLIENT],
+        "history": [pods["dispatcher"], HISTORY_CLIENT],
+        "scheduler": [CLIENT],
+        "io-worker": [],
+        "cpu-runner": [],
+    }
+    everyone = [*pods.values(), task_pod, CLIENT, HISTORY_CLIENT, STRANGER]
+    for service, allowed in callers.items():
+        for peer in everyone:
+            assert admitted(rendered, pods[service], peer) == (peer in allowed), (service, peer)
+    assert not any(admitted(rendered, task_pod, peer) for peer in everyone), "task Jobs"
+    # Only the gRPC port, only TCP; clients elsewhere come in by their namespace's label.
+    for service in ("dispatcher", "history", "scheduler"):
+        (policy,) = [item for item in policies_of(rendered, pods[service]) if item.spec.ingress]
+        (rule,) = policy.spec.ingress
+        assert [(port.port, port.protocol) for port in rule.ports] == [("grpc", "TCP")]
+        namespaces = [
+            item.namespace_selector.match_labels for item in rule._from if item.namespace_selector
+        ]
+        assert namespaces == [HISTORY_CLIENT if service == "history" else CLIENT], service
+
+
+def test_redis_and_postgres_admit_only_their_users_in_dev() -> None:
+    dev = render("dev")
+    users = {
+        "fluid-redis": {"fluid-dispatcher", "fluid-scheduler"},
+        "fluid-postgres": {"fluid-history", "fluid-history-migrate"},
+    }
+    workloads = [
+        *(f"fluid-{service}" for service in SERVICES),
+        "fluid-history-migrate",
+        "fluid-redis",
+        "fluid-postgres",
+    ]
+    for store, allowed in users.items():
+        target = pod_labels(dev, store)
+        for name in workloads:
+            assert admitted(dev, target, pod_labels(dev, name)) == (name in allowed), (store, name)
+        assert not admitted(dev, target, CLIENT), store
+        # They call nobody: egress is DNS alone, which every egress policy must keep.
+        (policy,) = policies_of(dev, target)
+        (rule,) = policy.spec.egress
+        assert rule.to is None
+        assert {(port.port, port.protocol) for port in rule.ports} == {(53, "UDP"), (53, "TCP")}
+
+
+def test_each_caller_has_its_role_token(rendered: Rendered) -> None:
+    for service, _ in fluid_services(rendered):
+        (token,) = [
+            item for item in container(rendered, service).env or [] if item.name == "FLUID_TOKEN"
+        ] or [None]
+        if service not in TOKEN_SECRETS:
+            assert token is None, f"{service} calls nothing and needs no token"
+            continue
+        reference = token.value_from.secret_key_ref
+        assert (reference.name, reference.key) == (TOKEN_SECRETS[service], "token"), service
+        # Auth may be off in dev (no Secrets); prod runs with auth and requires them.
+        assert reference.optional is (rendered.overlay == "dev"), service
+    # Task Jobs copy the cpu-runner's template, but not its worker token.
+    config = rendered.config
+    runner = rendered.get("Deployment", config["FLUID_K8S_DEPLOYMENT"])
+    job = build_job(
+        runner.spec.template,
+        task=crunch,
+        run=Run(id="0123456789abcdef", task=crunch.name, attempt=0),
+        container=config["FLUID_K8S_CONTAINER"],
+        command=KubernetesSettings().command,
+        environment={},
+        ttl_seconds=60,
+    )
+    assert job.spec is not None and job.spec.template.spec is not None
+    (task_container,) = job.spec.template.spec.containers
+    assert "FLUID_TOKEN" not in {item.name for item in task_container.env or []}
+
+
+def test_dev_is_open_and_says_so() -> None:
+    config = render("dev").config
+    # No keys: `fluid serve` listens beyond loopback only when told it is meant.
+    assert config["FLUID_INSECURE"] == "true"
+    assert "FLUID_AUTH_KEY_FILES" not in config
+    assert not any(name.startswith("FLUID_TLS_") for name in config)
+
+
+def mounted_files(rendered: Rendered, service: str) -> dict[str, str]:
+    """Mount path -> Secret name of the service container's Secret volumes."""
+    pod = deployment(rendered, service).spec.template.spec
+    secrets = {item.name: item.secret.secret_name for item in pod.volumes if item.secret}
+    return {
+        mount.mount_path: secrets[mount.name]
+        for mount in container(rendered, service).volume_mounts or []
+        if mount.name in secrets and mount.read_only
+    }
+
+
+def test_prod_verifies_tokens_and_speaks_mtls_from_mounted_secrets() -> None:
+    prod = render("prod")
+    config = prod.config
+    files = {
+        config["FLUID_AUTH_KEY_FILES"]: "fluid-auth-keys",
+        config["FLUID_TLS_CERT_FILE"]: "fluid-tls",
+        config["FLUID_TLS_KEY_FILE"]: "fluid-tls",
+        # Set on a server, the CA makes client certificates required: mTLS.
+        config["FLUID_TLS_CA_FILE"]: "fluid-tls",
+    }
+    for service, _ in fluid_services(prod):
+        mounts = mounted_files(prod, service)
+        for path, secret in files.items():
+            folder = str(Path(path).parent)
+            assert mounts.get(folder) == secret, (service, path)
+    (certificate,) = [item for item in prod.custom if item["kind"] == "Certificate"]
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    spec = certificate["spec"]
+    # cert-manager writes tls.crt, tls.key and ca.crt: the files FLUID_TLS_* name.
+    assert spec["secretName"] == "fluid-tls"
+    assert {Path(path).name for path, secret in files.items() if secret == "fluid-tls"} == {
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+    }
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+    # Every address a channel dials is a name of the certificate.
+    for variable in ("FLUID_ADDRESS", "FLUID_DISPATCHER_ADDRESS", "FLUID_HISTORY_ADDRESS"):
+        assert config[variable].rpartition(":")[0] in spec["dnsNames"], variable
+    issuers = [item for item in prod.custom if item["kind"] == "Issuer"]
+    assert [item["metadata"]["name"] for item in issuers] == [spec["issuerRef"]["name"]]
+    assert not render("dev").custom, "dev needs no cert-manager"
 
 
 # -- the cpu-runner's Jobs and RBAC -------------------------------------------------------
@@ -381,6 +580,11 @@ def test_cpu_runner_may_do_exactly_what_its_job_backend_calls(rendered: Rendered
         f"called but not granted: {sorted(calls - granted)}"
     )
     assert all("*" not in (item.group, item.resource, item.verb) for item in granted)
+    # A Job's run travels in a Secret it owns: created and deleted, never read back, so the
+    # runner cannot read the namespace's other Secrets.
+    secrets = {item.verb for item in granted if (item.group, item.resource) == ("", "secrets")}
+    assert secrets == {"create", "delete"}
+    assert not {item.verb for item in granted if item.resource == "pods/log"} - {"get"}
     # Reading Deployments is limited to the one whose pod template the Jobs copy.
     (reads,) = [rule for rule in role.rules if "deployments" in rule.resources]
     assert reads.resource_names == [rendered.config["FLUID_K8S_DEPLOYMENT"]]
