@@ -20,6 +20,7 @@ const { values, positionals } = parseArgs({
   options: {
     address: { type: "string", default: process.env.FLUID_ADDRESS ?? "localhost:50051" },
     "history-address": { type: "string" },
+    token: { type: "string", default: process.env.FLUID_TOKEN },
     "timeout-ms": { type: "string", default: "30000" },
   },
 });
@@ -37,7 +38,7 @@ async function sleep(ms: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const fluid = connectFluid(values.address!, values["history-address"]);
+  const fluid = connectFluid(values.address!, values["history-address"], values.token);
 
   const { run: queued } = await fluid.dispatcher.queueRun({ task, params }, { timeoutMs });
   if (queued === undefined) throw new Error("QueueRun answered without a run");

@@ -3,7 +3,7 @@
  * generated from protos/ (src/gen, by `make clients`), and a helper that opens clients
  * over the gRPC protocol, which is what fluid's Python servers speak.
  */
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { DispatcherService } from "./gen/fluid/scheduler/v1/dispatcher_pb.js";
@@ -26,14 +26,22 @@ export interface FluidClients {
  *
  * @param dispatcherAddress host:port of the dispatcher, e.g. "localhost:50051"
  * @param historyAddress host:port of history (default: the dispatcher's)
+ * @param token bearer token every call sends (`fluid auth token`), for a system with auth
  */
 export function connectFluid(
   dispatcherAddress: string,
   historyAddress: string = dispatcherAddress,
+  token?: string,
 ): FluidClients {
+  const bearer: Interceptor = (next) => async (request) => {
+    request.header.set("authorization", `Bearer ${token}`);
+    return await next(request);
+  };
+  const interceptors = token ? [bearer] : [];
   // Plain-text HTTP/2, like the services' own channels; put TLS in front with a mesh
   // or pass an https:// baseUrl to createGrpcTransport yourself.
-  const transport = (address: string) => createGrpcTransport({ baseUrl: `http://${address}` });
+  const transport = (address: string) =>
+    createGrpcTransport({ baseUrl: `http://${address}`, interceptors });
   const dispatcher = transport(dispatcherAddress);
   return {
     dispatcher: createClient(DispatcherService, dispatcher),

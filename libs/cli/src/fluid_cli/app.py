@@ -28,6 +28,15 @@ AddressOption = Annotated[
         "--address", envvar="FLUID_ADDRESS", help="host:port of the fluid system (dispatcher)."
     ),
 ]
+TokenOption = Annotated[
+    str,
+    typer.Option(
+        "--token",
+        envvar="FLUID_TOKEN",
+        show_default=False,
+        help="Bearer token every call sends (`fluid auth token` mints one).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TaskNameArgument = Annotated[str, typer.Argument(help="Task name.")]
 CursorOption = Annotated[str, typer.Option(help="Cursor printed by the previous page.")]
@@ -35,6 +44,7 @@ CursorOption = Annotated[str, typer.Option(help="Cursor printed by the previous 
 
 class _State:
     address: str = DEFAULT_ADDRESS
+    token: str = ""
 
 
 # The global options, set by the callback before any command runs.
@@ -42,13 +52,14 @@ state = _State()
 
 
 @app.callback()
-def main_options(address: AddressOption = DEFAULT_ADDRESS) -> None:
+def main_options(address: AddressOption = DEFAULT_ADDRESS, token: TokenOption = "") -> None:
     state.address = address
+    state.token = token
 
 
 def _client() -> Client:
     # FLUID_DISPATCHER_ADDRESS / FLUID_HISTORY_ADDRESS still win when set.
-    return Client(settings=ClientSettings(address=state.address))
+    return Client(settings=ClientSettings(address=state.address), token=state.token)
 
 
 def call(operation: Callable[[Client], Awaitable[T]]) -> T:

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 
 from . import operate, runs, system
 from .app import app
+from .auth import auth_app
 from .tasks import tasks_app
 
 __all__ = ["app", "main"]
@@ -28,6 +29,7 @@ for _command in (
     app.command()(_command)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(operate.dead_letters_app, name="dead-letters")
+app.add_typer(auth_app, name="auth")
 # Installed services add their own sub-commands (e.g. `fluid history migrate`) without
 # this package importing them.
 for _installed in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 from typing import Annotated, Any
 
 import typer
 
+from fluid.service.auth import AuthSettings
 from fluid.service.host import Host, available_services
 from fluid.service.logs import LogFormat, configure_logging
 from fluid.service.settings import ServerSettings, TaskModuleSettings
 
+from .auth import prepare_dev_auth
 from .render import console, print_error
 
 EXAMPLE_TASKS = "fluid_cli.examples"
+# `fluid serve` exits with this when it would listen beyond loopback with no auth.
+EXIT_OPEN_TO_NETWORK = 2
 
 TasksOption = Annotated[
     list[str] | None,
@@ -36,6 +41,7 @@ def _serve(
     host: str | None,
     modules: list[str],
     log_format: LogFormat | None = None,
+    refuse_open_network: bool = False,
 ) -> None:
     settings = ServerSettings()
     overrides: dict[str, Any] = {}
@@ -46,6 +52,16 @@ def _serve(
     if log_format is not None and "FLUID_LOG_FORMAT" not in os.environ:
         overrides["log_format"] = log_format
     settings = settings.model_copy(update=overrides)
+    auth = AuthSettings()
+    open_network = not (auth.enabled or auth.insecure or _loopback(settings.host))
+    if refuse_open_network and open_network:
+        print_error(
+            f"refusing to serve on {settings.host} without auth: anyone who can reach "
+            "the port could call every RPC. Set FLUID_AUTH_KEY_FILES (see the README's "
+            "Tokens and roles), bind 127.0.0.1, or set FLUID_INSECURE=true to serve "
+            "open anyway"
+        )
+        raise typer.Exit(EXIT_OPEN_TO_NETWORK)
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(Host(names, settings=settings, task_modules=modules).run_until_signal())
@@ -54,9 +70,22 @@ def _serve(
         raise typer.Exit(1) from None
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
 def dev(
     port: Annotated[int | None, typer.Option(help="Port to serve every service on.")] = None,
     tasks: TasksOption = None,
+    auth: Annotated[
+        bool,
+        typer.Option("--auth", help="Require tokens: writes a signing key and .fluid/admin.token."),
+    ] = False,
 ) -> None:
     """Run every installed service in one process on one port, with example tasks."""
     names = list(available_services())
@@ -67,6 +96,12 @@ def dev(
         f"{', '.join(modules)}\n  try: [cyan]uv run fluid queue say_hi name=Ada --wait[/]"
         "  then [cyan]uv run fluid runs[/]"
     )
+    if auth:
+        token_file = prepare_dev_auth()
+        console.print(
+            f"  auth required: an admin token is in [bold]{token_file}[/]; "
+            f"[cyan]export FLUID_TOKEN=$(cat {token_file})[/] before the commands above"
+        )
     _serve(names, port, None, modules, log_format="pretty")
 
 
@@ -76,5 +111,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (FLUID_HOST).")] = None,
     tasks: TasksOption = None,
 ) -> None:
-    """Run one service (its settings come from FLUID_* environment variables)."""
-    _serve([service], port, host, _modules(tasks, []))
+    """Run one service (its settings come from FLUID_* environment variables).
+
+    It refuses to listen beyond loopback without auth (FLUID_AUTH_KEY_FILES) unless
+    FLUID_INSECURE=true.
+    """
+    _serve([service], port, host, _modules(tasks, []), refuse_open_network=True)

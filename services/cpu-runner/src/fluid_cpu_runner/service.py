@@ -91,7 +91,8 @@ class CpuRunnerService:
 
     async def start(self) -> None:
         await self.backend.start()
-        self._channel = open_channel(self.context.clients.dispatcher)
+        clients = self.context.clients
+        self._channel = open_channel(clients.dispatcher, clients.token.get_secret_value())
         self.worker = LeasingWorker.over(
             self._channel,
             self._execute,

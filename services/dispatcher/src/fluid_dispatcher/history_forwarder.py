@@ -52,11 +52,14 @@ class HistoryForwarder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         linger: float = 0.05,
         health: LoopHealth | None = None,
+        token: str | None = None,
     ) -> None:
         self.store = store
         self.history_address = history_address
         # History keeps runs as everyone sees them: secrets masked (Dispatcher.masked).
         self.mask = mask
+        # Sent with every RecordRuns: history lets only `ingest` tokens write.
+        self.token = token
         self.batch_size = batch_size
         self.linger = linger
         self.health = health or LoopHealth()
@@ -64,7 +67,7 @@ class HistoryForwarder:
 
     async def run(self) -> None:
         """Forward forever (cancel to stop); no failure ends the loop."""
-        channel = open_channel(self.history_address)
+        channel = open_channel(self.history_address, self.token)
         stub = history_pb2_grpc.HistoryServiceStub(channel)
         backoff = Backoff(first=0.2, cap=5.0)
         try:

@@ -74,6 +74,7 @@ class DispatcherService:
                 self.dispatcher.masked,
                 self.settings.history_batch_size,
                 health=self.dispatcher.health,
+                token=self.context.clients.token.get_secret_value(),
             )
             self._background.append(asyncio.create_task(forwarder.run(), name=LOOP_NAME))
 

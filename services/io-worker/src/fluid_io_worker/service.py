@@ -51,7 +51,8 @@ class IoWorkerService:
 
     async def start(self) -> None:
         logging.getLogger().addHandler(self._logs)
-        self._channel = open_channel(self.context.clients.dispatcher)
+        clients = self.context.clients
+        self._channel = open_channel(clients.dispatcher, clients.token.get_secret_value())
         self._client = Client(settings=self.context.clients)
         self.worker = LeasingWorker.over(
             self._channel,

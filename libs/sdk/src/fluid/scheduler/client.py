@@ -93,7 +93,8 @@ def _queue_run_request(request: RunRequest) -> dispatcher_pb2.QueueRunRequest:
 
 
 class Client:
-    """Talks to a fluid system: ``Client()`` uses ``FLUID_ADDRESS`` (default localhost:50051)."""
+    """Talks to a fluid system: ``Client()`` uses ``FLUID_ADDRESS`` (default localhost:50051)
+    and sends ``FLUID_TOKEN`` when set."""
 
     def __init__(
         self,
@@ -102,8 +103,11 @@ class Client:
         history_address: str | None = None,
         scheduler_address: str | None = None,
         settings: ClientSettings | None = None,
+        token: str | None = None,
     ) -> None:
         settings = settings or ClientSettings()
+        # The bearer token every call sends: ``token``, else FLUID_TOKEN (settings.token).
+        self._token = settings.token.get_secret_value() if token is None else token
         self.dispatcher_address = address or settings.dispatcher
         self.history_address = history_address or (
             address if address and not settings.history_address else settings.history
@@ -115,7 +119,7 @@ class Client:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = open_channel(address)
+            self._channels[address] = open_channel(address, self._token)
         return self._channels[address]
 
     @property

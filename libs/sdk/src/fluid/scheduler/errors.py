@@ -58,6 +58,18 @@ class UnimplementedError(FluidError):
     code = "UNIMPLEMENTED"
 
 
+class UnauthenticatedError(FluidError):
+    """The call carried no valid token (none, garbled, expired or of an unknown key)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(FluidError):
+    """The caller's token lacks the role the call needs; the message names it."""
+
+    code = "PERMISSION_DENIED"
+
+
 class RunTimeoutError(FluidError, TimeoutError):
     """``queue_and_wait`` gave up before the run finished (the run goes on)."""
 
@@ -74,6 +86,8 @@ ERRORS_BY_CODE: dict[str, type[FluidError]] = {
         AlreadyExistsError,
         ResourceExhaustedError,
         UnimplementedError,
+        UnauthenticatedError,
+        PermissionDeniedError,
         RunTimeoutError,
     )
 }

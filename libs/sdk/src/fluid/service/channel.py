@@ -14,6 +14,8 @@ import grpc
 
 from fluid.scheduler.limits import limits
 
+from .auth import bearer_interceptors
+from .settings import ClientSettings
 from .telemetry import client_interceptors
 
 GrpcOptions = list[tuple[str, int | str]]
@@ -118,7 +120,11 @@ def server_options() -> GrpcOptions:
     ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
+    """A channel to ``address`` whose calls send ``token`` (None: ``FLUID_TOKEN``, if set)."""
+    if token is None:
+        token = ClientSettings().token.get_secret_value()
+    interceptors = [*client_interceptors(), *bearer_interceptors(token)]
     return grpc.aio.insecure_channel(
-        address, options=channel_options(), interceptors=client_interceptors()
+        address, options=channel_options(), interceptors=interceptors
     )

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 from fluid.scheduler.limits import truncated
 
+from .auth import AuthInterceptor, AuthSettings, Verifier
 from .channel import server_options
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
@@ -169,6 +170,7 @@ class Host:
 
     service_names: Sequence[str]
     settings: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     task_modules: Sequence[str] = ()
     clients: ClientSettings | None = None
     port: int = 0
@@ -192,9 +194,15 @@ class Host:
         service_name = "fluid-" + "+".join(self.service_names)
         configure_tracing(service_name, console=self.settings.trace_console)
         configure_metrics(service_name, self.settings.host, self.settings.metrics_port)
+        # Tokens are checked before any servicer runs (and before its errors are mapped).
+        guard = (
+            [AuthInterceptor(Verifier(self.auth.keys()), reflection_open=self.auth.reflection_open)]
+            if self.auth.enabled
+            else []
+        )
         # Keepalive, message sizes and the call backlog as our channels expect them.
         server = grpc.aio.server(
-            interceptors=[*server_interceptors(), DomainErrorInterceptor()],
+            interceptors=[*server_interceptors(), *guard, DomainErrorInterceptor()],
             options=server_options(),
         )
         self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
@@ -217,14 +225,15 @@ class Host:
         for name in ["", *served]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            [
-                *served,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        if self.auth.reflection_open:
+            reflection.enable_server_reflection(
+                [
+                    *served,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                server,
+            )
         await server.start()
         self._server = server
         try:

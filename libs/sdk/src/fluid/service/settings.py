@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -21,12 +21,15 @@ class ClientSettings(FluidBaseSettings):
 
     ``dispatcher_address``, ``history_address`` and ``scheduler_address`` default to
     ``address``, which is what lets the one-port embedded mode work with no configuration.
+    ``token`` (``FLUID_TOKEN``) is the bearer token every call sends; empty, calls send none.
     """
 
     address: str = DEFAULT_ADDRESS
     dispatcher_address: str = ""
     history_address: str = ""
     scheduler_address: str = ""
+    # A SecretStr so that printing the settings never shows the token.
+    token: SecretStr = SecretStr("")
 
     @property
     def dispatcher(self) -> str:
