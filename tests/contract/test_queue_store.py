@@ -21,7 +21,7 @@ from fluid.scheduler.errors import ResourceExhaustedError
 from fluid.scheduler.models import RunError, TaskPriority, TaskState, WorkerKind
 from fluid.scheduler.run import Run
 from fluid_dispatcher.domain import transitions
-from fluid_dispatcher.domain.ports import BLOCKED_RECOVERY, OutboxEntry, QueueStore
+from fluid_dispatcher.domain.ports import BLOCKED_RECOVERY, OutboxEntry, QueueStore, Registered
 from fluid_dispatcher.domain.records import Lease, TaskRecord, WorkerRecord
 
 RunChange = Callable[[Run, Lease | None], Run | None]
@@ -88,11 +88,12 @@ async def register(
     *definitions: TaskDefinition,
     worker_id: str = WORKER,
     now: datetime = T0,
+    generation: datetime | None = None,
 ) -> WorkerRecord:
     if not definitions:
         definitions = (TaskDefinition(name="add"),)
     worker = WorkerRecord(worker_id, WorkerKind.io, frozenset(d.name for d in definitions), 4, now)
-    await store.register_worker(worker, definitions)
+    await store.register_worker(worker, definitions, generation)
     assert await store.get_worker(worker_id) == worker
     return worker
 
@@ -162,7 +163,8 @@ async def stored(store: QueueStore, run_id: str) -> Run:
 async def test_register_worker_records_worker_and_tasks(store: QueueStore) -> None:
     definitions = (TaskDefinition(name="add"), TaskDefinition(name="scan", cpu_bound=True))
     worker = WorkerRecord(WORKER, WorkerKind.cpu, frozenset({"add", "scan"}), 3, at(5))
-    await store.register_worker(worker, definitions)
+    registered = await store.register_worker(worker, definitions, None)
+    assert registered == [Registered(None, None, True), Registered(None, None, True)]
 
     assert await store.get_worker(WORKER) == worker
     assert [w.worker_id for w in await store.list_workers()] == [WORKER]
@@ -170,6 +172,39 @@ async def test_register_worker_records_worker_and_tasks(store: QueueStore) -> No
     assert scan == TaskRecord(definitions[1], enabled=True)
     assert {record.name for record in await store.list_tasks()} == {"add", "scan"}
     assert await store.get_task("missing") is None
+
+
+async def test_a_registration_tells_the_definition_and_generation_it_replaced(
+    store: QueueStore,
+) -> None:
+    first = TaskDefinition(name="add", max_concurrency=1)
+    await register(store, first, generation=at(1))
+    second = TaskDefinition(name="add", max_concurrency=2)
+    worker = WorkerRecord(OTHER_WORKER, WorkerKind.io, frozenset({"add"}), 1, T0)
+
+    assert await store.register_worker(worker, [second], at(2)) == [Registered(first, at(1), True)]
+    assert await store.get_task("add") == TaskRecord(second, enabled=True, generation=at(2))
+
+
+async def test_an_older_generation_does_not_revert_a_newer_definition(
+    store: QueueStore,
+) -> None:
+    newer = TaskDefinition(name="add", timeout_seconds=5)
+    older = TaskDefinition(name="add", timeout_seconds=60)
+    await register(store, newer, generation=at(10))
+    worker = WorkerRecord(OTHER_WORKER, WorkerKind.io, frozenset({"add"}), 1, T0)
+
+    for generation in (at(9), None):
+        assert await store.register_worker(worker, [older], generation) == [
+            Registered(newer, at(10), False)
+        ]
+    assert await store.get_task("add") == TaskRecord(newer, enabled=True, generation=at(10))
+    # The older worker is still a worker of the task: it keeps leasing its runs.
+    assert await store.get_worker(OTHER_WORKER) == worker
+    # The same generation again (the newest worker re-registering) is taken.
+    await register(store, older, generation=at(10))
+    record = await store.get_task("add")
+    assert record is not None and record.definition == older
 
 
 async def test_last_registration_wins_but_keeps_the_enabled_flag(store: QueueStore) -> None:

@@ -7,6 +7,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -92,7 +93,13 @@ class FakeLink:
         return self.reports[run_id]
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        *,
+        kind: WorkerKind,
+        concurrency: int,
+        started: datetime,
     ) -> float:
         await self._call("register")
         return self.lease_ttl

@@ -63,7 +63,7 @@ async def test_max_queued_counts_runs_queued_before_the_counts_existed(
 ) -> None:
     worker_tasks = [TaskDefinition(name="add")]
     await store.register_worker(
-        WorkerRecord("w", WorkerKind.io, frozenset({"add"}), 1, NOW), worker_tasks
+        WorkerRecord("w", WorkerKind.io, frozenset({"add"}), 1, NOW), worker_tasks, None
     )
     for index in range(3):
         await store.add_run(_queued(f"old-{index}", execute_after=NOW if index else None))

@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import grpc
 
@@ -37,7 +38,7 @@ from fluid.scheduler.models import (
     WorkerKind,
     sendable_report,
 )
-from fluid.scheduler.run import Run
+from fluid.scheduler.run import Run, utcnow
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2_grpc
 
@@ -116,6 +117,8 @@ class LeasingWorker:
     _heartbeat_due: float = 0.0
     _reporter: Reporter = field(init=False)
     _hooks: list[AttemptHook] = field(init=False)
+    # The worker's generation: the dispatcher keeps the task definitions of the newest.
+    started: datetime = field(default_factory=utcnow, init=False)
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or new_worker_id(self.kind)
@@ -173,7 +176,11 @@ class LeasingWorker:
     async def register(self) -> None:
         """Tell the dispatcher this worker and its tasks; take the lease TTL it says."""
         ttl = await self.link.register(
-            self.worker_id, self.own_tasks, kind=self.kind, concurrency=self.concurrency
+            self.worker_id,
+            self.own_tasks,
+            kind=self.kind,
+            concurrency=self.concurrency,
+            started=self.started,
         )
         self.lease_ttl = ttl or self.lease_ttl
         logger.info(

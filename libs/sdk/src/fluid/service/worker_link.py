@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import grpc
@@ -60,9 +61,16 @@ class WorkerLink(Protocol):
     """The calls a worker makes to the dispatcher, in domain types."""
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        *,
+        kind: WorkerKind,
+        concurrency: int,
+        started: datetime,
     ) -> float:
-        """Register the worker and its tasks; the lease TTL in seconds (0: not said)."""
+        """Register the worker and its tasks (``started``: the worker's generation); the
+        lease TTL in seconds (0: not said)."""
 
     async def lease(self, worker_id: str, max_runs: int, wait: float) -> LeaseReply:
         """Up to ``max_runs`` runs, waiting up to ``wait`` seconds for one (long poll)."""
@@ -102,13 +110,20 @@ class DispatcherLink:
         self._stub = stub
 
     async def register(
-        self, worker_id: str, tasks: Sequence[Task], *, kind: WorkerKind, concurrency: int
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        *,
+        kind: WorkerKind,
+        concurrency: int,
+        started: datetime,
     ) -> float:
         request = dispatcher_pb2.RegisterWorkerRequest(
             worker_id=worker_id,
             kind=wire.worker_kind_to_pb(kind),
             tasks=[wire.definition_to_pb(TaskDefinition.of(task)) for task in tasks],
             concurrency=concurrency,
+            started=wire.timestamp(started),
         )
         with _calling():
             response = await self._stub.RegisterWorker(request, timeout=self.CALL_TIMEOUT)

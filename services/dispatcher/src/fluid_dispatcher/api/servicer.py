@@ -144,8 +144,13 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     wire.definition_from_pb(item, f"tasks[{index}]")
                     for index, item in enumerate(request.tasks)
                 ]
+                started = (
+                    wire.datetime_from(request.started, "started")
+                    if request.HasField("started")
+                    else None
+                )
             await self.dispatcher.register_worker(
-                request.worker_id, kind, definitions, request.concurrency
+                request.worker_id, kind, definitions, request.concurrency, started
             )
             return dispatcher_pb2.RegisterWorkerResponse(
                 lease_ttl=wire.duration(self.dispatcher.config.lease_ttl)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 
 from fluid.scheduler.definition import TaskDefinition, TaskInfo
@@ -36,7 +36,7 @@ from fluid.service.loops import LoopHealth
 from ..metrics import DispatcherMetrics
 from . import door, transitions
 from .params import check_schema, validate_params
-from .ports import Blocked, QueueStore
+from .ports import Blocked, QueueStore, Registered
 from .records import Lease, TaskRecord, WorkerRecord
 
 logger = logging.getLogger("fluid.dispatcher")
@@ -116,7 +116,12 @@ class Dispatcher:
         kind: WorkerKind,
         definitions: Sequence[TaskDefinition],
         concurrency: int,
+        started: datetime | None = None,
     ) -> None:
+        """Record a worker and its tasks. A task keeps the definition of the newest
+        worker generation (``started``, the worker's start time; None is older than any):
+        a different definition is logged with both versions, and taken only from a
+        worker as new as the one that set it."""
         if not worker_id:
             raise InvalidArgumentError("worker_id: required")
         check_text(worker_id, "worker_id", limits().id_chars)
@@ -125,6 +130,7 @@ class Dispatcher:
         for index, definition in enumerate(definitions):
             door.check_definition(definition, f"tasks[{index}]")
             check_schema(definition.params_schema, f"tasks[{index}].params_schema")
+        door.check_started(started, self.clock())
         worker = WorkerRecord(
             worker_id=worker_id,
             kind=kind,
@@ -132,8 +138,10 @@ class Dispatcher:
             concurrency=max(concurrency, 1),
             last_seen=self.clock(),
         )
-        await self.store.register_worker(worker, definitions)
+        registered = await self.store.register_worker(worker, definitions, started)
         self._forget_tasks(definition.name for definition in definitions)
+        for definition, outcome in zip(definitions, registered, strict=True):
+            _log_changed_definition(worker_id, started, definition, outcome)
         logger.info(
             "worker %s (%s) registered tasks: %s",
             worker_id,
@@ -610,6 +618,37 @@ class Dispatcher:
         if dropped:
             logger.warning("%d dead letter(s) dropped", dropped)
         return dropped
+
+
+def _log_changed_definition(
+    worker_id: str, started: datetime | None, definition: TaskDefinition, outcome: Registered
+) -> None:
+    """Warn when a registration differs from the definition stored before: an operator
+    sees every change of a task's definition, with both versions, and who made it."""
+    before = outcome.before
+    if before is None or before == definition:
+        return
+    changes = "; ".join(
+        f"{item.name}: {getattr(before, item.name)!r} -> {getattr(definition, item.name)!r}"
+        for item in fields(TaskDefinition)
+        if getattr(before, item.name) != getattr(definition, item.name)
+    )
+    worker = f"worker {worker_id} (started {_generation(started)})"
+    stored = f"the definition of generation {_generation(outcome.generation)}"
+    if outcome.taken:
+        logger.warning("task %s: %s replaced %s: %s", definition.name, worker, stored, changes)
+    else:
+        logger.warning(
+            "task %s: %s registers another definition, kept %s (newer): %s",
+            definition.name,
+            worker,
+            stored,
+            changes,
+        )
+
+
+def _generation(started: datetime | None) -> str:
+    return started.isoformat() if started is not None else "unknown"
 
 
 def _chosen_letters(ids: Sequence[str], every: bool) -> Sequence[str] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from fluid.scheduler.definition import TaskDefinition
 from fluid.scheduler.errors import InvalidArgumentError
@@ -110,3 +111,18 @@ def check_concurrency(concurrency: int) -> None:
     # A worker leases and heartbeats up to its concurrency in one call: past ids_per_call
     # every one of those calls would be refused.
     _check_number(concurrency, "concurrency", 0, limits().ids_per_call)
+
+
+# How far ahead of the dispatcher's clock a worker's start time may be (clocks drift
+# apart by less, under NTP): a worker claiming a later start would own its tasks'
+# definitions against every worker started before that time.
+STARTED_SKEW = timedelta(minutes=5)
+
+
+def check_started(started: datetime | None, now: datetime) -> None:
+    """A worker's start time (its generation): not in the future beyond clock skew."""
+    if started is not None and started > now + STARTED_SKEW:
+        raise InvalidArgumentError(
+            f"started: {started.isoformat()} is in the future (the dispatcher's clock says "
+            f"{now.isoformat()}, at most {STARTED_SKEW.total_seconds():g}s of skew)"
+        )

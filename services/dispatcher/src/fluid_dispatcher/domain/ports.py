@@ -45,6 +45,17 @@ class Blocked:
 
 
 @dataclass(frozen=True, slots=True)
+class Registered:
+    """What a registration did to one task: its definition and generation as stored
+    before (None: a new task, an unknown generation) and whether the registered
+    definition was taken."""
+
+    before: TaskDefinition | None
+    generation: datetime | None
+    taken: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseBatch:
     """What one lease step did: the runs it leased, and the ready runs it blocked."""
 
@@ -100,10 +111,14 @@ class QueueStore(Protocol):
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
-    ) -> None:
-        """Record (or refresh) a worker and the definitions of its ``task_names`` (last
-        registration wins)."""
+        self,
+        worker: WorkerRecord,
+        definitions: Sequence[TaskDefinition],
+        generation: datetime | None,
+    ) -> list[Registered]:
+        """Record (or refresh) a worker, and take each of its definitions unless the
+        stored one is of a newer generation (None is older than any), atomically per task
+        across replicas: what each task was before, in the order of ``definitions``."""
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None: ...
 

@@ -11,14 +11,26 @@ from fluid.scheduler.models import WorkerKind
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """A registered task: its definition and whether operators enabled it."""
+    """A registered task: its definition, whether operators enabled it, and the
+    generation (start time) of the worker whose definition it is (None: unknown, older
+    than any)."""
 
     definition: TaskDefinition
     enabled: bool = True
+    generation: datetime | None = None
 
     @property
     def name(self) -> str:
         return self.definition.name
+
+
+def newer(generation: datetime | None, than: datetime | None) -> bool:
+    """Whether a worker generation is newer than another; unknown (None: a worker that
+    did not say when it started, a task stored before generations) is older than any.
+    The one rule of whose definition a task keeps (the Redis script applies it too)."""
+    if generation is None:
+        return False
+    return than is None or generation > than
 
 
 @dataclass(frozen=True, slots=True)

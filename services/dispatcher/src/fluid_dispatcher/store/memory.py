@@ -35,10 +35,11 @@ from ..domain.ports import (
     LeaseBatch,
     OutboxEntry,
     QueueStore,
+    Registered,
     WorkTicket,
     check_room,
 )
-from ..domain.records import Lease, TaskRecord, WorkerRecord
+from ..domain.records import Lease, TaskRecord, WorkerRecord, newer
 from .signals import Signal, newer_versions
 
 # Runs held at most (queued, running and finished ones not purged yet): past it new runs
@@ -85,13 +86,24 @@ class MemoryQueueStore(QueueStore):
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
-    ) -> None:
+        self,
+        worker: WorkerRecord,
+        definitions: Sequence[TaskDefinition],
+        generation: datetime | None,
+    ) -> list[Registered]:
+        registered = []
         for definition in definitions:
             current = self._tasks.get(definition.name)
-            enabled = current.enabled if current else True
-            self._tasks[definition.name] = TaskRecord(definition, enabled)
+            taken = current is None or not newer(current.generation, generation)
+            if taken:
+                enabled = current.enabled if current else True
+                self._tasks[definition.name] = TaskRecord(definition, enabled, generation)
+            if current is None:
+                registered.append(Registered(None, None, taken))
+            else:
+                registered.append(Registered(current.definition, current.generation, taken))
         self._workers[worker.worker_id] = worker
+        return registered
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         return self._workers.get(worker_id)

@@ -67,6 +67,7 @@ from ..domain.ports import (
     LeaseBatch,
     OutboxEntry,
     QueueStore,
+    Registered,
     WorkTicket,
     queue_full,
 )
@@ -285,6 +286,7 @@ class RedisQueueStore(QueueStore):
         self._apply = self.redis.register_script(redis_scripts.APPLY)
         self._lease = self.redis.register_script(redis_scripts.LEASE)
         self._renew = self.redis.register_script(redis_scripts.RENEW)
+        self._register = self.redis.register_script(redis_scripts.REGISTER)
         self._request_abort = self.redis.register_script(redis_scripts.REQUEST_ABORT)
         self._purge = self.redis.register_script(redis_scripts.PURGE)
         self._rebuild_waiting = self.redis.register_script(redis_scripts.REBUILD_WAITING)
@@ -357,16 +359,33 @@ class RedisQueueStore(QueueStore):
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
-        self, worker: WorkerRecord, definitions: Sequence[TaskDefinition]
-    ) -> None:
+        self,
+        worker: WorkerRecord,
+        definitions: Sequence[TaskDefinition],
+        generation: datetime | None,
+    ) -> list[Registered]:
+        pairs = [
+            value
+            for definition in definitions
+            for value in (
+                definition.name,
+                json_format.MessageToJson(wire.definition_to_pb(definition)),
+            )
+        ]
+        found = await self._register(args=self._args(_ts(generation), *pairs)) if pairs else []
+        registered = [
+            Registered(
+                self._task(before, None, None).definition if before else None,
+                _dt(stored),
+                taken == 1,
+            )
+            for before, stored, taken in zip(found[0::3], found[1::3], found[2::3], strict=True)
+        ]
         async with self.redis.pipeline(transaction=True) as pipe:
-            for definition in definitions:
-                encoded = json_format.MessageToJson(wire.definition_to_pb(definition))
-                pipe.hset(self.key("tasks"), definition.name, encoded)
-                pipe.hsetnx(self.key("enabled"), definition.name, "1")
             pipe.hset(self.key("worker", worker.worker_id), mapping=self._worker_fields(worker))
             pipe.sadd(self.key("workers"), worker.worker_id)
             await pipe.execute()
+        return registered
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         fields = await self.redis.hgetall(self.key("worker", worker_id))
@@ -409,23 +428,28 @@ class RedisQueueStore(QueueStore):
         return [self._worker(i, fields) for i, fields in zip(ids, found, strict=True) if fields]
 
     @staticmethod
-    def _task(encoded: str, enabled: str | None) -> TaskRecord:
+    def _task(encoded: str, enabled: str | None, generation: str | None) -> TaskRecord:
         message = json_format.Parse(encoded, task_pb2.TaskDefinition())
-        return TaskRecord(wire.definition_from_pb(message, "task"), enabled != "0")
+        return TaskRecord(wire.definition_from_pb(message, "task"), enabled != "0", _dt(generation))
 
     async def get_task(self, name: str) -> TaskRecord | None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.key("tasks"), name)
             pipe.hget(self.key("enabled"), name)
-            encoded, enabled = await pipe.execute()
-        return self._task(encoded, enabled) if encoded else None
+            pipe.hget(self.key("generations"), name)
+            encoded, enabled, generation = await pipe.execute()
+        return self._task(encoded, enabled, generation) if encoded else None
 
     async def list_tasks(self) -> list[TaskRecord]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.key("tasks"))
             pipe.hgetall(self.key("enabled"))
-            definitions, enabled = await pipe.execute()
-        return [self._task(definitions[name], enabled.get(name)) for name in sorted(definitions)]
+            pipe.hgetall(self.key("generations"))
+            definitions, enabled, generations = await pipe.execute()
+        return [
+            self._task(definitions[name], enabled.get(name), generations.get(name))
+            for name in sorted(definitions)
+        ]
 
     async def set_task_enabled(self, name: str, enabled: bool) -> TaskRecord | None:
         if not await self.redis.hexists(self.key("tasks"), name):

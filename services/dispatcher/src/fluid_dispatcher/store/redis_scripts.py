@@ -257,6 +257,38 @@ end
 return renewed
 """
 
+# Takes each task's definition unless the stored one is of a newer worker generation
+# (records.newer: an unknown generation, '', is older than any; a tie is taken), so two
+# replicas registering workers of two generations at once keep the newer one.
+# ARGV: prefix, outbox, generation (a timestamp, or ''), then pairs of task name and
+# encoded definition. Returns, per task: the definition before ('' when new), its
+# generation before ('' when unknown) and 1 when this one was taken, else 0.
+REGISTER = """
+local p, generation = ARGV[1], ARGV[3]
+local mine = tonumber(generation) or -math.huge
+local result = {}
+for i = 4, #ARGV, 2 do
+  local name = ARGV[i]
+  local before = redis.call('HGET', p .. 'tasks', name)
+  local stored = redis.call('HGET', p .. 'generations', name)
+  local taken = 0
+  if not before or mine >= (tonumber(stored) or -math.huge) then
+    redis.call('HSET', p .. 'tasks', name, ARGV[i + 1])
+    if generation == '' then
+      redis.call('HDEL', p .. 'generations', name)
+    else
+      redis.call('HSET', p .. 'generations', name, generation)
+    end
+    redis.call('HSETNX', p .. 'enabled', name, '1')
+    taken = 1
+  end
+  result[#result + 1] = before or ''
+  result[#result + 1] = stored or ''
+  result[#result + 1] = taken
+end
+return result
+"""
+
 # ARGV: prefix, outbox, run id, reason. Returns 1 when the run was running.
 REQUEST_ABORT = (
     _STATES

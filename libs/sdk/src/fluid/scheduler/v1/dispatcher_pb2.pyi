@@ -590,6 +590,7 @@ class RegisterWorkerRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Unique id of the worker process."""
     kind: Global___WorkerKind.ValueType
@@ -600,6 +601,12 @@ class RegisterWorkerRequest(_message.Message):
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskDefinition]:
         """The tasks it can execute (only those matching its kind are leased to it)."""
 
+    @_builtins.property
+    def started(self) -> _timestamp_pb2.Timestamp:
+        """When the worker process started: its generation. The newest generation's
+        definition of a task wins; unset is older than any.
+        """
+
     def __init__(
         self,
         *,
@@ -607,10 +614,11 @@ class RegisterWorkerRequest(_message.Message):
         kind: Global___WorkerKind.ValueType = ...,
         tasks: _abc.Iterable[_task_pb2.TaskDefinition] | None = ...,
         concurrency: _builtins.int = ...,
+        started: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "kind", b"kind", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "kind", b"kind", "started", b"started", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

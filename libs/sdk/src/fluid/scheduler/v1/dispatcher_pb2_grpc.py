@@ -203,9 +203,12 @@ class DispatcherServiceServicer:
 
     def RegisterWorker(self, request, context):
         """Register a worker and the tasks it executes; called again to refresh.
+        A task's definition is that of the newest worker generation (started): an
+        older worker's different definition is logged and not taken, and the worker
+        still leases the task's runs.
         Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
-        invalid params schema, or a number that is not finite or out of its range
-        (timeout, concurrency, retry policy).
+        invalid params schema, a number that is not finite or out of its range
+        (timeout, concurrency, retry policy), or started is in the future.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -83,9 +83,12 @@ class DispatcherServiceStub:
     """
     RegisterWorker: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]
     """Register a worker and the tasks it executes; called again to refresh.
+    A task's definition is that of the newest worker generation (started): an
+    older worker's different definition is logged and not taken, and the worker
+    still leases the task's runs.
     Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
-    invalid params schema, or a number that is not finite or out of its range
-    (timeout, concurrency, retry policy).
+    invalid params schema, a number that is not finite or out of its range
+    (timeout, concurrency, retry policy), or started is in the future.
     """
     LeaseRuns: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.LeaseRunsRequest, _dispatcher_pb2.LeaseRunsResponse]
     """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
@@ -184,9 +187,12 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """
     RegisterWorker: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RegisterWorkerRequest, _dispatcher_pb2.RegisterWorkerResponse]  # type: ignore[assignment]
     """Register a worker and the tasks it executes; called again to refresh.
+    A task's definition is that of the newest worker generation (started): an
+    older worker's different definition is logged and not taken, and the worker
+    still leases the task's runs.
     Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
-    invalid params schema, or a number that is not finite or out of its range
-    (timeout, concurrency, retry policy).
+    invalid params schema, a number that is not finite or out of its range
+    (timeout, concurrency, retry policy), or started is in the future.
     """
     LeaseRuns: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.LeaseRunsRequest, _dispatcher_pb2.LeaseRunsResponse]  # type: ignore[assignment]
     """Lease up to max_runs runs of the worker's tasks, waiting up to wait for one.
@@ -336,9 +342,12 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RegisterWorkerResponse, _abc.Awaitable[_dispatcher_pb2.RegisterWorkerResponse]]:
         """Register a worker and the tasks it executes; called again to refresh.
+        A task's definition is that of the newest worker generation (started): an
+        older worker's different definition is logged and not taken, and the worker
+        still leases the task's runs.
         Errors: INVALID_ARGUMENT when worker_id is empty, a task has no name, an
-        invalid params schema, or a number that is not finite or out of its range
-        (timeout, concurrency, retry policy).
+        invalid params schema, a number that is not finite or out of its range
+        (timeout, concurrency, retry policy), or started is in the future.
         """
 
     @_abc_1.abstractmethod
