@@ -17,6 +17,7 @@ from fluid.scheduler.limits import limits
 from .auth import bearer_interceptors
 from .settings import ClientSettings
 from .telemetry import client_interceptors
+from .tls import TlsSettings, create_channel
 
 GrpcOptions = list[tuple[str, int | str]]
 
@@ -125,6 +126,6 @@ def open_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
     if token is None:
         token = ClientSettings().token.get_secret_value()
     interceptors = [*client_interceptors(), *bearer_interceptors(token)]
-    return grpc.aio.insecure_channel(
-        address, options=channel_options(), interceptors=interceptors
+    return create_channel(
+        address, TlsSettings(), options=channel_options(), interceptors=interceptors
     )

@@ -28,6 +28,7 @@ from .channel import server_options
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
 from .telemetry import configure_tracing, flush_tracing, server_interceptors
+from .tls import TlsSettings, add_port
 
 ENTRY_POINT_GROUP = "fluid.services"
 logger = logging.getLogger("fluid.host")
@@ -205,7 +206,8 @@ class Host:
             interceptors=[*server_interceptors(), *guard, DomainErrorInterceptor()],
             options=server_options(),
         )
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        # TLS (mTLS with a CA) when FLUID_TLS_CERT_FILE is set, reloading rotated files.
+        self.port = add_port(server, f"{self.settings.host}:{self.settings.port}", TlsSettings())
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         # Several services in one server call each other through this very port.
