@@ -282,16 +282,16 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
 
 
 if TYPE_CHECKING:
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+    ServerInterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
     _UnaryUnaryInterceptor = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
     _UnaryStreamInterceptor = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
 else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor
+    ServerInterceptorBase = grpc.aio.ServerInterceptor
     _UnaryUnaryInterceptor = grpc.aio.UnaryUnaryClientInterceptor
     _UnaryStreamInterceptor = grpc.aio.UnaryStreamClientInterceptor
 
 
-class AuthInterceptor(_ServerInterceptor):
+class AuthInterceptor(ServerInterceptorBase):
     """Ends a call UNAUTHENTICATED without a valid token and PERMISSION_DENIED without its
     role; lets an allowed call run with ``current_caller`` set. Health is always open,
     reflection when ``reflection_open``; an RPC missing from the table needs ``admin``."""

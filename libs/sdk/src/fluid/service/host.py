@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 from fluid.scheduler.limits import truncated
 
-from .auth import AuthInterceptor, AuthSettings, Verifier
+from .auth import AuthInterceptor, AuthSettings, ServerInterceptorBase, Verifier
 from .channel import server_options
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
@@ -78,13 +78,7 @@ def _load(entry: EntryPoint) -> ServiceFactory:
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
 
-if TYPE_CHECKING:
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor
-
-
-class DomainErrorInterceptor(_ServerInterceptor):
+class DomainErrorInterceptor(ServerInterceptorBase):
     """Turns a ``FluidError`` raised by a fluid servicer into its gRPC status, and any
     other exception into INTERNAL: a fluid servicer never answers UNKNOWN."""
 
