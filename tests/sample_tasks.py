@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
+import os
 from datetime import timedelta
 from typing import ClassVar
 
@@ -152,6 +155,17 @@ async def relay(ctx: TaskRun[Greeting]) -> str:
     """Queues a say_hi from its own process: that process dials the dispatcher itself."""
     child = await ctx.queue("say_hi", name=ctx.params.name)
     return child.id
+
+
+@task(cpu_bound=True)
+async def token_roles(ctx: TaskRun) -> list[str]:
+    """The roles of the token the run's own process calls fluid with (unverified read)."""
+    token = os.environ.get("FLUID_TOKEN", "")
+    if not token:
+        return []
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return sorted(claims["roles"])
 
 
 class Notifications(TaskManagerPlugin):

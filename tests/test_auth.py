@@ -7,6 +7,7 @@ services call each other with their own token from FLUID_TOKEN.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -215,6 +216,44 @@ async def test_the_services_call_each_other_with_their_token(
         run = await client.queue_and_wait("say_hi", timeout=20, name="Ada")
         assert run.state is TaskState.success
         assert (await stored_run(client, run.id, TaskState.success)).id == run.id
+
+
+async def test_task_code_calls_fluid_with_the_task_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The services' token lacks `queue`: a child run queued by an io task, or by a cpu
+    task from its own process, gets queued only with FLUID_TASK_TOKEN, and the cpu
+    process holds that token, never the worker's."""
+    key = write_signing_key(tmp_path / "signing.key")
+    monkeypatch.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
+    services = [Role.worker, Role.ingest, Role.read]
+    monkeypatch.setenv("FLUID_TOKEN", mint_token(key, "services", services, 300))
+    monkeypatch.setenv("FLUID_TASK_TOKEN", mint_token(key, "tasks", [Role.queue, Role.read], 300))
+    monkeypatch.setenv("FLUID_BROKER_URL", "memory://")
+    monkeypatch.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    monkeypatch.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+    # The run's process imports sample_tasks by name, as the runner does.
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    )
+    host = Host(
+        ["history", "dispatcher", "io-worker", "cpu-runner"],
+        settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+        task_modules=["sample_tasks"],
+    )
+    await host.start()
+    try:
+        async with Client(host.address, token=mint_token(key, "ada", list(Role), 300)) as client:
+            for name in ("parent", "relay"):
+                run = await client.queue_and_wait(name, timeout=30, name="Ada")
+                assert run.state is TaskState.success, (name, run.error)
+                child = await client.wait(run.result, timeout=10)
+                assert child.state is TaskState.success, name
+            roles = await client.queue_and_wait("token_roles", timeout=30)
+            assert roles.result == ["queue", "read"]
+    finally:
+        await host.stop()
 
 
 async def test_a_fake_worker_cannot_take_over_a_task(secured: Secured) -> None:

@@ -297,14 +297,16 @@ def test_broker_and_database_urls_come_from_secrets(rendered: Rendered) -> None:
         "dispatcher": {"FLUID_BROKER_URL", "FLUID_TOKEN"},
         "scheduler": {"FLUID_BROKER_URL", "FLUID_TOKEN"},
         "history": {"FLUID_DATABASE_URL"},
-        "io-worker": {"FLUID_TOKEN"},
-        "cpu-runner": {"FLUID_TOKEN"},
+        "io-worker": {"FLUID_TOKEN", "FLUID_TASK_TOKEN"},
+        "cpu-runner": {"FLUID_TOKEN", "FLUID_TASK_TOKEN"},
     }
     references: set[tuple[str, str]] = set()
     for service, _ in fluid_services(rendered):
         refs = secret_refs(container(rendered, service))
         assert set(refs) == expected[service], service
-        refs.pop("FLUID_TOKEN", None)  # checked by test_each_caller_has_its_role_token
+        # Checked by test_each_caller_has_its_role_token.
+        refs.pop("FLUID_TOKEN", None)
+        refs.pop("FLUID_TASK_TOKEN", None)
         references.update(refs.values())
     assert not {"FLUID_BROKER_URL", "FLUID_DATABASE_URL"} & set(rendered.config)
 
@@ -413,19 +415,31 @@ def test_redis_and_postgres_admit_only_their_users_in_dev() -> None:
         assert {(port.port, port.protocol) for port in rule.ports} == {(53, "UDP"), (53, "TCP")}
 
 
+def token_reference(serving: Any, name: str) -> Any:
+    """The Secret key reference of the container's variable ``name``, or None."""
+    (token,) = [item for item in serving.env or [] if item.name == name] or [None]
+    return None if token is None else token.value_from.secret_key_ref
+
+
 def test_each_caller_has_its_role_token(rendered: Rendered) -> None:
     for service, _ in fluid_services(rendered):
-        (token,) = [
-            item for item in container(rendered, service).env or [] if item.name == "FLUID_TOKEN"
-        ] or [None]
+        serving = container(rendered, service)
+        reference = token_reference(serving, "FLUID_TOKEN")
+        task_reference = token_reference(serving, "FLUID_TASK_TOKEN")
         if service not in TOKEN_SECRETS:
-            assert token is None, f"{service} calls nothing and needs no token"
+            assert reference is None, f"{service} calls nothing and needs no token"
             continue
-        reference = token.value_from.secret_key_ref
         assert (reference.name, reference.key) == (TOKEN_SECRETS[service], "token"), service
         # Auth may be off in dev (no Secrets); prod runs with auth and requires them.
         assert reference.optional is (rendered.overlay == "dev"), service
-    # Task Jobs copy the cpu-runner's template, but not its worker token.
+        if service in ("io-worker", "cpu-runner"):
+            # Task code calls fluid with a token of its own, never the worker's.
+            assert (task_reference.name, task_reference.key) == ("fluid-token-task", "token")
+            assert task_reference.optional is (rendered.overlay == "dev"), service
+        else:
+            assert task_reference is None, service
+    # Task Jobs copy the cpu-runner's template, but not its worker token: their FLUID_TOKEN
+    # is the task token's Secret.
     config = rendered.config
     runner = rendered.get("Deployment", config["FLUID_K8S_DEPLOYMENT"])
     job = build_job(
@@ -439,7 +453,9 @@ def test_each_caller_has_its_role_token(rendered: Rendered) -> None:
     )
     assert job.spec is not None and job.spec.template.spec is not None
     (task_container,) = job.spec.template.spec.containers
-    assert "FLUID_TOKEN" not in {item.name for item in task_container.env or []}
+    assert "FLUID_TASK_TOKEN" not in {item.name for item in task_container.env or []}
+    job_token = token_reference(task_container, "FLUID_TOKEN")
+    assert (job_token.name, job_token.key) == ("fluid-token-task", "token")
 
 
 def test_dev_is_open_and_says_so() -> None:

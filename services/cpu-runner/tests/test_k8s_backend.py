@@ -51,6 +51,7 @@ DEPLOYMENT: dict[str, Any] = {
                             {"name": "FLUID_TASK_MODULES", "value": "cpu_tasks"},
                             {"name": "PYTHONPATH", "value": str(TESTS)},
                             {"name": "FLUID_TOKEN", "value": "the-runners-worker-token"},
+                            {"name": "FLUID_TASK_TOKEN", "value": "the-task-token"},
                         ],
                         "ports": [{"containerPort": 50051, "name": "grpc"}],
                         "readinessProbe": {"grpc": {"port": 50051}},
@@ -149,8 +150,10 @@ async def test_a_run_becomes_a_job_built_from_the_runners_deployment(
     assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["FLUID_TASK_MODULES"] == "cpu_tasks"  # the template's own variables stay
-    # but not the runner's token: with it, task code could lease any run.
-    assert "FLUID_TOKEN" not in env
+    # but not the runner's token (with it, task code could lease any run): the task
+    # token is the pod's token.
+    assert env["FLUID_TOKEN"] == "the-task-token"
+    assert "FLUID_TASK_TOKEN" not in env
     assert env["TASK_MANAGER_SPAWN"] == "true"
     assert env["CPU_TASK_FLAVOUR"] == "spicy"
     # The run (its params may hold secrets) is in the Job's Secret, not in the pod spec.

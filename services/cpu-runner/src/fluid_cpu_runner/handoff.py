@@ -28,6 +28,11 @@ from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
 HANDOFF_ENV = "FLUID_RUN_JSON"
 REPORT_MARKER = "FLUID_REPORT "
 DISPATCHER_ENV = "FLUID_DISPATCHER_ADDRESS"
+# ClientSettings.token, and LeasingSettings.task_token: the run's process gets the task
+# token as its FLUID_TOKEN, so task code never holds the runner's worker token when the
+# operator gave it a narrower one.
+TOKEN_ENV = "FLUID_TOKEN"
+TASK_TOKEN_ENV = "FLUID_TASK_TOKEN"
 # The W3C names OpenTelemetry's environment-variable propagation reads, so code the task
 # instruments itself joins the run's trace too.
 _TRACE_ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
@@ -76,13 +81,18 @@ def decode_report(text: str) -> RunReport:
         raise HandoffError(f"invalid run report: {exc}") from exc
 
 
-def child_environment(task: Task, run: Run, dispatcher_address: str) -> dict[str, str]:
+def child_environment(
+    task: Task, run: Run, dispatcher_address: str, task_token: str = ""
+) -> dict[str, str]:
     """The variables the run's process gets on top of the runner's environment.
 
     The task's own ``env`` first, then ours, so a task cannot turn off the marker that
     makes ``is_in_cpu_process()`` true or point its child runs at another dispatcher.
+    ``task_token``, when set, replaces the runner's token in the process.
     """
     environment = {**task.env, CPU_PROCESS_ENV: "true", DISPATCHER_ENV: dispatcher_address}
+    if task_token:
+        environment[TOKEN_ENV] = task_token
     environment.update(trace_environment(run.trace_context))
     return environment
 

@@ -26,6 +26,8 @@ from kubernetes import client
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 
+from .handoff import TASK_TOKEN_ENV, TOKEN_ENV
+
 RUN_LABEL = "fluid.run-id"
 ATTEMPT_LABEL = "fluid.attempt"
 TASK_LABEL = "fluid.task"
@@ -37,9 +39,6 @@ RUN_ANNOTATION = "fluid.run-id"
 MAX_NAME = 63
 # The key of the hand-off in the attempt's Secret.
 HANDOFF_KEY = "handoff"
-# The runner's bearer token (ClientSettings.token): a worker token, which may lease any
-# run and read its params. A task's pod copies the runner's template but not this.
-RUNNER_TOKEN_ENV = "FLUID_TOKEN"
 
 
 class TemplateError(ValueError):
@@ -109,9 +108,10 @@ def build_job(
     chosen.startup_probe = None
     chosen.command = list(command)
     chosen.args = None
-    dropped = {*environment, RUNNER_TOKEN_ENV}
-    kept = [item for item in chosen.env or [] if item.name not in dropped]
-    chosen.env = [*kept, *(_env_var(name, value) for name, value in environment.items())]
+    chosen.env = [
+        *_task_environment(chosen.env or [], dropped=set(environment)),
+        *(_env_var(name, value) for name, value in environment.items()),
+    ]
     # Sidecars of the runner (proxies, log shippers) would keep the Job from completing.
     pod.spec.containers = [chosen]
     pod.spec.restart_policy = "Never"
@@ -136,6 +136,26 @@ def build_job(
             ttl_seconds_after_finished=ttl_seconds,
         ),
     )
+
+
+def _task_environment(
+    template: list[client.V1EnvVar], *, dropped: set[str]
+) -> list[client.V1EnvVar]:
+    """The template's variables a task's pod keeps, with the task token as its token.
+
+    The runner's ``FLUID_TOKEN`` is a worker token, which may lease any run and read its
+    params: the pod never gets it. ``FLUID_TASK_TOKEN`` (a value or a Secret's key) becomes
+    the pod's ``FLUID_TOKEN``; without one, task code in a Job calls fluid with no token.
+    """
+    kept: list[client.V1EnvVar] = []
+    for item in template:
+        if item.name == TASK_TOKEN_ENV:
+            kept.append(
+                client.V1EnvVar(name=TOKEN_ENV, value=item.value, value_from=item.value_from)
+            )
+        elif item.name not in {*dropped, TOKEN_ENV}:
+            kept.append(item)
+    return kept
 
 
 def _env_var(name: str, value: str | client.V1EnvVarSource) -> client.V1EnvVar:

@@ -338,9 +338,11 @@ class LocalBackend:
         dispatcher_address: str,
         kill_grace: float = 3.0,
         output_lines: int = 50,
+        task_token: str = "",
     ) -> None:
         self.launcher = launcher
         self.dispatcher_address = dispatcher_address
+        self.task_token = task_token
         self.kill_grace = kill_grace
         self.output_lines = output_lines
         self.name = f"local-{launcher.mode}"
@@ -363,7 +365,7 @@ class LocalBackend:
         answer = asyncio.create_task(_exchange(control, handoff))
         try:
             process = await self.launcher.launch(
-                child_environment(task, run, self.dispatcher_address),
+                child_environment(task, run, self.dispatcher_address, self.task_token),
                 ProcessPipes(child_control.fileno(), out_write, err_write),
             )
         except BaseException:

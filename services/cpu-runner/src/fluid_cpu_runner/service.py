@@ -46,6 +46,7 @@ def create_backend(
         dispatcher_address=dispatcher_address,
         kill_grace=settings.cpu_kill_grace_seconds,
         output_lines=settings.output_tail_lines,
+        task_token=settings.task_token.get_secret_value(),
     )
 
 

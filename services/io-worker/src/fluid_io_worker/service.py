@@ -53,7 +53,7 @@ class IoWorkerService:
         logging.getLogger().addHandler(self._logs)
         clients = self.context.clients
         self._channel = open_channel(clients.dispatcher, clients.token.get_secret_value())
-        self._client = Client(settings=self.context.clients)
+        self._client = Client(settings=self.settings.task_clients(clients))
         self.worker = LeasingWorker.over(
             self._channel,
             self._execute,

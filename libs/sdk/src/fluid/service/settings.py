@@ -107,3 +107,13 @@ class LeasingSettings(TaskModuleSettings):
     # output tail (`fluid logs RUN_ID`); the worker's own log gets every line. Both kinds
     # of worker keep the same tail, so they share the one setting.
     output_tail_lines: int = Field(default=50, ge=0)
+    # The token task code calls fluid with (`ctx.queue`, a `Client()` in a task), normally
+    # `queue,read`: a worker token would let task code lease anyone's runs. Empty, task
+    # code on the worker's machine uses the worker's token and a Kubernetes Job gets none.
+    task_token: SecretStr = SecretStr("")
+
+    def task_clients(self, clients: ClientSettings) -> ClientSettings:
+        """``clients`` with the task token in place of the worker's, when one is set."""
+        if not self.task_token.get_secret_value():
+            return clients
+        return clients.model_copy(update={"token": self.task_token})
