@@ -104,3 +104,22 @@ async def test_serve_refuses_a_non_loopback_address_without_auth(tmp_path: Path)
     )
     assert code == 2 and "refusing to serve on 0.0.0.0 without auth" in err
     assert "FLUID_INSECURE=true" in err
+
+
+async def test_serve_listens_beyond_loopback_when_insecure_is_explicit(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*CLI, "serve", "dispatcher", "--host", "0.0.0.0", "--port", str(port)],
+            cwd=tmp_path,
+            env=_env(FLUID_INSECURE="true", FLUID_BROKER_URL="memory://"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await serving(f"127.0.0.1:{port}")
+        finally:
+            (code,) = stop_processes([process])
+    assert code == 0
+    assert "serving on 0.0.0.0 without auth (FLUID_INSECURE=true)" in log_path.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from fluid.service.settings import ServerSettings, TaskModuleSettings
 
 from .auth import prepare_dev_auth
 from .render import console, print_error
+
+logger = logging.getLogger("fluid.cli")
 
 EXAMPLE_TASKS = "fluid_cli.examples"
 # `fluid serve` exits with this when it would listen beyond loopback with no auth.
@@ -53,8 +56,8 @@ def _serve(
         overrides["log_format"] = log_format
     settings = settings.model_copy(update=overrides)
     auth = AuthSettings()
-    open_network = not (auth.enabled or auth.insecure or _loopback(settings.host))
-    if refuse_open_network and open_network:
+    beyond_loopback = not (auth.enabled or _loopback(settings.host))
+    if refuse_open_network and beyond_loopback and not auth.insecure:
         print_error(
             f"refusing to serve on {settings.host} without auth: anyone who can reach "
             "the port could call every RPC. Set FLUID_AUTH_KEY_FILES (see the README's "
@@ -63,6 +66,13 @@ def _serve(
         )
         raise typer.Exit(EXIT_OPEN_TO_NETWORK)
     configure_logging(settings.log_level, settings.log_format)
+    if beyond_loopback:
+        # Said on every start, so that a log review finds an open port it did not expect.
+        logger.warning(
+            "serving on %s without auth (FLUID_INSECURE=true): every RPC is open to "
+            "anyone who can reach the port",
+            settings.host,
+        )
     try:
         asyncio.run(Host(names, settings=settings, task_modules=modules).run_until_signal())
     except (ValueError, OSError) as error:
