@@ -106,7 +106,9 @@ async def test_serve_refuses_a_non_loopback_address_without_auth(tmp_path: Path)
     assert "FLUID_INSECURE=true" in err
 
 
-async def test_serve_listens_beyond_loopback_when_insecure_is_explicit(tmp_path: Path) -> None:
+@pytest.fixture
+def insecure_dispatcher(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`fluid serve dispatcher` on 0.0.0.0 with FLUID_INSECURE=true; its log file."""
     port = free_port()
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
@@ -118,8 +120,15 @@ async def test_serve_listens_beyond_loopback_when_insecure_is_explicit(tmp_path:
             stderr=subprocess.STDOUT,
         )
         try:
-            await serving(f"127.0.0.1:{port}")
+            yield f"127.0.0.1:{port}", log_path
         finally:
             (code,) = stop_processes([process])
-    assert code == 0
+            assert code == 0, log_path.read_text()
+
+
+async def test_serve_listens_beyond_loopback_when_insecure_is_explicit(
+    insecure_dispatcher: tuple[str, Path],
+) -> None:
+    address, log_path = insecure_dispatcher
+    await serving(address)
     assert "serving on 0.0.0.0 without auth (FLUID_INSECURE=true)" in log_path.read_text()
