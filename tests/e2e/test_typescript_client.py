@@ -1,5 +1,6 @@
 """The TypeScript client end to end: a Node program queues a run on `fluid dev`, waits for
-it over WatchRun (a server stream) and finds it in history with ListRuns.
+it over WatchRun (a server stream) and finds it in history with ListRuns, in plaintext and
+over mTLS.
 
 The test installs the client's npm dependencies itself (from the committed lock) and
 compiles the example with the client's own TypeScript; it needs only Node.js >= 20 and npm.
@@ -15,7 +16,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,19 @@ import pytest
 
 from fluid.scheduler import Client
 
+from certificates import CertificateAuthority
 from process_helpers import free_port, serving, stop_processes
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = TESTS.parent / "clients" / "typescript"
 NODE_MAJOR = 20
 TASKS = ("--tasks", "sample_tasks")
+TLS_VARIABLES = (
+    "FLUID_TLS_CERT_FILE",
+    "FLUID_TLS_KEY_FILE",
+    "FLUID_TLS_CA_FILE",
+    "FLUID_TLS_SERVER_NAME",
+)
 
 
 def tool(name: str) -> str:
@@ -87,22 +96,24 @@ def example() -> Iterator[Path]:
         shutil.rmtree(build, ignore_errors=True)
 
 
-@pytest.fixture
-def fluid_dev(tmp_path: Path) -> Iterator[str]:
-    """`fluid dev` in its own process, on a free port, with the test tasks."""
+@contextmanager
+def running_fluid_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`fluid dev` in its own process, on a free port, with the test tasks, in plaintext
+    unless ``env`` (added to the variables it gets) sets FLUID_TLS_*. Its address."""
     port = free_port()
-    env = {
-        **os.environ,
+    environment = {
+        **{name: value for name, value in os.environ.items() if name not in TLS_VARIABLES},
         "PYTHONPATH": str(TESTS),
         "FLUID_BROKER_URL": "memory://",
         "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
         "FLUID_LEASE_WAIT_SECONDS": "0.2",
+        **(env or {}),
     }
     log_path = tmp_path / "fluid-dev.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "fluid_cli", "dev", "--port", str(port), *TASKS],
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -113,30 +124,57 @@ def fluid_dev(tmp_path: Path) -> Iterator[str]:
             assert code == 0, log_path.read_text()
 
 
-async def test_node_queues_a_run_waits_for_it_and_finds_it_in_history(
-    example: Path, fluid_dev: str
-) -> None:
-    await serving(fluid_dev)
-    async with Client(fluid_dev) as client:
-        for _ in range(100):  # the worker registers its tasks right after serving starts
-            if any(task.name == "say_hi" for task in await client.list_tasks()):
-                break
-            await asyncio.sleep(0.05)
+@pytest.fixture
+def fluid_dev(tmp_path: Path) -> Iterator[str]:
+    """`fluid dev` in plaintext."""
+    with running_fluid_dev(tmp_path) as address:
+        yield address
 
+
+async def tasks_registered(address: str) -> None:
+    """Wait for `fluid dev`'s worker to register say_hi: it does so right after serving
+    starts. The Python client dials TLS when the FLUID_TLS_* variables say so."""
+    await serving(address)
+    async with Client(address) as client:
+        for _ in range(100):
+            if any(task.name == "say_hi" for task in await client.list_tasks()):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("say_hi was never registered")
+
+
+async def run_example(
+    example: Path, address: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
+    """The example's exit code, stdout and stderr, for say_hi with Ada; ``env`` replaces
+    the FLUID_TLS_* variables the test process has."""
+    environment = {name: value for name, value in os.environ.items() if name not in TLS_VARIABLES}
+    environment.update(env or {})
     node = await asyncio.create_subprocess_exec(
         tool("node"),
         str(example),
         "--address",
-        fluid_dev,
+        address,
         "--timeout-ms",
         "20000",
         "say_hi",
         json.dumps({"name": "Ada"}),
+        env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(node.communicate(), timeout=40)
-    assert node.returncode == 0, stderr.decode()
+    assert node.returncode is not None
+    return node.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_node_queues_a_run_waits_for_it_and_finds_it_in_history(
+    example: Path, fluid_dev: str
+) -> None:
+    await tasks_registered(fluid_dev)
+
+    code, stdout, stderr = await run_example(example, fluid_dev)
+    assert code == 0, stderr
     printed: dict[str, Any] = json.loads(stdout)
 
     assert printed["state"] == "success"
@@ -151,3 +189,41 @@ async def test_node_queues_a_run_waits_for_it_and_finds_it_in_history(
     async with Client(fluid_dev) as client:
         run = await client.get_run(printed["run_id"])
     assert run.params == {"name": "Ada"}
+
+
+async def test_node_dials_mtls_with_a_client_certificate_and_is_refused_without_one(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = CertificateAuthority(tmp_path, "fluid")
+    server, client = ca.issue("server"), ca.issue("client")
+    # A CA beside the server's certificate makes client certificates required.
+    mtls = {
+        "FLUID_TLS_CERT_FILE": str(server.cert),
+        "FLUID_TLS_KEY_FILE": str(server.key),
+        "FLUID_TLS_CA_FILE": str(ca.cert),
+    }
+    client_env = {
+        "FLUID_TLS_CERT_FILE": str(client.cert),
+        "FLUID_TLS_KEY_FILE": str(client.key),
+        "FLUID_TLS_CA_FILE": str(ca.cert),
+    }
+    with running_fluid_dev(tmp_path, mtls) as address:
+        # This process's Python client (health check, list_tasks) reads them too.
+        monkeypatch.delenv("FLUID_TLS_SERVER_NAME", raising=False)
+        for variable, value in client_env.items():
+            monkeypatch.setenv(variable, value)
+        await tasks_registered(address)
+
+        code, stdout, stderr = await run_example(example, address, client_env)
+        assert code == 0, stderr
+        printed: dict[str, Any] = json.loads(stdout)
+        assert printed["state"] == "success" and printed["result"] == "Hi Ada!"
+        assert printed["history"] is not None and printed["history"]["state"] == "success"
+
+        # The server's certificate is trusted, but the handshake wants a client's.
+        code, stdout, stderr = await run_example(
+            example, address, {"FLUID_TLS_CA_FILE": str(ca.cert)}
+        )
+        assert code != 0, stdout
+        assert stdout == ""
+        assert stderr.startswith("error: "), stderr

@@ -5,7 +5,12 @@
  *   npm run build
  *   node dist/examples/queue_and_wait.js --address localhost:50051 say_hi '{"name": "Ada"}'
  *
- * Exit code 1 with the gRPC status on stderr when a call fails.
+ * TLS and mTLS from the FLUID_TLS_* variables that fluid's Python processes read, e.g.
+ *
+ *   FLUID_TLS_CA_FILE=ca.pem FLUID_TLS_CERT_FILE=client.pem FLUID_TLS_KEY_FILE=client-key.pem \
+ *     node dist/examples/queue_and_wait.js --address localhost:50051
+ *
+ * Exit code 1 with the gRPC status on stderr when a call fails (a refused handshake too).
  */
 import { parseArgs } from "node:util";
 
@@ -13,7 +18,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { connectFluid, type Run, TaskState } from "../src/index.js";
+import { connectFluid, type Run, TaskState, tlsFromEnv } from "../src/index.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -38,7 +43,10 @@ async function sleep(ms: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const fluid = connectFluid(values.address!, values["history-address"], values.token);
+  const fluid = connectFluid(values.address!, values["history-address"], {
+    token: values.token,
+    tls: tlsFromEnv(),
+  });
 
   const { run: queued } = await fluid.dispatcher.queueRun({ task, params }, { timeoutMs });
   if (queued === undefined) throw new Error("QueueRun answered without a run");
