@@ -169,19 +169,25 @@ async def token_roles(ctx: TaskRun) -> list[str]:
 
 
 class Notifications(TaskManagerPlugin):
-    """Records the lifecycle events the worker fires, for the lifecycle test."""
+    """Records the lifecycle events the worker fires, for the lifecycle test: two handlers
+    of ``success`` under their own tags (``billing`` keeps only runs tagged billing)."""
 
     events: ClassVar[list[tuple[str, str]]] = []
 
-    def register(self, manager: TaskManager) -> None:
-        async def remember(run: Run) -> None:
-            self.events.append((f"{run.state}.billing", run.id))
+    def register(self, task_manager: TaskManager) -> None:
+        async def billed(run: Run) -> None:
+            if "billing" in run.tags:
+                self.events.append(("success.billing", run.id))
+
+        async def succeeded(run: Run) -> None:
+            self.events.append(("success.audit", run.id))
 
         async def started(run: Run) -> None:
             self.events.append(("running", run.id))
 
-        manager.register_async_handler("success.billing", remember)
-        manager.register_async_handler("running", started)
+        task_manager.register_async_handler("success.billing", billed)
+        task_manager.register_async_handler("success.audit", succeeded)
+        task_manager.register_async_handler("running", started)
 
 
 notifications = Notifications()

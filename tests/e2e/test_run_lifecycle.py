@@ -186,9 +186,10 @@ async def test_plugins_in_task_modules_receive_lifecycle_events(client: Client) 
     untagged = await client.queue_and_wait("say_hi", name="Ada", timeout=10)
     events = Notifications.events
     assert ("running", tagged.id) in events and ("running", untagged.id) in events
-    # "success.billing" fires only for the task tagged billing.
+    # Both handlers of success fire; the billing one keeps only runs tagged billing.
     assert ("success.billing", tagged.id) in events
     assert ("success.billing", untagged.id) not in events
+    assert {("success.audit", tagged.id), ("success.audit", untagged.id)} <= set(events)
 
 
 async def test_what_a_run_logs_is_kept_as_its_output(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from fluid.scheduler import Run, TaskRun, TaskState, task
+from fluid.scheduler import Run, TaskManager, TaskRun, TaskState, task
 from fluid.scheduler.client import _queue_run_request
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.models import RunRequest
@@ -148,7 +148,7 @@ async def test_refused_params_are_reported_without_their_values() -> None:
     # pydantic quotes a missing field's input, the whole params here, secret included:
     # the run's error (shown to everyone) must not carry it.
     run = Run(id="r", task="use_key", params={"key": "s3cret"})
-    report = await execute_run(use_key, run, queuer=None)  # type: ignore[arg-type]
+    report = await execute_run(use_key, run, TaskManager())
     assert report.state is TaskState.failure and report.error is not None
     assert report.error.message.endswith("name: Field required [type=missing]")
     assert "s3cret" not in report.error.message + report.error.traceback

@@ -19,8 +19,8 @@ from fluid.scheduler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from fluid.scheduler.lifecycle import TaskManager
 from fluid.scheduler.limits import limits
+from fluid.scheduler.manager import TaskManager
 from fluid.scheduler.models import (
     HeartbeatReply,
     ReportReply,

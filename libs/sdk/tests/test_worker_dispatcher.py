@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from fluid.scheduler.client import Client
 from fluid.scheduler.execution import execute_run
-from fluid.scheduler.lifecycle import TaskManager
 from fluid.scheduler.limits import MIB, limits
+from fluid.scheduler.manager import TaskManager
 from fluid.scheduler.models import RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task, TaskRun, task
@@ -59,15 +59,16 @@ async def dispatcher(monkeypatch: pytest.MonkeyPatch, small_messages: None) -> A
 async def test_a_result_too_large_fails_its_run_and_the_next_run_succeeds(dispatcher: str) -> None:
     channel = open_channel(dispatcher)
     async with Client(dispatcher) as client:
+        manager = TaskManager.bound(client, {"sized": sized})
 
         async def execute(task: Task, run: Run) -> RunReport:
-            return await execute_run(task, run, client)
+            return await execute_run(task, run, manager)
 
         worker = LeasingWorker(
             link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(channel)),
             executor=execute,
             tasks={"sized": sized},
-            lifecycle=TaskManager(),
+            lifecycle=manager,
             lease_wait=0.2,
         )
         await worker.start()

@@ -1,11 +1,12 @@
 """fluid.scheduler: write tasks, queue them, query their runs.
 
-``Client`` and ``RunPage`` load on first use: they pull in grpc, channels and settings,
-which a task module (and the fresh interpreter a cpu-bound run starts in) never needs.
+``Client``, ``RunPage`` and the task managers load on first use: they pull in grpc,
+channels, settings and the execution runtime, which a task module never needs.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .definition import TaskDefinition, TaskInfo
@@ -17,7 +18,7 @@ from .errors import (
     RunTimeoutError,
     UnavailableError,
 )
-from .lifecycle import TaskManager, TaskManagerPlugin
+from .lifecycle import Event
 from .models import (
     InvalidTransition,
     RetryPolicy,
@@ -32,21 +33,41 @@ from .task import AnyParams, Task, TaskAbortedError, TaskContext, TaskRun, task
 
 if TYPE_CHECKING:
     from .client import Client, RunPage
+    from .manager import (
+        DepsProvider,
+        TaskConsumer,
+        TaskManager,
+        TaskManagerConfig,
+        TaskManagerPlugin,
+        TaskScheduler,
+        provide_deps,
+    )
 
-_CLIENT_NAMES = frozenset({"Client", "RunPage"})
+_LAZY = {
+    "Client": "client",
+    "RunPage": "client",
+    "DepsProvider": "manager",
+    "TaskConsumer": "manager",
+    "TaskManager": "manager",
+    "TaskManagerConfig": "manager",
+    "TaskManagerPlugin": "manager",
+    "TaskScheduler": "manager",
+    "provide_deps": "manager",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CLIENT_NAMES:
-        from . import client
-
-        return getattr(client, name)
+    module = _LAZY.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "AnyParams",
     "Client",
+    "DepsProvider",
+    "Event",
     "FailedPreconditionError",
     "FluidError",
     "InvalidArgumentError",
@@ -61,16 +82,20 @@ __all__ = [
     "Scheduler",
     "Task",
     "TaskAbortedError",
+    "TaskConsumer",
     "TaskContext",
     "TaskDefinition",
     "TaskInfo",
     "TaskManager",
+    "TaskManagerConfig",
     "TaskManagerPlugin",
     "TaskPriority",
     "TaskRun",
+    "TaskScheduler",
     "TaskState",
     "UnavailableError",
     "crontab",
     "every",
+    "provide_deps",
     "task",
 ]

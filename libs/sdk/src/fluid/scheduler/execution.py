@@ -20,7 +20,7 @@ from fluid.service.telemetry import context_from, tracer
 
 from .models import RunError, RunReport, TaskState
 from .run import Run
-from .task import RunQueuer, Task, TaskAbortedError, TaskRun
+from .task import RunManager, Task, TaskAbortedError, TaskRun, current_task_run
 
 logger = logging.getLogger("fluid.execution")
 
@@ -47,8 +47,10 @@ def _json_result(value: object) -> object:
     return json.loads(json.dumps(value))
 
 
-async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
+async def execute_run(task: Task, run: Run, task_manager: RunManager) -> RunReport:
     """Run the task function for ``run`` under its timeout; never raises but on cancel.
+
+    ``task_manager`` is ``ctx.task_manager``: it queues the run's children.
 
     The span joins the trace the run was queued in (stored on the run), so an attempt
     executed minutes later still hangs under the call that queued it.
@@ -59,7 +61,7 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
         # Log lines of the task and of fluid name the run (see fluid.service.logs).
         token = current_run.set(run)
         try:
-            report = await _attempt(task, run, queuer)
+            report = await _attempt(task, run, task_manager)
         finally:
             current_run.reset(token)
         span.set_attribute("fluid.state", str(report.state))
@@ -68,7 +70,7 @@ async def execute_run(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
         return report
 
 
-def _params_error(exc: ValidationError) -> RunError:
+def params_error(exc: ValidationError) -> RunError:
     """The error of params the model refused, without the values: pydantic's message
     quotes each failing input, which may be (or contain) a secret."""
     lines = [f"{exc.error_count()} validation error(s) for {exc.title}"]
@@ -78,12 +80,29 @@ def _params_error(exc: ValidationError) -> RunError:
     return RunError(type(exc).__name__, "\n".join(lines))
 
 
-async def _attempt(task: Task, run: Run, queuer: RunQueuer) -> RunReport:
+async def _attempt(task: Task, run: Run, task_manager: RunManager) -> RunReport:
     try:
         params = task.validate_params(run.params)
     except ValidationError as exc:
-        return RunReport(TaskState.failure, error=_params_error(exc))
-    ctx: TaskRun[Any, Any] = TaskRun(run=run, task=task, params=params, queuer=queuer)
+        return RunReport(TaskState.failure, error=params_error(exc))
+    ctx: TaskRun[Any, Any] = TaskRun(run=run, task=task, params=params, task_manager=task_manager)
+    token = current_task_run.set(ctx)
+    try:
+        report = await _call(task, ctx)
+    finally:
+        current_task_run.reset(token)
+    # Children queued without await must be queued before the parent says it ended:
+    # whoever sees the parent done may look for them.
+    failed = await ctx.children_queued()
+    if failed and report.state is TaskState.success:
+        error = RunError.from_exception(failed[0])
+        message = f"queueing a child run failed: {error.type}: {error.message}"
+        return RunReport(TaskState.failure, error=RunError(error.type, message, error.traceback))
+    return report
+
+
+async def _call(task: Task, ctx: TaskRun[Any, Any]) -> RunReport:
+    run = ctx.run
     try:
         async with asyncio.timeout(task.timeout_seconds):
             value = await task.executor(ctx)

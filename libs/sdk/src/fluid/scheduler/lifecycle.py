@@ -1,84 +1,102 @@
-"""Lifecycle handlers and plugins: react to runs' states without forking the worker.
+"""Lifecycle events: handlers called with a run when it reaches a state.
 
-Handlers are registered for an event named after a state (``"success"``) or a state and
-a task tag (``"success.billing"``) and receive the run as it is at that moment. They run
-in the worker process that executes the run, for the states it sees: ``running`` when an
-attempt starts, and ``success``, ``failure`` or ``aborted`` when it ends (``failure``
-fires for each failed attempt, retried or not). States only the dispatcher decides
-(``rate_limited``, ``interrupted``) are not seen by a worker. A failing handler is logged
-and never fails the run.
+An event is a state and a tag: ``Event(TaskState.success, "db")``, written ``"success.db"``
+(or ``"success"``, the empty tag). The tag names the *handler*, as in the seed: a state has
+any number of handlers, one per tag, and registering a tag again replaces that handler
+only. So two plugins each listening to ``success`` under their own tag both hear it.
+
+Which process calls a state's handlers (each once per run and state):
+
+- ``queued``: the task manager that queued the run (``TaskManager.queue``);
+- ``running``, ``success``, ``failure``, ``aborted``: the worker that executes the attempt
+  (``failure`` fires for each failed attempt, retried or not; a cpu-bound run's handlers
+  run in the cpu-runner, not in the run's own process).
+
+States the dispatcher decides without a worker seeing the run (``rate_limited``,
+``interrupted``, ``aborted`` of a queued run) reach no handler yet; history and
+``WatchRun`` have them.
+
+A failing handler is logged and never fails the run.
 """
 
 from __future__ import annotations
 
-import abc
-import importlib
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from .models import TaskState
 from .run import Run
 
 logger = logging.getLogger("fluid.lifecycle")
 
-EventHandler = Callable[[Run], Awaitable[None]]
+AsyncHandler = Callable[[Run], Awaitable[None]]
 
 
-class TaskManager:
-    """The worker-side registry of lifecycle handlers, as plugins see it."""
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A state and the tag naming one handler of it (``""``: the untagged handler)."""
+
+    state: TaskState
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, TaskState):
+            object.__setattr__(self, "state", _state(str(self.state), str(self.state)))
+        if "." in self.tag:
+            raise ValueError(f"event tag {self.tag!r}: a tag holds no '.'")
+
+    @classmethod
+    def from_string_or_event(cls, event: Event | str) -> Event:
+        """``event`` itself, or the event ``"state"`` / ``"state.tag"`` names."""
+        if isinstance(event, Event):
+            return event
+        state, dot, tag = event.partition(".")
+        if dot and not tag:
+            raise ValueError(f"event {event!r}: a tag is expected after the '.'")
+        return cls(_state(state, event), tag)
+
+    def __str__(self) -> str:
+        return f"{self.state}.{self.tag}" if self.tag else str(self.state)
+
+
+def _state(name: str, event: str) -> TaskState:
+    try:
+        return TaskState(name)
+    except ValueError:
+        raise ValueError(
+            f"event {event!r}: expected a state ({', '.join(TaskState)}) optionally followed by "
+            ".tag"
+        ) from None
+
+
+class EventDispatcher:
+    """The handlers of a task manager, by state and tag."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, EventHandler] = {}
+        self._handlers: dict[TaskState, dict[str, AsyncHandler]] = {}
 
-    @staticmethod
-    def _check(event: str) -> None:
-        state, _, tag = event.partition(".")
-        if state not in TaskState.__members__ or (event.endswith(".") and not tag):
-            raise ValueError(
-                f"event {event!r}: expected a state ({', '.join(TaskState)}) "
-                "optionally followed by .tag"
-            )
+    def register_handler(self, event: Event | str, handler: AsyncHandler) -> AsyncHandler | None:
+        """Call ``handler(run)`` on ``event``; returns the handler its tag had before."""
+        parsed = Event.from_string_or_event(event)
+        handlers = self._handlers.setdefault(parsed.state, {})
+        previous = handlers.get(parsed.tag)
+        handlers[parsed.tag] = handler
+        return previous
 
-    def register_async_handler(self, event: str, handler: EventHandler) -> None:
-        """Call ``handler(run)`` on ``event``; a second handler for an event replaces it."""
-        self._check(event)
-        self._handlers[event] = handler
+    def unregister_handler(self, event: Event | str) -> AsyncHandler | None:
+        """Stop calling the handler of ``event``; returns it (None if there was none)."""
+        parsed = Event.from_string_or_event(event)
+        return self._handlers.get(parsed.state, {}).pop(parsed.tag, None)
 
-    def unregister_async_handler(self, event: str) -> EventHandler | None:
-        """Stop handling ``event``; returns the handler that was registered, if any."""
-        return self._handlers.pop(event, None)
+    def handlers(self, state: TaskState) -> list[tuple[str, AsyncHandler]]:
+        """The handlers of ``state`` with their tags, in registration order."""
+        return list(self._handlers.get(state, {}).items())
 
-    def register_plugin(self, plugin: TaskManagerPlugin) -> None:
-        """Let ``plugin`` register its handlers here (``plugin.register(self)``)."""
-        plugin.register(self)
-
-    async def emit(self, run: Run) -> None:
-        """Call the handlers of the run's state and of each of its tags."""
-        for event in (str(run.state), *(f"{run.state}.{tag}" for tag in sorted(run.tags))):
-            handler = self._handlers.get(event)
-            if handler is None:
-                continue
+    async def dispatch(self, run: Run) -> None:
+        """Call every handler of the run's state, one after the other."""
+        for tag, handler in self.handlers(run.state):
             try:
                 await handler(run)
             except Exception:
-                logger.exception("handler of %s failed for run %s", event, run.id)
-
-
-class TaskManagerPlugin(abc.ABC):
-    """A plugin: an instance at the top level of a task module registers itself."""
-
-    @abc.abstractmethod
-    def register(self, manager: TaskManager) -> None:
-        """Register handlers (and anything else the plugin needs) with ``manager``."""
-
-
-def manager_for_modules(module_names: Iterable[str]) -> TaskManager:
-    """A manager with every plugin found at the top level of the (imported) modules."""
-    manager = TaskManager()
-    for name in sorted(set(module_names)):
-        module = sys.modules.get(name) or importlib.import_module(name)
-        for value in vars(module).values():
-            if isinstance(value, TaskManagerPlugin):
-                manager.register_plugin(value)
-    return manager
+                logger.exception("handler %s failed for run %s", Event(run.state, tag), run.id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, get_args, get_origin, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, cast, get_args, get_origin, overload
 
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypeVar
@@ -52,8 +54,10 @@ class TaskAbortedError(Exception):
         self.reason = reason
 
 
-class RunQueuer(Protocol):
-    """What a task needs to queue child runs (the SDK client implements it)."""
+class RunManager(Protocol):
+    """What a run sees of its task manager (``fluid.scheduler.TaskManager`` is one)."""
+
+    deps: Any
 
     def queue_run(
         self,
@@ -64,6 +68,12 @@ class RunQueuer(Protocol):
         from_run_id: str = "",
     ) -> Awaitable[Run]:
         """Queue one run of ``task`` (a child of ``from_run_id`` when set); the run as queued."""
+        ...
+
+    def queue(
+        self, task: str | Task, priority: TaskPriority | None = None, **params: Any
+    ) -> asyncio.Task[Run]:
+        """Queue a run now, awaited or not (inside a run, a child of it)."""
         ...
 
 
@@ -120,15 +130,17 @@ class Task:
 
 
 class TaskRun(Generic[ParamsT, DepsT]):
-    """The context a run's function receives: its params, id, task, logger and queue."""
+    """The context a run's function receives: its params, id, task, logger, task manager
+    and queue."""
 
-    __slots__ = ("_queuer", "logger", "params", "run", "task")
+    __slots__ = ("_children", "_manager", "logger", "params", "run", "task")
 
-    def __init__(self, *, run: Run, task: Task, params: ParamsT, queuer: RunQueuer) -> None:
+    def __init__(self, *, run: Run, task: Task, params: ParamsT, task_manager: RunManager) -> None:
         self.run = run
         self.task = task
         self.params = params
-        self._queuer = queuer
+        self._manager = task_manager
+        self._children: list[asyncio.Future[Run]] = []
         self.logger = logging.LoggerAdapter(
             logging.getLogger(f"fluid.task.{task.name}"), {"run_id": run.id, "task": task.name}
         )
@@ -160,21 +172,39 @@ class TaskRun(Generic[ParamsT, DepsT]):
         return self.run.root_run_id or self.run.id
 
     @property
-    def task_manager(self) -> TaskRun[ParamsT, DepsT]:
-        """Seed compatibility: ``ctx.task_manager.queue(...)`` queues a child run."""
-        return self
+    def task_manager(self) -> RunManager:
+        """The task manager executing this run (in a service, one bound to the system)."""
+        return self._manager
+
+    @property
+    def deps(self) -> DepsT:
+        """The task manager's ``deps``, typed as the ``D`` of ``TaskRun[P, D]``."""
+        return cast(DepsT, self._manager.deps)
 
     def abort(self, reason: str = "") -> None:
         """Stop the run deliberately: it ends ``aborted`` and is never retried."""
         raise TaskAbortedError(reason)
 
-    async def queue(
+    def queue(
         self, task: str | Task, priority: TaskPriority | None = None, **params: Any
-    ) -> Run:
-        """Queue a child run that records this run as its parent."""
-        return await self._queuer.queue_run(
-            task, params, priority=priority, from_run_id=self.run.id
+    ) -> asyncio.Task[Run]:
+        """Queue a child run now, awaited or not; awaiting the answer gives the child run.
+
+        This run's report waits for the call to finish, and fails if it failed."""
+        child = asyncio.ensure_future(
+            self._manager.queue_run(task, params, priority=priority, from_run_id=self.run.id)
         )
+        self.adopt(child)
+        return child
+
+    def adopt(self, queued: asyncio.Future[Run]) -> None:
+        """Make this run's report wait for ``queued``, a queue call it started."""
+        self._children.append(queued)
+
+    async def children_queued(self) -> list[BaseException]:
+        """Wait for the queue calls this run started; the errors of those that failed."""
+        outcomes = await asyncio.gather(*self._children, return_exceptions=True)
+        return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
 
     def __repr__(self) -> str:
         return f"TaskRun(task={self.task.name!r}, id={self.run.id!r})"
@@ -182,6 +212,11 @@ class TaskRun(Generic[ParamsT, DepsT]):
 
 TaskContext = TaskRun
 """Older seed name of ``TaskRun``."""
+
+current_task_run: contextvars.ContextVar[TaskRun[Any, Any] | None] = contextvars.ContextVar(
+    "fluid_current_task_run", default=None
+)
+"""The run whose function is executing: ``TaskManager.queue`` makes its queues children."""
 
 
 def params_model_of(executor: Callable[..., Any]) -> type[BaseModel]:
@@ -196,8 +231,9 @@ def params_model_of(executor: Callable[..., Any]) -> type[BaseModel]:
             break
         if get_origin(annotation) is TaskRun:  # type: ignore[comparison-overlap]
             args = get_args(annotation)
+            # BaseModel itself (``TaskRun[BaseModel, Deps]``) declares no fields: any params.
             if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
-                return args[0]
+                return AnyParams if args[0] is BaseModel else args[0]
         break
     return AnyParams
 
@@ -255,13 +291,12 @@ def task(
 def task(
     executor: TaskExecutor | None = None, /, **options: Any
 ) -> Task | Callable[[TaskExecutor], Task]:
-    """Make an async function a task: ``@task`` or ``@task(name=..., cpu_bound=True, ...)``."""
+    """Make an async function a task: ``@task``, ``@task()`` (as the seed's db plugin docs
+    write it) or ``@task(name=..., cpu_bound=True, ...)``."""
     if executor is not None:
         if options:
             raise TypeError("use @task or @task(**options), not task(function, **options)")
         return _build_task(executor)
-    if not options:
-        raise TypeError("task() needs a function or at least one keyword")
 
     def decorator(function: TaskExecutor) -> Task:
         return _build_task(function, **options)

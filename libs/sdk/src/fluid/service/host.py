@@ -41,6 +41,10 @@ class ServiceContext:
     clients: ClientSettings
     task_modules: Sequence[str] = ()
     embedded: bool = False
+    # The fluid.scheduler.TaskManager whose tasks the worker services execute (a
+    # TaskConsumer in this process); None: each builds one bound to the system. Typed
+    # object: host plumbing cannot import the programming model.
+    task_manager: object | None = None
 
 
 class Service(Protocol):
@@ -168,6 +172,7 @@ class Host:
     auth: AuthSettings = field(default_factory=AuthSettings)
     task_modules: Sequence[str] = ()
     clients: ClientSettings | None = None
+    task_manager: object | None = None
     port: int = 0
     _server: grpc.aio.Server | None = None
     _services: list[Service] = field(default_factory=list)
@@ -210,7 +215,10 @@ class Host:
             ClientSettings(address=self.address) if embedded else ClientSettings()
         )
         context = ServiceContext(
-            clients=clients, task_modules=tuple(self.task_modules), embedded=embedded
+            clients=clients,
+            task_modules=tuple(self.task_modules),
+            embedded=embedded,
+            task_manager=self.task_manager,
         )
         # Only the services asked for are imported: one broken install breaks only itself.
         self._services = [_load(factories[name])(context) for name in self.service_names]

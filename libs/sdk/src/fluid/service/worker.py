@@ -29,7 +29,6 @@ import grpc
 
 from fluid.scheduler.errors import FailedPreconditionError, UnavailableError
 from fluid.scheduler.health import DegradedLoop
-from fluid.scheduler.lifecycle import TaskManager, manager_for_modules
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import (
     RunError,
@@ -44,7 +43,7 @@ from fluid.scheduler.v1 import dispatcher_pb2_grpc
 
 from .loops import Backoff, LoopHealth, cancel_and_wait, renewal_interval
 from .settings import LeasingSettings
-from .worker_hooks import AttemptHook, LifecycleEvents, SendableReport
+from .worker_hooks import AttemptHook, LifecycleEvents, RunEvents, SendableReport
 from .worker_link import DispatcherLink, WorkerLink
 from .worker_reports import Reporter
 
@@ -101,8 +100,9 @@ class LeasingWorker:
     lease_linger: float = 0.002
     worker_id: str = ""
     lease_ttl: float = 15.0
-    # Handlers of the plugins found in the task modules (see fluid.scheduler.lifecycle).
-    lifecycle: TaskManager | None = None
+    # The task manager whose handlers hear the runs' states (see fluid.scheduler.lifecycle);
+    # None: no handlers.
+    lifecycle: RunEvents | None = None
     # Back-off of a failing loop: seconds before the first retry, doubling up to the cap.
     retry_first: float = 0.1
     retry_cap: float = 5.0
@@ -123,8 +123,6 @@ class LeasingWorker:
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or new_worker_id(self.kind)
         self._health.owner = _OWNERS[self.kind]
-        if self.lifecycle is None:
-            self.lifecycle = manager_for_modules(task.module for task in self.own_tasks)
         self._reporter = Reporter(
             self.link,
             self.worker_id,
@@ -133,7 +131,9 @@ class LeasingWorker:
         )
         # In this order: the report is made sendable, queued for reporting, and only
         # then are the lifecycle handlers called (a slow handler delays no report).
-        self._hooks = [SendableReport(), self._reporter, LifecycleEvents(self.lifecycle)]
+        self._hooks = [SendableReport(), self._reporter]
+        if self.lifecycle is not None:
+            self._hooks.append(LifecycleEvents(self.lifecycle))
 
     @classmethod
     def over(
@@ -145,10 +145,12 @@ class LeasingWorker:
         kind: WorkerKind,
         concurrency: int,
         settings: LeasingSettings,
+        lifecycle: RunEvents | None = None,
     ) -> LeasingWorker:
         """A worker of ``kind`` talking to the dispatcher on ``channel``, as the io-worker
         and the cpu-runner run it."""
         return cls(
+            lifecycle=lifecycle,
             link=DispatcherLink(dispatcher_pb2_grpc.DispatcherServiceStub(channel)),
             executor=executor,
             tasks=tasks,

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Protocol
 
-from fluid.scheduler.lifecycle import TaskManager
 from fluid.scheduler.models import RunReport, sendable_report
 from fluid.scheduler.run import Run, utcnow
 
 logger = logging.getLogger("fluid.worker")
+
+
+class RunEvents(Protocol):
+    """Where a worker sends the runs whose state it saw change (a ``TaskManager``)."""
+
+    async def emit(self, run: Run) -> None:
+        """Call the handlers of the run's state."""
+        ...
 
 
 class AttemptHook:
@@ -44,7 +52,7 @@ class LifecycleEvents(AttemptHook):
     """Emits the run's lifecycle events: ``running`` when the attempt starts, its final
     state when it ends (see ``fluid.scheduler.lifecycle``)."""
 
-    def __init__(self, manager: TaskManager) -> None:
+    def __init__(self, manager: RunEvents) -> None:
         self._manager = manager
 
     async def started(self, run: Run) -> None:

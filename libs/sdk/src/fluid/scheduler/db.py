@@ -1,0 +1,160 @@
+"""The seed's db plugin, backed by the history service.
+
+The seed's ``TaskDbPlugin`` writes a row per run into a table of the application's own
+database. In fluid every run is already recorded by the history service, through the
+dispatcher's outbox, whichever process executed it; so this plugin writes nothing and
+reads history: ``get_history`` and ``get_run`` answer from ``HistoryService``. Its
+arguments keep the seed's meaning where they have one here: ``skip_db_tag`` leaves runs
+of tasks carrying that tag out of the answers, ``tag`` and ``table_name`` are kept for
+the seed's callers (history owns its table), and ``route_prefix`` places the HTTP routes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from .errors import NotFoundError
+from .manager import TaskManager, TaskManagerPlugin
+from .models import TaskPriority, TaskState
+from .run import JsonValue, Run
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+class TaskHistoryQuery(BaseModel):
+    """Which stored runs to fetch, newest first."""
+
+    task: str | None = Field(default=None, description="Only runs of this task")
+    start: datetime | None = Field(default=None, description="Runs queued at or after")
+    end: datetime | None = Field(default=None, description="Runs queued at or before")
+    state: TaskState | None = Field(default=None, description="Only runs in this state")
+    params: dict[str, Any] | None = Field(
+        default=None, description="Runs whose params contain these (a dict or its JSON)"
+    )
+    tags: list[str] | None = Field(default=None, description="Runs of tasks with any tag")
+    limit: int | None = Field(default=None, ge=1, description="At most this many runs")
+    cursor: str = Field(default="", description="The cursor of the previous page")
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _parse_params_str(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value else None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"params is not JSON: {exc}") from None
+        return value
+
+
+class TaskRunHistory(BaseModel):
+    """A stored run: the seed's fields, and how it ended."""
+
+    id: str
+    task: str
+    priority: TaskPriority
+    state: TaskState
+    queued: datetime | None
+    start: datetime | None = None
+    end: datetime | None = None
+    params: dict[str, JsonValue]
+    result: JsonValue = None
+    error: str | None = None
+
+    @classmethod
+    def from_run(cls, run: Run) -> TaskRunHistory:
+        """The history model of ``run`` (its params as history stored them: masked)."""
+        return cls(
+            id=run.id,
+            task=run.task,
+            priority=run.priority,
+            state=run.state,
+            queued=run.queued,
+            start=run.start,
+            end=run.end,
+            params=run.params,
+            result=run.result,
+            error=f"{run.error.type}: {run.error.message}" if run.error else None,
+        )
+
+
+class TaskRunHistoryPage(BaseModel):
+    """A page of stored runs and the cursor of the next one (empty: the last page)."""
+
+    data: list[TaskRunHistory]
+    cursor: str = ""
+
+
+class TaskDbPlugin(TaskManagerPlugin):
+    """Reads the runs' history for routes and tasks (see the module's docstring)."""
+
+    def __init__(
+        self,
+        db: object | None = None,
+        *,
+        table_name: str = "fluid_tasks",
+        tag: str = "db",
+        skip_db_tag: str = "skip_db",
+        route_prefix: str | None = None,
+    ) -> None:
+        self.db = db
+        self.table_name = table_name
+        self.tag = tag
+        self.skip_db_tag = skip_db_tag
+        self.route_prefix = route_prefix
+        self._task_manager: TaskManager | None = None
+
+    def register(self, task_manager: TaskManager) -> None:
+        """Make this the manager's db plugin (``get_db_plugin``)."""
+        task_manager.state.task_db_plugin = self
+        self._task_manager = task_manager
+
+    @property
+    def _client(self) -> Client:
+        if self._task_manager is None:
+            raise RuntimeError("the db plugin is not registered with a task manager")
+        return self._task_manager.client
+
+    def _kept(self, run: Run) -> bool:
+        return self.skip_db_tag not in run.tags
+
+    async def get_history(self, q: TaskHistoryQuery) -> TaskRunHistoryPage:
+        """A page of stored runs matching ``q``, newest first."""
+        page = await self._client.list_runs(
+            task=q.task or "",
+            state=q.state if q.state is not None else (),
+            start=q.start,
+            end=q.end,
+            params=q.params,
+            tags=q.tags or (),
+            limit=q.limit or 50,
+            cursor=q.cursor,
+        )
+        return TaskRunHistoryPage(
+            data=[TaskRunHistory.from_run(run) for run in page.runs if self._kept(run)],
+            cursor=page.next_cursor,
+        )
+
+    async def get_run(self, run_id: str) -> TaskRunHistory:
+        """The stored run ``run_id`` (``NotFoundError`` when history has none)."""
+        run = await self._client.get_stored_run(run_id)
+        if not self._kept(run):
+            raise NotFoundError(f"run {run_id} not found")
+        return TaskRunHistory.from_run(run)
+
+
+def get_db_plugin(task_manager: object) -> TaskDbPlugin:
+    """The manager's db plugin, registered now if it has none: history is always there,
+    so a task can read it through ``get_db_plugin(ctx.task_manager)`` without setup."""
+    if not isinstance(task_manager, TaskManager):
+        raise TypeError(f"get_db_plugin needs a TaskManager, got {task_manager!r}")
+    plugin = getattr(task_manager.state, "task_db_plugin", None)
+    if isinstance(plugin, TaskDbPlugin):
+        return plugin
+    created = TaskDbPlugin()
+    task_manager.with_plugin(created)
+    return created

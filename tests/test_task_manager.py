@@ -1,0 +1,170 @@
+"""TaskManager, TaskConsumer and TaskScheduler as the seed's users write them: an embedded
+system in the process, its handlers, deps, inline execution and children queued
+without await."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import manager_tasks
+import pytest
+import pytest_asyncio
+
+from fluid.scheduler import (
+    Event,
+    InvalidArgumentError,
+    NotFoundError,
+    Run,
+    TaskConsumer,
+    TaskManager,
+    TaskState,
+)
+from fluid.scheduler.db import TaskHistoryQuery, get_db_plugin
+from fluid.scheduler.lifecycle import AsyncHandler
+
+# The async tests share the module's embedded system; execute_sync needs no loop at all.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """History in a file of this module's own; cpu processes import manager_tasks."""
+    folder = tmp_path_factory.mktemp("manager")
+    tests = str(Path(__file__).parent)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
+        env.setenv("FLUID_BROKER_URL", "memory://")
+        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        env.delenv("FLUID_ADDRESS", raising=False)
+        env.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+        )
+        yield
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def consumer() -> AsyncIterator[TaskConsumer]:
+    manager = TaskConsumer()
+    manager.register_from_module(manager_tasks)
+    seen: list[tuple[str, str]] = []
+    manager.state.seen = seen
+
+    def remember(tag: str) -> AsyncHandler:
+        async def handler(run: Run) -> None:
+            seen.append((f"{run.state}.{tag}", run.id))
+
+        return handler
+
+    manager.register_async_handler("success.audit", remember("audit"))
+    manager.register_async_handler(Event(TaskState.success, "db"), remember("db"))
+    manager.register_async_handler("queued", remember("queued"))
+    async with manager:
+        yield manager
+
+
+@in_module_loop
+async def test_a_consumer_runs_its_tasks_in_an_embedded_system(consumer: TaskConsumer) -> None:
+    run = await consumer.queue_and_wait("hello", timeout=20, name="Ada")
+    assert run.state is TaskState.success and run.result == "Hello Ada!"
+    # Two handlers of success under their own tags both fire, and queued fires here.
+    seen = consumer.state.seen
+    assert ("success.audit", run.id) in seen and ("success.db", run.id) in seen
+    assert ("queued.queued", run.id) in seen
+    stored = await consumer.client.get_run(run.id)
+    assert stored.params == {"name": "Ada"}
+
+
+@in_module_loop
+async def test_a_child_queued_without_await_runs(consumer: TaskConsumer) -> None:
+    parent = await consumer.queue_and_wait("fan_out", timeout=20)
+    assert parent.state is TaskState.success, parent.error
+    page = await consumer.client.list_runs(task="hello", limit=50)
+    # History is written after the fact: the child is live in the dispatcher at once.
+    for _ in range(100):
+        children = [run for run in page.runs if run.from_run_id == parent.id]
+        if children:
+            break
+        await asyncio.sleep(0.1)
+        page = await consumer.client.list_runs(task="hello", limit=50)
+    assert children, "the child queued without await never reached history"
+    child = await consumer.client.wait(children[0].id, timeout=20)
+    assert child.state is TaskState.success
+
+
+@in_module_loop
+async def test_deps_reach_io_and_cpu_tasks(consumer: TaskConsumer) -> None:
+    io = await consumer.queue_and_wait("io_deps", timeout=20)
+    assert io.state is TaskState.success and io.result == os.getpid()
+    cpu = await consumer.queue_and_wait("cpu_deps", timeout=30)
+    # The cpu-bound run's own process made its deps from the module's provider.
+    assert cpu.state is TaskState.success, cpu.error
+    assert cpu.result != os.getpid()
+
+
+@in_module_loop
+async def test_concurrent_runs_are_counted_while_they_execute(consumer: TaskConsumer) -> None:
+    napping = await consumer.queue("nap", seconds=1.0)
+    for _ in range(100):
+        if consumer.num_concurrent_tasks_for("nap"):
+            break
+        await asyncio.sleep(0.05)
+    assert consumer.num_concurrent_tasks_for("nap") == 1
+    assert consumer.num_concurrent_tasks >= 1
+    status = await consumer.status()
+    assert status["running"].get("nap") == 1
+    assert set(await consumer.broker.queue_length()) == {"high", "medium", "low"}
+    await consumer.client.wait(napping.id, timeout=20)
+    assert consumer.num_concurrent_tasks_for("nap") == 0
+
+
+@in_module_loop
+async def test_execute_runs_inline_through_the_same_states(consumer: TaskConsumer) -> None:
+    before = len(consumer.state.seen)
+    run = await consumer.execute("hello", name="Bo")
+    assert run.state is TaskState.success and run.result == "Hello Bo!"
+    assert ("success.audit", run.id) in consumer.state.seen[before:]
+    with pytest.raises(InvalidArgumentError, match="name"):
+        await consumer.execute("hello")
+    with pytest.raises(NotFoundError, match="not registered"):
+        await consumer.execute("nope")
+
+
+@in_module_loop
+async def test_a_task_reads_history_through_the_db_plugin(consumer: TaskConsumer) -> None:
+    hello = await consumer.queue_and_wait("hello", timeout=20, name="Di")
+    plugin = get_db_plugin(consumer)
+    for _ in range(100):  # history is written after the fact
+        page = await plugin.get_history(TaskHistoryQuery(task="hello", params='{"name": "Di"}'))
+        if [run.id for run in page.data] == [hello.id]:
+            break
+        await asyncio.sleep(0.1)
+    assert [run.id for run in page.data] == [hello.id]
+    assert (await plugin.get_run(hello.id)).state is TaskState.success
+    with pytest.raises(NotFoundError):
+        await plugin.get_run("0" * 32)
+    report = await consumer.queue_and_wait("report", timeout=20)
+    assert report.state is TaskState.success, report.error
+    assert hello.id in report.result
+
+
+def test_execute_sync_outside_an_event_loop() -> None:
+    manager = TaskManager()
+    manager.register_task(manager_tasks.hello)
+    run = manager.execute_sync("hello", name="Cy")
+    assert run.state is TaskState.success and run.result == "Hello Cy!"
+
+
+def test_register_from_dict_skips_private_names() -> None:
+    manager = TaskManager()
+    manager.register_from_dict({"hello": manager_tasks.hello, "_nap": manager_tasks.nap, "x": 1})
+    assert set(manager.registry) == {"hello"}
+    manager.register_from_module(manager_tasks)
+    assert {"hello", "nap", "fan_out", "cpu_deps"} <= set(manager.registry)
+
+
+def test_a_manager_not_started_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = TaskManager().client
