@@ -51,7 +51,7 @@ async def bench_mode(mode: str, folder: Path) -> tuple[list[float], list[float]]
     from fluid.scheduler.loader import load_tasks
     from fluid.scheduler.run import Run
     from fluid.service.host import Host
-    from fluid.service.settings import ServerSettings
+    from fluid.service.settings import ClientSettings, ServerSettings
     from fluid_cpu_runner.local import LocalBackend, launcher_for
 
     os.environ["FLUID_CPU_MODE"] = mode
@@ -74,7 +74,9 @@ async def bench_mode(mode: str, folder: Path) -> tuple[list[float], list[float]]
         await host.stop()
 
     task = load_tasks([TASK_MODULE])["cpu_noop"]
-    backend = LocalBackend(launcher_for(mode, [TASK_MODULE]), dispatcher_address=host.address)
+    backend = LocalBackend(
+        launcher_for(mode, [TASK_MODULE]), clients=ClientSettings(address=host.address)
+    )
     await backend.start()
 
     async def process_only() -> None:

@@ -112,3 +112,17 @@ async def spawn_child(ctx: TaskRun) -> str:
 async def crunch(ctx: TaskRun) -> int:
     await asyncio.sleep(0)
     return sum(range(1000))
+
+
+class Work(BaseModel):
+    seconds: float
+
+
+@task(cpu_bound=True, timeout_seconds=2)
+async def work_for(ctx: TaskRun[Work]) -> int:
+    """Busy CPU work (no sleep: nothing yields) for the given seconds."""
+    end = time.perf_counter() + ctx.params.seconds
+    rounds = 0
+    while time.perf_counter() < end:
+        rounds += 1
+    return rounds

@@ -13,6 +13,7 @@ import pytest_asyncio
 from fluid.scheduler.loader import load_tasks
 from fluid.scheduler.models import TaskState
 from fluid.scheduler.run import Run
+from fluid.service.settings import ClientSettings
 from fluid_cpu_runner.local import ForkLauncher, ForkServerError, LocalBackend
 
 from conftest import TESTS
@@ -35,7 +36,7 @@ async def launcher(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ForkLaunche
 
 
 def _backend(launcher: ForkLauncher) -> LocalBackend:
-    return LocalBackend(launcher, dispatcher_address="127.0.0.1:1", kill_grace=0.5)
+    return LocalBackend(launcher, clients=ClientSettings(address="127.0.0.1:1"), kill_grace=0.5)
 
 
 async def _run(backend: LocalBackend, task: str, run_id: str) -> Run:

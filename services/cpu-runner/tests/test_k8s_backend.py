@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,8 +20,13 @@ import pytest
 import pytest_asyncio
 
 from fluid.scheduler import Client, Run, TaskState
+from fluid.scheduler.loader import load_tasks
 from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
+from fluid.service.settings import ClientSettings, ServerSettings
+from fluid_cpu_runner.k8s_backend import KubernetesBackend
+from fluid_cpu_runner.local import LocalBackend
+from fluid_cpu_runner.service import start_backend
+from fluid_cpu_runner.settings import CpuRunnerSettings, KubernetesSettings
 
 from k8s_standin import NAMESPACE, KubernetesStandIn
 from runner_output import OutputLines
@@ -125,7 +131,8 @@ async def test_a_run_becomes_a_job_built_from_the_runners_deployment(
     assert re.fullmatch(rf"task-whoami-{run.id[:8]}-0", name)
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 60  # the task's timeout_seconds
+    # The task's timeout_seconds and the start-up allowance (FLUID_K8S_STARTUP_SECONDS).
+    assert spec["activeDeadlineSeconds"] == 60 + 300
     assert spec["ttlSecondsAfterFinished"] == 120
     pod = spec["template"]
     labels = {
@@ -271,3 +278,113 @@ async def test_the_log_streams_while_the_job_runs(
     await k8s_client.abort(queued.id, "seen enough")
     run = await k8s_client.wait(queued.id, timeout=30)
     assert run.state is TaskState.aborted
+
+
+async def test_the_timeout_counts_from_the_started_line_of_the_log(
+    k8s_client: Client, standin: KubernetesStandIn, output: OutputLines
+) -> None:
+    # 1.5s of work within a 2s timeout: the pod's start is the start-up allowance's.
+    run = await k8s_client.queue_and_wait("work_for", seconds=1.5, timeout=30)
+    assert run.state is TaskState.success, run.error
+    [job] = _jobs_of(standin, run)
+    assert job["spec"]["activeDeadlineSeconds"] == 2 + 300
+    # The marker is the runner's, not the task's output.
+    assert "FLUID_STARTED" in standin.jobs[job["metadata"]["name"]].lines
+    assert not any("FLUID_STARTED" in line for line in output.of(run.id))
+    assert "FLUID_STARTED" not in run.output_tail
+
+
+async def test_busy_work_past_its_timeout_deletes_the_job(
+    k8s_client: Client, standin: KubernetesStandIn
+) -> None:
+    run = await k8s_client.queue_and_wait("work_for", seconds=30, timeout=30)
+    assert run.state is TaskState.failure
+    assert run.error is not None and run.error.type == "TimeoutError"
+    assert "timed out after 2s" in run.error.message
+    [job] = _jobs_of(standin, run)
+    # The runner stopped it: the Job's own deadline is the start-up allowance later.
+    assert standin.jobs[job["metadata"]["name"]].deleted_with is not None
+
+
+async def test_a_job_that_never_starts_its_task_fails_past_the_allowance(
+    k8s_environment: None, standin: KubernetesStandIn
+) -> None:
+    # The pod waits in the import of its task module, longer than this allowance.
+    task = load_tasks(["slow_start_tasks"])["never_starts"]
+    backend = KubernetesBackend(
+        KubernetesSettings(startup_seconds=2, poll_interval_seconds=0.05),
+        clients=ClientSettings(address="127.0.0.1:1"),
+    )
+    await backend.start()
+    try:
+        report = await backend.execute(task, Run(id="slowstart", task=task.name))
+    finally:
+        await backend.stop()
+    assert report.state is TaskState.failure
+    assert report.error is not None
+    assert report.error.type == "StartupTimeoutError"
+    assert report.error.message == (
+        "task never_starts did not start within the start-up allowance of 2s "
+        "(FLUID_K8S_STARTUP_SECONDS): its Job was deleted"
+    )
+    [job] = [item for item in standin.jobs.values() if item.labels["fluid.run-id"] == "slowstart"]
+    assert job.body["spec"]["activeDeadlineSeconds"] == 5 + 2
+    assert job.deleted_with is not None
+
+
+# -- FLUID_CPU_BACKEND=auto ------------------------------------------------------------
+async def _auto_backend() -> KubernetesBackend | LocalBackend:
+    backend = await start_backend(
+        CpuRunnerSettings(), ["cpu_tasks"], ClientSettings(address="127.0.0.1:1")
+    )
+    await backend.stop()
+    assert isinstance(backend, KubernetesBackend | LocalBackend)
+    return backend
+
+
+async def test_auto_makes_jobs_in_a_cluster_that_lets_it_read_its_template(
+    k8s_environment: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In a cluster; KUBECONFIG, which wins over the pod's service account, is the stand-in.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("FLUID_CPU_BACKEND")
+    with caplog.at_level(logging.INFO, logger="fluid.cpu_runner"):
+        backend = await _auto_backend()
+    assert isinstance(backend, KubernetesBackend)
+    assert backend.namespace == NAMESPACE
+    assert "cpu runs are Kubernetes Jobs (FLUID_CPU_BACKEND=auto: in a cluster, and " in (
+        caplog.text
+    )
+
+
+async def test_auto_falls_back_to_local_when_the_template_cannot_be_read(
+    k8s_environment: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("FLUID_CPU_BACKEND")
+    monkeypatch.setenv("FLUID_K8S_DEPLOYMENT", "someone-else")
+    with caplog.at_level(logging.INFO, logger="fluid.cpu_runner"):
+        backend = await _auto_backend()
+    assert isinstance(backend, LocalBackend)
+    [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "cpu runs are local processes (FLUID_CPU_BACKEND=auto): in a cluster, but deployment "
+        f"{NAMESPACE}/someone-else cannot be read: the API answered 404 Not Found"
+    )
+
+
+async def test_auto_falls_back_to_local_without_a_service_account(
+    k8s_environment: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In a cluster with no kubeconfig: the pod's service account, which this pod lacks.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.delenv("FLUID_CPU_BACKEND")
+    with caplog.at_level(logging.INFO, logger="fluid.cpu_runner"):
+        backend = await _auto_backend()
+    assert isinstance(backend, LocalBackend)
+    [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert "cpu runs are local processes (FLUID_CPU_BACKEND=auto): in a cluster, but " in (
+        warning.getMessage()
+    )
+    assert "ConfigException" in warning.getMessage()

@@ -63,6 +63,20 @@ async def test_a_timeout_kills_the_process_group_and_fails(
     assert await gone(pid, grandchild)
 
 
+async def test_the_timeout_counts_from_the_start_of_the_task_function(client: Client) -> None:
+    # 1.5s of work within a 2s timeout: the interpreter's start and the imports, which
+    # take a fresh process most of a second, are not part of it.
+    run = await client.queue_and_wait("work_for", seconds=1.5, timeout=30)
+    assert run.state is TaskState.success, run.error
+
+
+async def test_busy_work_past_its_timeout_still_fails(client: Client) -> None:
+    run = await client.queue_and_wait("work_for", seconds=30, timeout=30)
+    assert run.state is TaskState.failure
+    assert run.error is not None and run.error.type == "TimeoutError"
+    assert "timed out after 2s" in run.error.message
+
+
 async def test_ctx_abort_ends_aborted_and_is_not_retried(client: Client) -> None:
     run = await client.queue_and_wait("give_up", timeout=30)
     assert run.state is TaskState.aborted

@@ -4,8 +4,9 @@
 on the inherited socket N and the report leaves on it, one JSON line each way, so
 stdout and stderr stay the task's own. Without ``--control-fd`` (a Kubernetes Job) the
 hand-off is in ``FLUID_RUN_JSON`` and the report is printed as the last line of stdout
-after ``REPORT_MARKER``. ``fluid_cpu_runner.forkserver`` calls ``serve_control`` in a
-process forked from the warm fork server.
+after ``REPORT_MARKER``. Either way ``STARTED_MARKER`` comes first, as the task function is
+about to start: the runner's timeout counts from it. ``fluid_cpu_runner.forkserver`` calls
+``serve_control`` in a process forked from the warm fork server.
 
 The exit status says how the run ended (0 success or aborted, 1 failure) so that a Job's
 own status agrees with the run's. Imports stay light: their cost is every run's start-up.
@@ -21,13 +22,14 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import NoReturn
 
 from fluid.scheduler.execution import execute_run
 from fluid.scheduler.loader import TaskModuleError, load_tasks
-from fluid.scheduler.models import RunError, RunReport, TaskPriority, TaskState
+from fluid.scheduler.manager import TaskManager
+from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.service.telemetry import configure_tracing, otlp_configured
@@ -35,48 +37,15 @@ from fluid.service.telemetry import configure_tracing, otlp_configured
 from .handoff import (
     HANDOFF_ENV,
     REPORT_MARKER,
+    STARTED_LINE,
+    STARTED_MARKER,
     Handoff,
     HandoffError,
     decode_handoff,
     encode_report,
 )
 
-if TYPE_CHECKING:
-    from fluid.scheduler.client import Client
-
 logger = logging.getLogger("fluid.cpu_runner.child")
-
-
-class _LazyQueuer:
-    """Queues child runs (``ctx.queue``) with a client made on first use.
-
-    Most cpu-bound tasks never queue anything; creating the client up front would load
-    grpc into every run's process for nothing.
-    """
-
-    def __init__(self) -> None:
-        self._client: Client | None = None
-
-    async def queue_run(
-        self,
-        task: str | Task,
-        params: Mapping[str, Any],
-        *,
-        priority: TaskPriority | None = None,
-        from_run_id: str = "",
-    ) -> Run:
-        if self._client is None:
-            from fluid.scheduler.client import Client
-
-            # FLUID_DISPATCHER_ADDRESS, set by the runner, says where the dispatcher is.
-            self._client = Client()
-        return await self._client.queue_run(
-            task, params, priority=priority, from_run_id=from_run_id
-        )
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -97,21 +66,35 @@ def _find_task(handoff: Handoff) -> Task | RunReport:
     return task
 
 
-async def _execute(task: Task, run: Run) -> RunReport:
-    queuer = _LazyQueuer()
+async def _execute(task: Task, run: Run, started: Callable[[], None]) -> RunReport:
+    # ctx.task_manager: the module's plugins registered (deps made at start-up), and a
+    # client made on first use, since most cpu-bound tasks never queue anything and grpc
+    # would load into every run's process for nothing. FLUID_DISPATCHER_ADDRESS, set by
+    # the runner, says where the dispatcher is.
+    manager = TaskManager.bound(None, {task.name: task})
     try:
-        return await execute_run(task, run, queuer)
+        await manager.startup()
+    except Exception as exc:
+        logger.exception("the task manager of run %s did not start", run.id)
+        return RunReport(TaskState.failure, error=RunError.from_exception(exc))
+    try:
+        started()
+        return await execute_run(task, run, manager)
     finally:
-        await queuer.close()
+        await manager.shutdown()
 
 
-def execute(handoff: Handoff) -> RunReport:
-    """Execute one attempt of the hand-off's run in this process."""
+def execute(handoff: Handoff, started: Callable[[], None]) -> RunReport:
+    """Execute one attempt of the hand-off's run in this process.
+
+    ``started`` tells the runner that the task function is about to run: its module is
+    imported, so the interpreter's start-up is over.
+    """
     signal.signal(signal.SIGTERM, _terminated)
     found = _find_task(handoff)
     if isinstance(found, RunReport):
         return found
-    return asyncio.run(_execute(found, handoff.run))
+    return asyncio.run(_execute(found, handoff.run, started))
 
 
 def exit_status(report: RunReport) -> int:
@@ -133,7 +116,7 @@ def serve_control(control_fd: int) -> int:
         with control.makefile("rb") as incoming:
             line = incoming.readline()
         handoff = decode_handoff(line.decode())
-        report = execute(handoff)
+        report = execute(handoff, lambda: control.sendall(STARTED_LINE))
         _flush_output()
         control.sendall(encode_report(handoff.run, report).encode() + b"\n")
     return exit_status(report)
@@ -144,7 +127,7 @@ def serve_environment(environ: Mapping[str, str]) -> int:
     if HANDOFF_ENV not in environ:
         raise HandoffError(f"{HANDOFF_ENV} is not set")
     handoff = decode_handoff(environ[HANDOFF_ENV])
-    report = execute(handoff)
+    report = execute(handoff, lambda: print(STARTED_MARKER, flush=True))
     _flush_output()
     print(REPORT_MARKER + encode_report(handoff.run, report), flush=True)
     return exit_status(report)

@@ -5,7 +5,9 @@ attempt's ``RunReport``. Both travel as one line of JSON: the proto3 JSON form o
 ``fluid.scheduler.v1`` messages, built by ``wire``, so the process boundary speaks the
 services' own format. Locally the lines cross a socket the process inherits; a
 Kubernetes Job gets the hand-off in an environment variable and prints the report as
-the last line of its log, after ``REPORT_MARKER``.
+the last line of its log, after ``REPORT_MARKER``. Before the report, the process says
+when the task function starts (``STARTED_MARKER``, a line of its own on the same
+channel): the task's timeout counts from then, not from the process's start.
 
 The child imports this module for every run: it must not pull in grpc.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
@@ -25,9 +28,19 @@ from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.scheduler.v1 import dispatcher_pb2, run_pb2
 
+if TYPE_CHECKING:
+    # Annotations only: the run's process never needs the settings classes.
+    from fluid.service.settings import ClientSettings
+
 HANDOFF_ENV = "FLUID_RUN_JSON"
 REPORT_MARKER = "FLUID_REPORT "
+STARTED_MARKER = "FLUID_STARTED"
+# The marker as the control socket carries it, ahead of the report line.
+STARTED_LINE = (STARTED_MARKER + "\n").encode()
+# ClientSettings' variables: a Client() the task makes reaches the runner's system.
 DISPATCHER_ENV = "FLUID_DISPATCHER_ADDRESS"
+HISTORY_ENV = "FLUID_HISTORY_ADDRESS"
+SCHEDULER_ENV = "FLUID_SCHEDULER_ADDRESS"
 # ClientSettings.token, and LeasingSettings.task_token: the run's process gets the task
 # token as its FLUID_TOKEN, so task code never holds the runner's worker token when the
 # operator gave it a narrower one.
@@ -82,15 +95,24 @@ def decode_report(text: str) -> RunReport:
 
 
 def child_environment(
-    task: Task, run: Run, dispatcher_address: str, task_token: str = ""
+    task: Task, run: Run, clients: ClientSettings, task_token: str = ""
 ) -> dict[str, str]:
     """The variables the run's process gets on top of the runner's environment.
 
     The task's own ``env`` first, then ours, so a task cannot turn off the marker that
     makes ``is_in_cpu_process()`` true or point its child runs at another dispatcher.
-    ``task_token``, when set, replaces the runner's token in the process.
+    The addresses are the runner's own (``clients``), which need not be in the runner's
+    environment (an embedded system's port): ``ctx.queue`` and a ``Client()`` made by the
+    task reach the system the run came from. ``task_token``, when set, replaces the
+    runner's token in the process.
     """
-    environment = {**task.env, CPU_PROCESS_ENV: "true", DISPATCHER_ENV: dispatcher_address}
+    environment = {
+        **task.env,
+        CPU_PROCESS_ENV: "true",
+        DISPATCHER_ENV: clients.dispatcher,
+        HISTORY_ENV: clients.history,
+        SCHEDULER_ENV: clients.scheduler,
+    }
     if task_token:
         environment[TOKEN_ENV] = task_token
     environment.update(trace_environment(run.trace_context))

@@ -3,7 +3,9 @@
 Owns the Job's life for one attempt: create it from the operator's pod template (read
 from a Deployment on every run, so a rollout changes the Jobs too), poll its status,
 follow its pod's log into the runner's log while it runs (the last line is the report),
-and delete it when the run is aborted from outside. The run reaches the pod through a
+and delete it when the run is aborted from outside. The task's timeout counts from the
+log's ``STARTED_MARKER`` line; until it, ``FLUID_K8S_STARTUP_SECONDS`` bounds the Job
+(whose own deadline is the two together). The run reaches the pod through a
 Secret the Job owns, never in the pod spec (params may hold secrets); the Secret is
 deleted once the attempt ended. The official ``kubernetes`` client is synchronous: every
 call runs in a thread.
@@ -16,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubernetes import client, config
 
@@ -24,9 +27,11 @@ from fluid.scheduler.run import Run
 from fluid.scheduler.task import Task
 from fluid.service.loops import cancel_and_wait
 
+from .backend import startup_timed_out
 from .handoff import (
     HANDOFF_ENV,
     REPORT_MARKER,
+    STARTED_MARKER,
     Handoff,
     HandoffError,
     child_environment,
@@ -35,6 +40,7 @@ from .handoff import (
 )
 from .k8s_job import (
     JobPhase,
+    active_deadline,
     build_job,
     failure_reason,
     handoff_secret,
@@ -45,13 +51,17 @@ from .k8s_job import (
 )
 from .k8s_logs import PodLogFollower
 from .output import RunOutput, with_output
-from .settings import KubernetesSettings
+from .settings import IN_CLUSTER_ENV, KubernetesSettings
+
+if TYPE_CHECKING:
+    from fluid.service.settings import ClientSettings
 
 logger = logging.getLogger("fluid.cpu_runner.k8s")
 
 _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _NOT_FOUND = 404
 _CONFLICT = 409
+_STARTUP_SETTING = "FLUID_K8S_STARTUP_SECONDS"
 
 
 class HandoffSecretError(RuntimeError):
@@ -63,10 +73,16 @@ def _kubeconfig() -> str | None:
     return os.environ.get("KUBECONFIG") or None
 
 
+def _in_cluster() -> bool:
+    """Whether the client uses the pod's service account: in a cluster, unless KUBECONFIG
+    names a configuration, which wins as it does for kubectl."""
+    return IN_CLUSTER_ENV in os.environ and _kubeconfig() is None
+
+
 def _api_client() -> client.ApiClient:
-    """A client configured like kubectl: in the cluster, else from the kubeconfig."""
+    """A client configured like kubectl: from KUBECONFIG, in the cluster, else ~/.kube."""
     configuration = client.Configuration()
-    if "KUBERNETES_SERVICE_HOST" in os.environ:
+    if _in_cluster():
         # The client's config loaders carry no annotations.
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
@@ -77,7 +93,7 @@ def _api_client() -> client.ApiClient:
 
 
 def _default_namespace() -> str:
-    if _IN_CLUSTER_NAMESPACE.exists():
+    if _in_cluster() and _IN_CLUSTER_NAMESPACE.exists():
         return _IN_CLUSTER_NAMESPACE.read_text().strip()
     try:
         _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
@@ -89,13 +105,37 @@ def _default_namespace() -> str:
     return str(namespace or "default")
 
 
-def _report_line(log: str) -> tuple[str | None, list[str]]:
-    """The report JSON after the marker, and the log's other lines."""
+@dataclass(frozen=True, slots=True)
+class _LogEnd:
+    """What the pod's last lines, read once its Job ended, say."""
+
+    report: str | None  # the report JSON after the marker
+    started: bool  # the task function started (its marker is among the lines)
+    lines: list[str]  # the task's own lines
+
+
+def _read_log_end(log: str) -> _LogEnd:
     lines = log.splitlines()
+    report = None
     for index in range(len(lines) - 1, -1, -1):
         if lines[index].startswith(REPORT_MARKER):
-            return lines[index][len(REPORT_MARKER) :], lines[:index] + lines[index + 1 :]
-    return None, lines
+            report = lines.pop(index)[len(REPORT_MARKER) :]
+            break
+    started = STARTED_MARKER in lines
+    if started:
+        lines.remove(STARTED_MARKER)  # the first: the process prints it before the task
+    return _LogEnd(report, started, lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _JobEnd:
+    """How the watch of a Job ended."""
+
+    phase: JobPhase
+    status: client.V1JobStatus | None
+    # When the runner stopped the Job itself (past the timeout, or the start-up
+    # allowance): why, as the run's error.
+    stopped: RunError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +161,15 @@ class KubernetesBackend:
         self,
         settings: KubernetesSettings,
         *,
-        dispatcher_address: str,
+        clients: ClientSettings,
         output_lines: int = 50,
         api_client: client.ApiClient | None = None,
     ) -> None:
         self.settings = settings
-        self.dispatcher_address = dispatcher_address
+        self.clients = clients
         self.output_lines = output_lines
+        # Jobs wait in the cluster, not on this machine's CPUs.
+        self.default_concurrency = 32
         self._api_client = api_client
         self._apis: _Apis | None = None
         self.namespace = settings.namespace
@@ -136,6 +178,12 @@ class KubernetesBackend:
     def apis(self) -> _Apis:
         assert self._apis is not None, "started"
         return self._apis
+
+    @property
+    def deployment_name(self) -> str:
+        """The template's Deployment, with its namespace once that is known."""
+        name = self.settings.deployment
+        return f"{self.namespace}/{name}" if self.namespace else name
 
     async def start(self) -> None:
         if self._api_client is None:
@@ -153,6 +201,33 @@ class KubernetesBackend:
     async def stop(self) -> None:
         if self._api_client is not None:
             await asyncio.to_thread(self._api_client.close)
+
+    async def probe(self) -> str | None:
+        """Start, and read the pod template once: None when Jobs can be made from it, else
+        why not (the backend is stopped then)."""
+        try:
+            await self.start()
+            await self.read_template()
+        # Whatever stops it (no service account, RBAC, no such Deployment, no API), the
+        # caller runs locally instead and says why.
+        except Exception as error:
+            await self.stop()
+            if isinstance(error, client.ApiException):
+                why = f"the API answered {error.status} {error.reason}"
+            else:
+                why = f"{type(error).__name__}: {error}"
+            return f"deployment {self.deployment_name} cannot be read: {why}"
+        return None
+
+    async def read_template(self) -> client.V1PodTemplateSpec:
+        """The pod template of the Deployment the Jobs copy, as it is now."""
+        deployment = await asyncio.to_thread(
+            self.apis.apps.read_namespaced_deployment, self.settings.deployment, self.namespace
+        )
+        if deployment.spec is None:
+            raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
+        template: client.V1PodTemplateSpec = deployment.spec.template
+        return template
 
     async def execute(self, task: Task, run: Run) -> RunReport:
         """Run the attempt as a Job; cancelling this deletes the Job."""
@@ -172,7 +247,7 @@ class KubernetesBackend:
             await self._create(task, run, name)
             handed_off = True
             following = asyncio.create_task(follower.follow(), name=f"log-{name}")
-            phase, status = await self._watch(task, name)
+            end = await self._watch(task, name, follower, following)
             ended = True
         except asyncio.CancelledError:
             # Shielded: the Job must go even if the runner is cancelled again meanwhile.
@@ -185,14 +260,12 @@ class KubernetesBackend:
                 # The pod read its hand-off when its container started: the run's params
                 # need not wait for the Job's TTL (nor, once it is deleted, the collector).
                 await asyncio.shield(self._delete_secret(name))
-        if not phase.is_done:
-            await self._delete(name, "Kubernetes did not enforce the deadline")
-            phase = JobPhase.deadline_exceeded
-        line = follower.report_line
+        line, started = follower.report_line, follower.started_at is not None
         if line is None:
             # The log could not be followed (or lost its end): read what the pod kept.
-            line = await self._read_report(task, run, output, log_lines=not follower.streamed)
-        report = self._report(task, phase, status, line)
+            log_end = await self._read_log_end(task, run, output, log_lines=not follower.streamed)
+            line, started = log_end.report, started or log_end.started
+        report = self._report(task, end, line, started=started)
         return with_output(report, output.tail)
 
     async def _stop_following(
@@ -210,25 +283,22 @@ class KubernetesBackend:
             )
 
     async def _create(self, task: Task, run: Run, name: str) -> None:
-        deployment = await asyncio.to_thread(
-            self.apis.apps.read_namespaced_deployment, self.settings.deployment, self.namespace
-        )
-        if deployment.spec is None:
-            raise RuntimeError(f"deployment {self.settings.deployment} has no spec")
+        template = await self.read_template()
         environment: dict[str, str | client.V1EnvVarSource] = {
-            **child_environment(task, run, self.dispatcher_address),
+            **child_environment(task, run, self.clients),
             HANDOFF_ENV: handoff_source(name),
             # The log is the only channel back: print as written, nothing lost in a buffer.
             "PYTHONUNBUFFERED": "1",
         }
         job = build_job(
-            deployment.spec.template,
+            template,
             task=task,
             run=run,
             container=self.settings.container,
             command=self.settings.command,
             environment=environment,
             ttl_seconds=self.settings.job_ttl_seconds,
+            startup_seconds=self.settings.startup_seconds,
         )
         try:
             created = await asyncio.to_thread(
@@ -265,10 +335,26 @@ class KubernetesBackend:
                 f"{error.status} {error.reason}"
             ) from error
 
-    async def _watch(self, task: Task, name: str) -> tuple[JobPhase, client.V1JobStatus | None]:
-        """Poll the Job until it ended or outlived its deadline by the allowed slack."""
+    async def _watch(
+        self,
+        task: Task,
+        name: str,
+        follower: PodLogFollower,
+        following: asyncio.Task[None],
+    ) -> _JobEnd:
+        """Poll the Job until it ended, or stop it once it is overdue.
+
+        Overdue: past the task's timeout since the log said the task started, past the
+        start-up allowance without that line while the log is followed, or past the Job's
+        own deadline by the allowed slack (Kubernetes did not enforce it).
+        """
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + task.timeout_seconds + self.settings.deadline_slack_seconds
+        created = loop.time()
+        give_up = (
+            created
+            + active_deadline(task, self.settings.startup_seconds)
+            + self.settings.deadline_slack_seconds
+        )
         while True:
             try:
                 job = await asyncio.to_thread(
@@ -276,17 +362,48 @@ class KubernetesBackend:
                 )
             except client.ApiException as error:
                 if error.status == _NOT_FOUND:
-                    return JobPhase.failed, None  # deleted by someone else
+                    return _JobEnd(JobPhase.failed, None)  # deleted by someone else
                 raise
             phase = job_phase(job.status)
-            if phase.is_done or loop.time() >= give_up:
-                return phase, job.status
+            if phase.is_done:
+                return _JobEnd(phase, job.status)
+            now = loop.time()
+            stopped = self._overdue(task, follower, following, since=created, now=now)
+            if stopped is not None:
+                logger.warning("job %s: %s", name, stopped.message)
+                await self._delete(name, "overdue")
+                return _JobEnd(JobPhase.deadline_exceeded, job.status, stopped)
+            if now >= give_up:
+                await self._delete(name, "Kubernetes did not enforce the deadline")
+                return _JobEnd(JobPhase.deadline_exceeded, job.status)
             await asyncio.sleep(self.settings.poll_interval_seconds)
 
-    async def _read_report(
+    def _overdue(
+        self,
+        task: Task,
+        follower: PodLogFollower,
+        following: asyncio.Task[None],
+        *,
+        since: float,
+        now: float,
+    ) -> RunError | None:
+        """Why the runner stops the Job, created at ``since``, at ``now``; None: it runs on."""
+        if follower.started_at is not None:
+            if now - follower.started_at < task.timeout_seconds:
+                return None
+            return RunError.timed_out(task.name, task.timeout_seconds, "its Job was deleted")
+        # Only a followed log can tell that the task has not started: without one, the
+        # Job's own deadline decides.
+        if following.done() or now - since < self.settings.startup_seconds:
+            return None
+        return startup_timed_out(
+            task.name, self.settings.startup_seconds, _STARTUP_SETTING, "its Job was deleted"
+        )
+
+    async def _read_log_end(
         self, task: Task, run: Run, output: RunOutput, *, log_lines: bool
-    ) -> str | None:
-        """The report line from the pod's last lines, which are logged when ``log_lines``."""
+    ) -> _LogEnd:
+        """What the pod's last lines say; its own lines are logged when ``log_lines``."""
         try:
             pods = await asyncio.to_thread(
                 self.apis.core.list_namespaced_pod,
@@ -294,43 +411,52 @@ class KubernetesBackend:
                 label_selector=label_selector(task, run),
             )
             if not pods.items or pods.items[-1].metadata is None:
-                return None
+                return _LogEnd(None, False, [])
             log = await asyncio.to_thread(
                 self.apis.core.read_namespaced_pod_log,
                 pods.items[-1].metadata.name or "",
                 self.namespace,
                 container=self.settings.container,
-                tail_lines=self.output_lines + 1,
+                # The report and the start marker besides the tail.
+                tail_lines=self.output_lines + 2,
             )
         except client.ApiException as error:
             logger.warning("no log for run %s: %s %s", run.id, error.status, error.reason)
-            return None
-        line, other = _report_line(log)
+            return _LogEnd(None, False, [])
+        log_end = _read_log_end(log)
         if log_lines:
-            output.lines("log", "\n".join(other))
-        return line
+            output.lines("log", "\n".join(log_end.lines))
+        return log_end
 
-    def _report(
-        self,
-        task: Task,
-        phase: JobPhase,
-        status: client.V1JobStatus | None,
-        line: str | None,
-    ) -> RunReport:
+    def _report(self, task: Task, end: _JobEnd, line: str | None, *, started: bool) -> RunReport:
         if line is not None:
             try:
                 return decode_report(line)
             except HandoffError as exc:
                 return RunReport(TaskState.failure, error=RunError("HandoffError", str(exc)))
-        if phase is JobPhase.succeeded:
+        if end.stopped is not None:
+            return RunReport(TaskState.failure, error=end.stopped)
+        if end.phase is JobPhase.succeeded:
             # Exit status 0 means success or abort; without the log, success is the answer.
             logger.warning("job of %s succeeded but its log has no report", task.name)
             return RunReport(TaskState.success)
-        if phase is JobPhase.deadline_exceeded:
-            error = RunError.timed_out(task.name, task.timeout_seconds, "its Job was stopped")
-            return RunReport(TaskState.failure, error=error)
+        if end.phase is JobPhase.deadline_exceeded:
+            return RunReport(TaskState.failure, error=self._deadline_error(task, started=started))
         return RunReport(
-            TaskState.failure, error=RunError("JobFailedError", failure_reason(status))
+            TaskState.failure, error=RunError("JobFailedError", failure_reason(end.status))
+        )
+
+    def _deadline_error(self, task: Task, *, started: bool) -> RunError:
+        """The error of a Job stopped at its own deadline (activeDeadlineSeconds)."""
+        if started:
+            return RunError.timed_out(task.name, task.timeout_seconds, "its Job was stopped")
+        # The log did not say (or could not be read): the deadline covers both parts.
+        deadline = active_deadline(task, self.settings.startup_seconds)
+        return RunError(
+            "TimeoutError",
+            f"task {task.name} did not end within its Job's deadline of {deadline}s "
+            f"(timeout_seconds {task.timeout_seconds:g} and the start-up allowance of "
+            f"{self.settings.startup_seconds:g}s, {_STARTUP_SETTING}): its Job was stopped",
         )
 
     async def _delete(self, name: str, why: str) -> None:

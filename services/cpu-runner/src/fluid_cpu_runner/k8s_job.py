@@ -4,7 +4,8 @@ Pure functions, no API calls. The Job copies the pod template the operator provi
 runner's own Deployment, whose image has the task modules) and changes what makes it a
 one-shot task process: only the named container, the child entry point as its command,
 no probes, ``restartPolicy: Never``, ``backoffLimit: 0`` (retries are the dispatcher's,
-under the task's policy), ``activeDeadlineSeconds`` from the task's timeout and a TTL.
+under the task's policy), ``activeDeadlineSeconds`` from the task's timeout and the
+start-up allowance, and a TTL.
 Its labels replace the template's so that no Service selecting the runner's pods routes
 traffic to a task's pod.
 
@@ -81,6 +82,12 @@ def label_selector(task: Task, run: Run) -> str:
     return ",".join(f"{key}={labels[key]}" for key in (RUN_LABEL, ATTEMPT_LABEL))
 
 
+def active_deadline(task: Task, startup_seconds: float) -> int:
+    """The Job's ``activeDeadlineSeconds``: it counts from the Job's start, so it covers
+    the pod's start-up (``startup_seconds`` at most) and then the task's timeout."""
+    return max(1, math.ceil(task.timeout_seconds + startup_seconds))
+
+
 def build_job(
     template: client.V1PodTemplateSpec,
     *,
@@ -90,10 +97,12 @@ def build_job(
     command: list[str],
     environment: Mapping[str, str | client.V1EnvVarSource],
     ttl_seconds: int,
+    startup_seconds: float = 0.0,
 ) -> client.V1Job:
     """The Job that executes ``run``'s attempt, from a copy of the pod template.
 
     ``environment`` values are literal, or a source (a Secret's key) the kubelet resolves.
+    ``startup_seconds`` is the start-up allowance the deadline adds to the task's timeout.
     """
     pod = template.model_copy(deep=True)
     if pod.spec is None:
@@ -132,7 +141,7 @@ def build_job(
         spec=client.V1JobSpec(
             template=pod,
             backoff_limit=0,
-            active_deadline_seconds=max(1, math.ceil(task.timeout_seconds)),
+            active_deadline_seconds=active_deadline(task, startup_seconds),
             ttl_seconds_after_finished=ttl_seconds,
         ),
     )

@@ -3,7 +3,8 @@
 The official client streams ``follow=true`` logs through a blocking read: each follower
 reads in a thread of its own (a run can last hours, and the event loop's shared
 executor is for short calls) and hands every line to the event loop. The line after
-``REPORT_MARKER`` is the run's report and is kept apart rather than logged.
+``REPORT_MARKER`` is the run's report and the first ``STARTED_MARKER`` line says when the
+task function started: both are kept apart rather than logged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from .handoff import REPORT_MARKER
+from .handoff import REPORT_MARKER, STARTED_MARKER
 from .output import MAX_BUFFERED_LINE, RunOutput
 
 logger = logging.getLogger("fluid.cpu_runner.k8s")
@@ -45,6 +46,8 @@ class PodLogFollower:
         self.output = output
         self.poll_interval = poll_interval
         self.report_line: str | None = None
+        # The loop's time when the log said the task function started.
+        self.started_at: float | None = None
         self.streamed = False
         self._response: Any = None
         self._closed = threading.Event()
@@ -136,5 +139,7 @@ class PodLogFollower:
         text = text.rstrip("\r")
         if text.startswith(REPORT_MARKER):
             self.report_line = text[len(REPORT_MARKER) :]
+        elif text == STARTED_MARKER and self.started_at is None:
+            self.started_at = asyncio.get_running_loop().time()
         else:
             self.output.line("log", text)

@@ -2,7 +2,9 @@
 
 It owns a run's process from start to end: starting it (a fresh interpreter, or a fork
 of the warm forkserver), handing it the run over a socket pair, following its stdout and
-stderr, taking its report, and stopping it. A process is the leader of its own session,
+stderr, taking its report, and stopping it. The task's timeout counts from the line the
+process sends when the task function starts; before it, ``FLUID_CPU_STARTUP_SECONDS``
+bounds the process. A process is the leader of its own session,
 so stopping it signals the whole group: SIGTERM, then SIGKILL after a grace period, and
 a final SIGKILL sweep once the leader is gone so no grandchild outlives its run.
 """
@@ -19,7 +21,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fluid.scheduler.models import RunError, RunReport, TaskState
 from fluid.scheduler.run import Run
@@ -27,7 +29,9 @@ from fluid.scheduler.task import Task
 from fluid.service.loops import cancel_and_wait
 
 from . import forkserver
+from .backend import startup_timed_out
 from .handoff import (
+    STARTED_LINE,
     Handoff,
     HandoffError,
     child_environment,
@@ -35,6 +39,9 @@ from .handoff import (
     encode_handoff,
 )
 from .output import RunOutput, with_output
+
+if TYPE_CHECKING:
+    from fluid.service.settings import ClientSettings
 
 logger = logging.getLogger("fluid.cpu_runner")
 
@@ -303,13 +310,22 @@ def signal_group(pid: int, signum: int) -> bool:
         return False
 
 
-async def _exchange(control: socket.socket, handoff: str) -> str | None:
-    """Send the hand-off line; return the report line (None: closed without one)."""
+async def _exchange(
+    control: socket.socket, handoff: str, started: asyncio.Future[float]
+) -> str | None:
+    """Send the hand-off line; return the report line (None: closed without one).
+
+    ``started`` gets the loop's time when the process says its task function starts.
+    """
     reader, writer = await asyncio.open_unix_connection(sock=control, limit=_MAX_REPORT_BYTES)
     try:
         writer.write(handoff.encode() + b"\n")
         await writer.drain()
         line = await reader.readline()
+        # A process that could not load its task reports without having started it.
+        if line == STARTED_LINE:
+            started.set_result(asyncio.get_running_loop().time())
+            line = await reader.readline()
     except (ConnectionError, ValueError):
         return None  # the process died before reading or in the middle of answering
     finally:
@@ -335,17 +351,20 @@ class LocalBackend:
         self,
         launcher: Launcher,
         *,
-        dispatcher_address: str,
+        clients: ClientSettings,
         kill_grace: float = 3.0,
+        startup_seconds: float = 30.0,
         output_lines: int = 50,
         task_token: str = "",
     ) -> None:
         self.launcher = launcher
-        self.dispatcher_address = dispatcher_address
+        self.clients = clients
         self.task_token = task_token
         self.kill_grace = kill_grace
+        self.startup_seconds = startup_seconds
         self.output_lines = output_lines
         self.name = f"local-{launcher.mode}"
+        self.default_concurrency = os.cpu_count() or 1
 
     async def start(self) -> None:
         await self.launcher.start()
@@ -362,10 +381,11 @@ class LocalBackend:
         # Sent before the process exists: the socket holds the hand-off, so the process
         # reads it as soon as it starts instead of waiting for this loop to get round to it.
         handoff = encode_handoff(Handoff(module=task.module, run=run))
-        answer = asyncio.create_task(_exchange(control, handoff))
+        started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        answer = asyncio.create_task(_exchange(control, handoff, started))
         try:
             process = await self.launcher.launch(
-                child_environment(task, run, self.dispatcher_address, self.task_token),
+                child_environment(task, run, self.clients, self.task_token),
                 ProcessPipes(child_control.fileno(), out_write, err_write),
             )
         except BaseException:
@@ -386,7 +406,7 @@ class LocalBackend:
         ]
         exited = asyncio.create_task(process.wait())
         try:
-            report = await self._supervise(task, run, process, answer, exited)
+            report = await self._supervise(task, run, process, answer, exited, started)
         finally:
             # Shielded: a second cancellation (shutdown during an abort) must not leave
             # the group running.
@@ -400,28 +420,22 @@ class LocalBackend:
         process: RunProcess,
         answer: asyncio.Task[str | None],
         exited: asyncio.Task[int],
+        started: asyncio.Future[float],
     ) -> RunReport:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + task.timeout_seconds
-        pending: set[asyncio.Task[int] | asyncio.Task[str | None]] = {answer, exited}
+        # The start-up allowance until the task function starts, its timeout from then on.
+        deadline = loop.time() + self.startup_seconds
+        pending: set[asyncio.Future[Any]] = {answer, exited, started}
         while pending:
             done, pending = await asyncio.wait(
                 pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
             )
             if not done:
-                logger.warning(
-                    "run %s of %s passed its timeout of %gs: stopping process %d",
-                    run.id,
-                    task.name,
-                    task.timeout_seconds,
-                    process.pid,
-                )
                 return RunReport(
-                    TaskState.failure,
-                    error=RunError.timed_out(
-                        task.name, task.timeout_seconds, "its process was killed"
-                    ),
+                    TaskState.failure, error=self._overdue(task, run, process, started)
                 )
+            if started in done:
+                deadline = started.result() + task.timeout_seconds
             line = answer.result() if answer in done else None
             if line is not None:
                 # Reported: let it exit on its own before _finish signals the group.
@@ -435,6 +449,29 @@ class LocalBackend:
                         return self._decode(late)
                 return self._crashed(exited.result())
         raise AssertionError("unreachable: the process always exits")
+
+    def _overdue(
+        self, task: Task, run: Run, process: RunProcess, started: asyncio.Future[float]
+    ) -> RunError:
+        if started.done():
+            logger.warning(
+                "run %s of %s passed its timeout of %gs: stopping process %d",
+                run.id,
+                task.name,
+                task.timeout_seconds,
+                process.pid,
+            )
+            return RunError.timed_out(task.name, task.timeout_seconds, "its process was killed")
+        logger.warning(
+            "run %s of %s did not start its task within %gs: stopping process %d",
+            run.id,
+            task.name,
+            self.startup_seconds,
+            process.pid,
+        )
+        return startup_timed_out(
+            task.name, self.startup_seconds, "FLUID_CPU_STARTUP_SECONDS", "its process was killed"
+        )
 
     def _decode(self, line: str) -> RunReport:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field
@@ -10,25 +9,29 @@ from pydantic_settings import SettingsConfigDict
 
 from fluid.service.settings import FluidBaseSettings, LeasingSettings
 
+# Set in every pod of a Kubernetes cluster: what FLUID_CPU_BACKEND=auto and the API
+# client's configuration go by.
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+
 
 class CpuRunnerSettings(LeasingSettings):
     """Where cpu-bound runs execute and how they are stopped."""
 
-    # local: a process per run on this machine; kubernetes: a batch/v1 Job per run.
-    cpu_backend: Literal["local", "kubernetes"] = "local"
+    # local: a process per run on this machine; kubernetes: a batch/v1 Job per run; auto:
+    # Jobs when the runner runs in a cluster and can read its pod template, else local.
+    cpu_backend: Literal["auto", "local", "kubernetes"] = "auto"
     # fresh: a new interpreter per run; fork: forked from a warm process that has the task
     # modules imported (same isolation, without paying the imports per run).
     cpu_mode: Literal["fresh", "fork"] = "fresh"
-    # Runs executed at once; 0 means one per CPU locally and 32 Jobs on Kubernetes.
+    # Runs executed at once; 0 means the backend's default: one per CPU locally, 32 Jobs
+    # on Kubernetes.
     cpu_concurrency: int = Field(default=0, ge=0)
     # Between SIGTERM and SIGKILL when a run times out or is aborted.
     cpu_kill_grace_seconds: float = Field(default=3.0, ge=0)
-
-    @property
-    def concurrency(self) -> int:
-        if self.cpu_concurrency:
-            return self.cpu_concurrency
-        return 32 if self.cpu_backend == "kubernetes" else os.cpu_count() or 1
+    # How long a local process may take to start the task function (interpreter start-up,
+    # imports of the task's module) before the run fails; the task's timeout_seconds
+    # count from that start, so start-up never eats into them.
+    cpu_startup_seconds: float = Field(default=30.0, gt=0)
 
 
 class KubernetesSettings(FluidBaseSettings):
@@ -52,3 +55,7 @@ class KubernetesSettings(FluidBaseSettings):
     deadline_slack_seconds: float = Field(default=30.0, ge=0)
     # Once the Job ended, how long its pod's log may take to deliver its last lines.
     log_drain_seconds: float = Field(default=5.0, ge=0)
+    # How long a Job may take to start the task function (scheduling, image pull,
+    # interpreter start-up) before the run fails; the task's timeout_seconds count from
+    # that start, and the Job's activeDeadlineSeconds is the two together.
+    startup_seconds: float = Field(default=300.0, gt=0)
