@@ -1,7 +1,7 @@
 """A ``Client()`` made by task code reaches the system its worker belongs to.
 
 The system listens on a random port and nothing says so in the environment: the io-worker
-exports its addresses for the tasks on its loop, and the cpu-runner gives them to each
+sets them for the tasks it runs on its loop, and the cpu-runner gives them to each
 run's process.
 """
 
