@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import grpc
 
 from fluid.service.channel import open_channel
-from fluid.service.settings import ClientSettings
+from fluid.service.settings import ClientSettings, task_clients
 
 from . import wire
 from .definition import TaskInfo
@@ -105,7 +105,8 @@ class Client:
         settings: ClientSettings | None = None,
         token: str | None = None,
     ) -> None:
-        settings = settings or ClientSettings()
+        # Inside a run on an io-worker: that worker's system (see settings.task_clients).
+        settings = settings or task_clients.get() or ClientSettings()
         # The bearer token every call sends: ``token``, else FLUID_TOKEN (settings.token).
         self._token = settings.token.get_secret_value() if token is None else token
         self.dispatcher_address = address or settings.dispatcher

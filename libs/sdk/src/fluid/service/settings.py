@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -42,6 +43,13 @@ class ClientSettings(FluidBaseSettings):
     @property
     def scheduler(self) -> str:
         return self.scheduler_address or self.address
+
+
+task_clients: ContextVar[ClientSettings | None] = ContextVar("fluid_task_clients", default=None)
+"""The system a run executing here belongs to: the io-worker sets it around each run, so a
+bare ``Client()`` in task code reaches that system rather than what the process environment
+says (an embedded system's random port is in no variable). Scoped to the run, it cannot
+leak into other systems the same process runs."""
 
 
 BROKER_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
