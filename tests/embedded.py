@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,22 @@ async def embedded_system(
         yield host
     finally:
         await host.stop()
+
+
+@contextmanager
+def manager_environment(folder: Path, **extra: str) -> Iterator[None]:
+    """What a task manager's embedded system reads, for a module of tests: history in
+    ``folder``, a memory queue, short polls, no FLUID_ADDRESS (so it runs embedded), and
+    the tests folder importable by the cpu-bound runs' processes."""
+    tests = str(Path(__file__).parent)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
+        env.setenv("FLUID_BROKER_URL", "memory://")
+        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        env.delenv("FLUID_ADDRESS", raising=False)
+        env.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+        )
+        for name, value in extra.items():
+            env.setenv(name, value)
+        yield

@@ -12,10 +12,8 @@ each needed are in its module docstring. Two examples are not here:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -41,22 +39,16 @@ from fluid.scheduler import (
 )
 from fluid.scheduler.db import TaskDbPlugin
 
+from embedded import manager_environment
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """History in a file of this module's own; cpu processes import the tests' modules."""
     folder = tmp_path_factory.mktemp("seed")
-    tests = str(Path(__file__).parent)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
-        env.setenv("FLUID_BROKER_URL", "memory://")
-        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-        env.setenv("SEED_DATASTORE", str(folder))
-        env.delenv("FLUID_ADDRESS", raising=False)
-        env.setenv(
-            "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
-        )
+    with manager_environment(folder, SEED_DATASTORE=str(folder)):
         yield
 
 

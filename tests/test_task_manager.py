@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import manager_tasks
 import pytest
@@ -25,23 +24,17 @@ from fluid.scheduler import (
 from fluid.scheduler.db import TaskHistoryQuery, get_db_plugin
 from fluid.scheduler.lifecycle import AsyncHandler
 
+from embedded import manager_environment
+
 # The async tests share the module's embedded system; execute_sync needs no loop at all.
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """History in a file of this module's own; cpu processes import manager_tasks."""
+    """History in a file of this module's own; cpu processes import the tests' modules."""
     folder = tmp_path_factory.mktemp("manager")
-    tests = str(Path(__file__).parent)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
-        env.setenv("FLUID_BROKER_URL", "memory://")
-        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-        env.delenv("FLUID_ADDRESS", raising=False)
-        env.setenv(
-            "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
-        )
+    with manager_environment(folder):
         yield
 
 
