@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import manager_tasks
 import pytest
@@ -23,6 +24,7 @@ from fluid.scheduler import (
 )
 from fluid.scheduler.db import TaskHistoryQuery, get_db_plugin
 from fluid.scheduler.lifecycle import AsyncHandler
+from fluid.scheduler.run import utcnow
 
 from embedded import manager_environment
 
@@ -54,6 +56,8 @@ async def consumer() -> AsyncIterator[TaskConsumer]:
     manager.register_async_handler("success.audit", remember("audit"))
     manager.register_async_handler(Event(TaskState.success, "db"), remember("db"))
     manager.register_async_handler("queued", remember("queued"))
+    manager.register_async_handler("rate_limited", remember("limit"))
+    manager.register_async_handler("aborted.audit", remember("audit"))
     async with manager:
         yield manager
 
@@ -113,6 +117,35 @@ async def test_concurrent_runs_are_counted_while_they_execute(consumer: TaskCons
     assert consumer.num_concurrent_tasks_for("nap") == 0
 
 
+async def heard(consumer: TaskConsumer, event: tuple[str, str]) -> bool:
+    """Whether the consumer's handlers heard ``event``, waiting a little for it: the
+    dispatcher announces its decisions with a worker's next lease call."""
+    for _ in range(100):
+        if event in consumer.state.seen:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@in_module_loop
+async def test_the_dispatchers_own_decisions_reach_the_handlers(consumer: TaskConsumer) -> None:
+    # Two runs of a max_concurrency=1 task at once: one runs, the other is rate-limited.
+    first, second = await asyncio.gather(consumer.queue("single"), consumer.queue("single"))
+    ends = [await consumer.client.wait(run.id, timeout=20) for run in (first, second)]
+    (limited,) = [run for run in ends if run.state is TaskState.rate_limited]
+    assert await heard(consumer, ("rate_limited.limit", limited.id))
+    # A queued run aborted before any worker took it.
+    later = await consumer.client.queue_run(
+        "hello", {"name": "Ed"}, execute_after=utcnow() + timedelta(minutes=5)
+    )
+    aborted = await consumer.client.abort(later.id, "not needed")
+    assert aborted.state is TaskState.aborted
+    assert await heard(consumer, ("aborted.audit", later.id))
+    # Each is announced once: nothing is heard twice.
+    await asyncio.sleep(0.5)
+    assert consumer.state.seen.count(("rate_limited.limit", limited.id)) == 1
+
+
 @in_module_loop
 async def test_execute_runs_inline_through_the_same_states(consumer: TaskConsumer) -> None:
     before = len(consumer.state.seen)
@@ -130,7 +163,8 @@ async def test_a_task_reads_history_through_the_db_plugin(consumer: TaskConsumer
     hello = await consumer.queue_and_wait("hello", timeout=20, name="Di")
     plugin = get_db_plugin(consumer)
     for _ in range(100):  # history is written after the fact
-        page = await plugin.get_history(TaskHistoryQuery(task="hello", params='{"name": "Di"}'))
+        query = TaskHistoryQuery(task="hello", state="success", params='{"name": "Di"}')
+        page = await plugin.get_history(query)
         if [run.id for run in page.data] == [hello.id]:
             break
         await asyncio.sleep(0.1)

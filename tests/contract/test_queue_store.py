@@ -755,6 +755,36 @@ async def test_purge_finished_frees_the_idempotency_key(store: QueueStore) -> No
     assert await store.add_run(fresh, idempotency_key="key-1") == (fresh, True)
 
 
+# -- announcements of runs the dispatcher ended ----------------------------------
+async def test_announced_runs_are_taken_once_oldest_first(store: QueueStore) -> None:
+    await store.announce([("add", "a1"), ("mul", "m1"), ("add", "a2")])
+    await store.announce([("add", "a3")])
+
+    assert await store.take_announced(["add", "mul"], 2) == ["a1", "a2"]
+    assert await store.take_announced(["add", "mul"], 10) == ["a3", "m1"]
+    assert await store.take_announced(["add", "mul"], 10) == []
+
+
+async def test_announcements_are_only_for_workers_of_the_task(store: QueueStore) -> None:
+    await store.announce([("add", "a1")])
+
+    assert await store.take_announced(["mul"], 10) == []
+    assert await store.take_announced([], 10) == []
+    assert await store.take_announced(["add"], 0) == []
+    assert await store.take_announced(["add"], 10) == ["a1"]
+
+
+async def test_announcements_per_task_are_bounded(
+    store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("fluid_dispatcher.store.memory", "fluid_dispatcher.store.redis"):
+        monkeypatch.setattr(f"{module}.MAX_ANNOUNCED_PER_TASK", 3)
+    await store.announce([("add", f"a{n}") for n in range(5)])
+
+    # The oldest are dropped: a task nobody leases any more cannot fill the store.
+    assert await store.take_announced(["add"], 10) == ["a2", "a3", "a4"]
+
+
 # -- watching --------------------------------------------------------------------
 
 

@@ -279,6 +279,26 @@ async def test_lifecycle_handlers_see_the_attempt_start_and_its_sent_report_afte
     ]
 
 
+async def test_runs_the_dispatcher_settled_reach_the_handlers(
+    link: FakeLink, executor: Executor
+) -> None:
+    heard = asyncio.Event()
+    manager = TaskManager()
+    seen: list[tuple[str, TaskState]] = []
+
+    async def on_rate_limited(run: Run) -> None:
+        seen.append((run.id, run.state))
+        heard.set()
+
+    manager.register_async_handler("rate_limited.audit", on_rate_limited)
+    limited = Run(id="busy", task="add", state=TaskState.rate_limited)
+    async with started(worker_for(link, executor, lifecycle=manager)):
+        await link.offers.put(LeaseReply(runs=[leased("r1")], settled=[limited]))
+        await wait_for(heard)
+        await link.reported("r1")
+    assert seen == [("busy", TaskState.rate_limited)]
+
+
 # -- reports made sendable ----------------------------------------------------------
 
 

@@ -406,6 +406,8 @@ async def test_an_expired_lease_is_retried_then_ends_interrupted(
     assert (final.state, final.attempt, final.end) == (TaskState.interrupted, retries, clock.now)
     assert "lease expired" in final.reason
     assert await dispatcher.expire_leases() == 0
+    # Only the end is announced to a worker of the task, not the retries before it.
+    assert await dispatcher.take_settled(IO_WORKER) == [final]
 
 
 async def test_a_late_report_after_expiry_is_ignored(
@@ -500,6 +502,8 @@ async def test_aborting_a_queued_run_ends_it_at_once(
     )
     assert await dispatcher.get_run(run_id) == aborted
     assert await lease_ids(dispatcher) == []
+    assert await dispatcher.take_settled(IO_WORKER) == [aborted]
+    assert await dispatcher.take_settled(IO_WORKER) == []
 
 
 async def test_aborting_a_running_run_reaches_its_worker(dispatcher: Dispatcher) -> None:
@@ -590,6 +594,7 @@ async def test_a_run_over_max_concurrency_is_rate_limited(dispatcher: Dispatcher
     assert run.state is TaskState.rate_limited
     assert "max_concurrency=1" in run.reason
     assert dict(await dispatcher.store.running_counts()) == {"add": 1}
+    assert await dispatcher.take_settled(IO_WORKER) == [run]
 
 
 async def test_a_rate_limit_retry_keeps_the_run_queued(

@@ -12,9 +12,10 @@ Which process calls a state's handlers (each once per run and state):
   (``failure`` fires for each failed attempt, retried or not; a cpu-bound run's handlers
   run in the cpu-runner, not in the run's own process).
 
-States the dispatcher decides without a worker seeing the run (``rate_limited``,
-``interrupted``, ``aborted`` of a queued run) reach no handler yet; history and
-``WatchRun`` have them.
+- ``rate_limited``, ``interrupted`` (its lease ran out) and ``aborted`` of a run no worker
+  held: the dispatcher decides them alone, and announces each once to one worker of the
+  task with that worker's next lease answer (``LeaseRunsResponse.settled``); its handlers
+  fire there. An announcement is lost if that answer is (at most once, unlike the run).
 
 A failing handler is logged and never fails the run.
 """

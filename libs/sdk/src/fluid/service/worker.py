@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -112,6 +112,8 @@ class LeasingWorker:
     _slot_free: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
+    # Handlers hearing the runs the dispatcher settled (LeaseReply.settled).
+    _hearing: set[asyncio.Task[None]] = field(default_factory=set)
     _health: LoopHealth = field(default_factory=LoopHealth)
     # Event-loop time of the next heartbeat (sooner after a failed one: the back-off).
     _heartbeat_due: float = 0.0
@@ -234,6 +236,9 @@ class LeasingWorker:
             flight.task.cancel()
         await asyncio.gather(*(flight.task for flight in leftover), return_exceptions=True)
         await self._release([flight.run.id for flight in leftover])
+        if self._hearing:
+            await asyncio.wait(list(self._hearing), timeout=grace)
+            await cancel_and_wait(list(self._hearing))
         if not await self._reporter.flush(self.report_flush_timeout):
             logger.error(
                 "gave up delivering %d report(s) after %ss: their leases expire and "
@@ -294,11 +299,21 @@ class LeasingWorker:
                 error=RunError("LeaseRejectedError", f"the worker cannot read it: {bad.problem}"),
             )
             self._reporter.add(bad.run_id, bad.attempt, sendable_report(failure)[0])
+        if reply.settled and self.lifecycle is not None:
+            # Handlers are the user's code: they must not hold up the next lease.
+            hearing = asyncio.create_task(self._hear(self.lifecycle, reply.settled))
+            self._hearing.add(hearing)
+            hearing.add_done_callback(self._hearing.discard)
         if self._stopping.is_set():
             await self._release([run.id for run in reply.runs])
             return
         for run in reply.runs:
             self._start(run)
+
+    @staticmethod
+    async def _hear(lifecycle: RunEvents, runs: Sequence[Run]) -> None:
+        for run in runs:
+            await lifecycle.emit(run)
 
     def _start(self, run: Run) -> None:
         task = self.tasks.get(run.task)

@@ -10,6 +10,7 @@ restarting or too slow to answer is ``UnavailableError``: the call may be retrie
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from .loops import rpc_error
 
+logger = logging.getLogger("fluid.worker")
+
 
 @dataclass(frozen=True, slots=True)
 class UnreadableLease:
@@ -40,6 +43,8 @@ class UnreadableLease:
 class LeaseReply:
     runs: list[Run]
     unreadable: list[UnreadableLease] = field(default_factory=list)
+    # Runs the dispatcher ended without a worker, for this worker's handlers to hear.
+    settled: list[Run] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,12 @@ class DispatcherLink:
                         lease.run.id, lease.run.attempt, f"{type(error).__name__}: {error}"
                     )
                 )
+        for message in response.settled:
+            try:
+                reply.settled.append(wire.run_from_pb(message))
+            except Exception as error:
+                # Only handlers would have heard it: nothing to settle, say so and go on.
+                logger.warning("settled run %s cannot be read: %s", message.id, error)
         return reply
 
     async def heartbeat(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,11 +14,13 @@ from fluid.scheduler.errors import InvalidArgumentError, ResourceExhaustedError,
 from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RunError, RunReport, RunRequest, TaskState
 from fluid.scheduler.run import Run
-from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, run_pb2
 from fluid.service.telemetry import run_trace_context
 
 from ..domain.dispatcher import Dispatcher
 from ..domain.records import Lease
+
+logger = logging.getLogger("fluid.dispatcher")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -163,9 +166,31 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             with _fields():
                 wait = wire.timedelta_from(request.wait, "wait")
             leased = await self.dispatcher.lease_runs(request.worker_id, request.max_runs, wait)
-            return dispatcher_pb2.LeaseRunsResponse(
-                leases=await self._leases(request.worker_id, leased)
+            leases = await self._leases(request.worker_id, leased)
+            settled = await self._settled(
+                request.worker_id, limits().batch_bytes - sum(item.ByteSize() for item in leases)
             )
+            return dispatcher_pb2.LeaseRunsResponse(leases=leases, settled=settled)
+
+    async def _settled(self, worker_id: str, budget: int) -> list[run_pb2.Run]:
+        """The runs announced to this worker, within what the reply's byte budget has left;
+        those past it are announced again, for the next reply."""
+        messages: list[run_pb2.Run] = []
+        later: list[Run] = []
+        for run in await self.dispatcher.take_settled(worker_id):
+            try:
+                message = wire.run_to_pb(run)
+            except Exception:  # protobuf's refusals have no common base
+                logger.warning("settled run %s cannot be sent: its handlers miss it", run.id)
+                continue
+            if later or message.ByteSize() > budget:
+                later.append(run)
+                continue
+            messages.append(message)
+            budget -= message.ByteSize()
+        if later:
+            await self.dispatcher.announce_again(later)
+        return messages
 
     async def _leases(
         self, worker_id: str, leased: list[tuple[Run, Lease]]

@@ -45,6 +45,11 @@ HOUSEKEEPING_LOOP = "dispatcher-housekeeping"
 # Reads and compare-and-set writes of one change before giving up: another replica must
 # have written the same run this many times in between, which only a bug does.
 CAS_ATTEMPTS = 50
+# The ends the dispatcher decides with no worker executing the run: announced to a worker
+# of the task (LeaseRunsResponse.settled), at most SETTLED_PER_REPLY a reply, so that its
+# lifecycle handlers hear them.
+ANNOUNCED_STATES = frozenset({TaskState.rate_limited, TaskState.interrupted, TaskState.aborted})
+SETTLED_PER_REPLY = 64
 
 Transition = Callable[[Run, Lease | None], Run | None]
 """What a run as read (with its lease) becomes, or None to leave it: a pure function."""
@@ -323,6 +328,7 @@ class Dispatcher:
         )[run_id]
         if aborted is not None:
             self.metrics.changed(aborted)
+            await self._announce([aborted])
             return await self.masked(aborted)
         # It started (or finished) between the read and the update: abort the running one.
         current = await self._stored_run(run_id)
@@ -415,12 +421,31 @@ class Dispatcher:
                 return None
             return transitions.blocked(run, task.definition, task.enabled, now)
 
-        for run in (await self._change(list(tasks), decide)).values():
-            if run is None:
-                continue
+        settled = [run for run in (await self._change(list(tasks), decide)).values() if run]
+        for run in settled:
             if tasks[run.id].enabled:
                 self.metrics.rate_limited(run.task)
             self.metrics.changed(run)
+        await self._announce(settled)
+
+    async def _announce(self, runs: Iterable[Run]) -> None:
+        """Keep the runs this dispatcher ended without a worker for a worker of their task
+        to hear (their handlers fire there); a run re-queued instead is not announced."""
+        ended = [(run.task, run.id) for run in runs if run.state in ANNOUNCED_STATES]
+        if ended:
+            await self.store.announce(ended)
+
+    async def announce_again(self, runs: Sequence[Run]) -> None:
+        """Announce runs taken but not sent (the reply had no room left for them)."""
+        await self.store.announce([(run.task, run.id) for run in runs])
+
+    async def take_settled(self, worker_id: str, limit: int = SETTLED_PER_REPLY) -> list[Run]:
+        """Runs of the worker's tasks announced since any worker of them last asked."""
+        worker = await self._worker(worker_id)
+        ids = await self.store.take_announced(sorted(worker.task_names), limit)
+        found = await self.store.read_runs(ids) if ids else {}
+        # A run purged since it was announced is simply gone.
+        return [found[run_id][0] for run_id in ids if run_id in found]
 
     async def _change(
         self,
@@ -559,7 +584,9 @@ class Dispatcher:
             task = definitions.get(run.task)
             return transitions.expired(run, held, worker_id, task, now, self.config.lease_ttl)
 
-        for run_id, updated in (await self._change(list(expired), decide, found)).items():
+        changed = await self._change(list(expired), decide, found)
+        await self._announce(run for run in changed.values() if run is not None)
+        for run_id, updated in changed.items():
             lease = expired[run_id]
             if updated is not None:
                 count += 1

@@ -98,6 +98,9 @@ BLOCKED_RECOVERY = timedelta(seconds=30)
 # Dead letters a store keeps at most; past it the oldest are forgotten (and logged),
 # so a history that refuses everything cannot fill the queue store.
 MAX_DEAD_LETTERS = 100_000
+# Runs announced per task and not yet heard by a worker of it: past this the oldest are
+# dropped, so a task no worker leases any more cannot grow the store without bound.
+MAX_ANNOUNCED_PER_TASK = 10_000
 
 
 class QueueStore(Protocol):
@@ -206,6 +209,13 @@ class QueueStore(Protocol):
         """Mark a running run's lease for abort; False when the run is not running."""
 
     async def expired_leases(self, now: datetime, limit: int) -> list[Lease]: ...
+
+    async def announce(self, runs: Sequence[tuple[str, str]]) -> None:
+        """Keep ``(task, run_id)`` pairs for a worker of the task to hear about (runs the
+        dispatcher ended without a worker); at most MAX_ANNOUNCED_PER_TASK per task."""
+
+    async def take_announced(self, task_names: Sequence[str], limit: int) -> list[str]:
+        """Up to ``limit`` announced run ids of these tasks, oldest first; each is taken once."""
 
     async def purge_finished(self, older_than: datetime, limit: int) -> int:
         """Forget finished runs that ended before ``older_than``; history keeps them."""

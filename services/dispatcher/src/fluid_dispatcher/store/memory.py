@@ -30,6 +30,7 @@ from ..domain import transitions
 from ..domain.ordering import ready_score
 from ..domain.ports import (
     BLOCKED_RECOVERY,
+    MAX_ANNOUNCED_PER_TASK,
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
@@ -67,6 +68,7 @@ class MemoryQueueStore(QueueStore):
         self._ready: dict[str, list[tuple[float, int, str, int]]] = {}
         self._delayed: list[tuple[float, int, str, int]] = []
         self._finished: deque[tuple[datetime, str]] = deque()
+        self._announced: dict[str, deque[str]] = {}
         self._outbox_enabled = outbox
         self._outbox: deque[OutboxEntry] = deque()
         # Per watched run, the queues of its watchers: each new version, or None once
@@ -341,6 +343,20 @@ class MemoryQueueStore(QueueStore):
     async def expired_leases(self, now: datetime, limit: int) -> list[Lease]:
         expired = [lease for lease in self._leases.values() if lease.deadline <= now]
         return sorted(expired, key=lambda lease: lease.deadline)[:limit]
+
+    async def announce(self, runs: Sequence[tuple[str, str]]) -> None:
+        for task, run_id in runs:
+            self._announced.setdefault(task, deque(maxlen=MAX_ANNOUNCED_PER_TASK)).append(run_id)
+
+    async def take_announced(self, task_names: Sequence[str], limit: int) -> list[str]:
+        if limit <= 0 or not task_names:
+            return []
+        taken: list[str] = []
+        for task in task_names:
+            waiting = self._announced.get(task)
+            while waiting and len(taken) < limit:
+                taken.append(waiting.popleft())
+        return taken
 
     async def purge_finished(self, older_than: datetime, limit: int) -> int:
         purged = 0

@@ -62,6 +62,7 @@ from fluid.scheduler.v1 import task_pb2
 from ..domain.ordering import ready_score
 from ..domain.ports import (
     BLOCKED_RECOVERY,
+    MAX_ANNOUNCED_PER_TASK,
     MAX_DEAD_LETTERS,
     Blocked,
     LeaseBatch,
@@ -650,6 +651,39 @@ class RedisQueueStore(QueueStore):
         ids = await self.redis.zrangebyscore(self.key("leases"), "-inf", _ts(now), 0, limit)
         leases = [lease_from_fields(fields) for fields in await self._runs(ids) if fields]
         return [lease for lease in leases if lease is not None]
+
+    async def announce(self, runs: Sequence[tuple[str, str]]) -> None:
+        if not runs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task, run_id in runs:
+                pipe.rpush(self.key("announced", task), run_id)
+            for task in {task for task, _ in runs}:
+                pipe.ltrim(self.key("announced", task), -MAX_ANNOUNCED_PER_TASK, -1)
+            await pipe.execute()
+
+    async def take_announced(self, task_names: Sequence[str], limit: int) -> list[str]:
+        if limit <= 0 or not task_names:
+            return []
+        # One round trip whatever the number of tasks: each list gives up to ``limit``,
+        # and what is over the limit goes back to the head of its list, in order.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in task_names:
+                pipe.lpop(self.key("announced", task), limit)
+            popped: list[list[str] | None] = await pipe.execute()
+        taken: list[str] = []
+        extra: list[tuple[str, list[str]]] = []
+        for task, ids in zip(task_names, popped, strict=True):
+            room = limit - len(taken)
+            taken.extend((ids or [])[:room])
+            if ids and len(ids) > room:
+                extra.append((task, ids[room:]))
+        if extra:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task, ids in extra:
+                    pipe.lpush(self.key("announced", task), *reversed(ids))
+                await pipe.execute()
+        return taken
 
     async def purge_finished(self, older_than: datetime, limit: int) -> int:
         purged: int = await self._purge(args=self._args(_ts(older_than), str(limit)))

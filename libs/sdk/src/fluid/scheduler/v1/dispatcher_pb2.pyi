@@ -717,18 +717,28 @@ class LeaseRunsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASES_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lease]:
         """The leases."""
+
+    @_builtins.property
+    def settled(self) -> _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]:
+        """Runs of the worker's tasks that the dispatcher ended without a worker executing
+        them (rate_limited, interrupted, aborted while queued), each announced once to one
+        worker of its task so that its lifecycle handlers hear the state. At most 64 a
+        reply, within the reply's byte budget; the rest wait for the next reply.
+        """
 
     def __init__(
         self,
         *,
         leases: _abc.Iterable[Global___Lease] | None = ...,
+        settled: _abc.Iterable[_run_pb2.Run] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases", "settled", b"settled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
