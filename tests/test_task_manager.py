@@ -5,7 +5,9 @@ without await."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -14,17 +16,21 @@ import pytest
 import pytest_asyncio
 
 from fluid.scheduler import (
+    Client,
     Event,
     InvalidArgumentError,
     NotFoundError,
     Run,
     TaskConsumer,
     TaskManager,
+    TaskPriority,
     TaskState,
 )
 from fluid.scheduler.db import TaskHistoryQuery, get_db_plugin
 from fluid.scheduler.lifecycle import AsyncHandler
 from fluid.scheduler.run import utcnow
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
 
 from embedded import manager_environment
 
@@ -195,3 +201,69 @@ def test_register_from_dict_skips_private_names() -> None:
 def test_a_manager_not_started_says_so() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = TaskManager().client
+
+
+@in_module_loop
+async def test_sync_queue_from_a_thread_and_callbacks(consumer: TaskConsumer) -> None:
+    before = {run.id for run in (await consumer.client.list_runs(task="nap", limit=100)).runs}
+    thread = threading.Thread(target=consumer.sync_priority_queue, args=("nap",))
+    thread.start()
+    thread.join()
+    ticks: list[int] = []
+
+    async def tick() -> None:
+        ticks.append(len(ticks))
+
+    consumer.register_callback(tick, 0.01, periodic=0.05)
+    for _ in range(100):
+        runs = (await consumer.client.list_runs(task="nap", limit=100)).runs
+        queued = [run for run in runs if run.id not in before]
+        if queued and len(ticks) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert queued and queued[0].priority is TaskPriority.high
+    assert len(ticks) >= 3
+
+
+@in_module_loop
+async def test_run_serves_until_gracefully_stopped() -> None:
+    manager = TaskManager()
+    closed = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def resource() -> AsyncIterator[str]:
+        yield "conn"
+        closed.set()
+
+    serving = asyncio.create_task(manager.run())
+    for _ in range(100):
+        if manager.is_running():
+            break
+        await asyncio.sleep(0.05)
+    assert await manager.enter_async_context(resource()) == "conn"
+    manager.gracefully_stop()
+    await asyncio.wait_for(serving, 30)
+    assert closed.is_set() and not manager.is_running() and not manager.is_stopping()
+
+
+@in_module_loop
+async def test_a_consumer_joins_a_running_system_and_services_get_module_deps() -> None:
+    host = Host(
+        ["history", "dispatcher", "io-worker"],
+        settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+        task_modules=["manager_tasks"],
+    )
+    await host.start()
+    try:
+        # The io-worker service's own manager made the module's deps in this process.
+        async with Client(host.address) as client:
+            served = await client.queue_and_wait("io_deps", timeout=20)
+            assert served.state is TaskState.success and served.result == os.getpid()
+        joined = TaskConsumer(address=host.address)
+        joined.register_task(manager_tasks.hello)
+        async with joined:
+            assert joined.config.address == host.address
+            run = await joined.queue_and_wait("hello", timeout=20, name="Jo")
+            assert run.state is TaskState.success and run.result == "Hello Jo!"
+    finally:
+        await host.stop()

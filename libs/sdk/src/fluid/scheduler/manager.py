@@ -18,7 +18,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import inspect
 import logging
+import random
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -165,6 +167,13 @@ class TaskManager:
         self._started = False
         # Bound to a system someone else runs: startup() starts only the plugins.
         self._bound = False
+        # Contexts entered for the user (enter_async_context), closed at shutdown.
+        self._stack = contextlib.AsyncExitStack()
+        # Callbacks and queue calls running on the manager's loop, cancelled at shutdown.
+        self._background: set[asyncio.Future[Any]] = set()
+        self._callbacks: list[tuple[Callable[[], Any], float, float, float]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
 
     @classmethod
     def bound(cls, client: Client | None, tasks: Mapping[str, Task]) -> TaskManager:
@@ -265,6 +274,8 @@ class TaskManager:
         if self._started:
             return
         self._started = True
+        self._stop.clear()
+        self._loop = asyncio.get_running_loop()
         try:
             # Plugins first: the deps they make must exist before a worker leases a run.
             for plugin in self.plugins:
@@ -274,6 +285,8 @@ class TaskManager:
         except BaseException:
             await self.shutdown()
             raise
+        for callback in self._callbacks:
+            self._keep(asyncio.ensure_future(_call_later(*callback)))
 
     async def _start_system(self) -> None:
         from fluid.service.host import Host
@@ -311,14 +324,21 @@ class TaskManager:
         if not self._started:
             return
         self._started = False
+        self._stop.set()
+        for pending in list(self._background):
+            pending.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        # The system drains its runs first: they may still use the deps plugins made.
+        if self._host is not None:
+            host, self._host = self._host, None
+            await host.stop()
         for plugin in reversed(self.plugins):
             try:
                 await plugin.shutdown(self)
             except Exception:
                 logger.exception("plugin %r did not shut down cleanly", plugin)
-        if self._host is not None:
-            host, self._host = self._host, None
-            await host.stop()
+        await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             self._owns_client = False
@@ -335,6 +355,68 @@ class TaskManager:
         tb: TracebackType | None,
     ) -> None:
         await self.shutdown()
+
+    # -- the seed's worker surface ----------------------------------------------------
+    async def run(self) -> None:
+        """Start, serve until ``gracefully_stop()`` (or cancellation), then shut down."""
+        await self.startup()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    def gracefully_stop(self) -> None:
+        """Make ``run()`` shut down."""
+        self._stop.set()
+
+    def is_running(self) -> bool:
+        """Whether the manager is started and not stopping."""
+        return self._started and not self._stop.is_set()
+
+    def is_stopping(self) -> bool:
+        """Whether ``gracefully_stop()`` was called on a started manager."""
+        return self._started and self._stop.is_set()
+
+    async def enter_async_context(self, cm: contextlib.AbstractAsyncContextManager[Any]) -> Any:
+        """Enter ``cm`` now and exit it at shutdown, after the system stopped."""
+        return await self._stack.enter_async_context(cm)
+
+    def register_callback(
+        self,
+        callback: Callable[[], Any],
+        seconds: float,
+        jitter: float = 0.0,
+        periodic: bool | float = False,
+    ) -> None:
+        """Call ``callback`` (a function or a coroutine function) ``seconds`` after
+        start-up (plus up to ``jitter``), again every ``periodic`` seconds when set
+        (``True``: every ``seconds``); a failure is logged. Cancelled at shutdown."""
+        every = seconds if periodic is True else float(periodic or 0.0)
+        entry = (callback, seconds, jitter, every)
+        if self._started:
+            self._keep(asyncio.ensure_future(_call_later(*entry)))
+        else:
+            self._callbacks.append(entry)
+
+    def sync_queue(self, task: str | Task) -> None:
+        """Queue a run from code that cannot await, in any thread: queued on the
+        manager's loop; a failure is logged."""
+        self._from_any_thread(task, None)
+
+    def sync_priority_queue(self, task: str | Task) -> None:
+        """``sync_queue`` at high priority."""
+        self._from_any_thread(task, TaskPriority.high)
+
+    def _from_any_thread(self, task: str | Task, priority: TaskPriority | None) -> None:
+        if self._loop is None or not self._started:
+            raise RuntimeError("the task manager is not started: call startup() or use async with")
+        self._loop.call_soon_threadsafe(lambda: self._keep(self.queue(task, priority)))
+
+    def _keep(self, pending: asyncio.Future[Any]) -> None:
+        """Track work started for the user: logged when it fails, cancelled at shutdown."""
+        self._background.add(pending)
+        pending.add_done_callback(_logged_failure)
+        pending.add_done_callback(self._background.discard)
 
     # -- runs -----------------------------------------------------------------------
     def create_task_run(
@@ -454,6 +536,27 @@ class TaskManager:
             "running": dict(Counter(self._running.values())),
             "dead_letters": status.dead_letters,
         }
+
+
+async def _call_later(
+    callback: Callable[[], Any], seconds: float, jitter: float, every: float
+) -> None:
+    await asyncio.sleep(seconds + random.uniform(0, jitter))
+    while True:
+        try:
+            outcome = callback()
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception("callback %r failed", callback)
+        if not every:
+            return
+        await asyncio.sleep(every + random.uniform(0, jitter))
+
+
+def _logged_failure(pending: asyncio.Future[Any]) -> None:
+    if not pending.cancelled() and pending.exception() is not None:
+        logger.error("background work of the task manager failed: %r", pending.exception())
 
 
 class TaskConsumer(TaskManager):
