@@ -1,6 +1,10 @@
 """Every code example of the seed's docs (../shared/seed-docs) runs on fluid, and does what
 its docs promise. The examples live in ``seed_examples`` as written there; the changes
-each needed are in its module docstring. Two examples are not here:
+each needed are in its module docstring. task-scheduler-api.txt's one example line,
+``from fastapi.scheduler import TaskScheduler``, is this module's ``fluid.scheduler``
+import (its ``fastapi`` is a typo of the docs); the source listings there are the seed's
+code, not examples, and the methods they document are tested in test_task_manager.
+Two examples are not here:
 
 - task-queue-v1.txt's ``Broker.from_url("redis://...")``: the queue is the dispatcher's,
   so a task manager has no broker to configure (``task_manager.broker.queue_length()``
