@@ -67,6 +67,8 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
             "redis_url": url,
             "prefix": namespace,
             "restart_victim": restart_victim,
+            # Worker ids carry the process id: "io-<host>-<pid>-<suffix>".
+            "victim_pid": lambda: processes["victim"].pid,
         }
     finally:
         stop_processes(list(processes.values()))
@@ -95,13 +97,26 @@ async def test_sigkilled_workers_lose_no_run(cluster: dict[str, object]) -> None
                 if run.is_done
             )
 
-        restart = cluster["restart_victim"]
-        assert callable(restart)
+        restart, victim_pid = cluster["restart_victim"], cluster["victim_pid"]
+        assert callable(restart) and callable(victim_pid)
+
+        async def victim_busy() -> bool:
+            """Whether the victim holds runs now: a kill then interrupts some."""
+            marker = f"-{victim_pid()}-"
+            workers = (await client.queue_status()).workers
+            return any(marker in worker.worker_id and worker.running for worker in workers)
+
         for kill in range(1, KILLS + 1):
             for _ in range(600):  # kill at 25%, 50%, 75% of the runs done (bounded wait)
                 if await finished() >= RUNS * kill // (KILLS + 1):
                     break
                 await asyncio.sleep(0.05)
+            # A restarted victim may not have leased yet on a loaded machine: wait for it to
+            # hold runs, so that every kill exercises recovery (bounded too).
+            for _ in range(200):
+                if await victim_busy():
+                    break
+                await asyncio.sleep(0.02)
             restart()
 
         done = [await client.wait(run.id, timeout=90) for run in runs]
