@@ -21,7 +21,7 @@ IMAGE_TAG ?= dev
 OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
 MANIFESTS_OUT := .build/k8s
 
-TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests services/cpu-runner/tests services/scheduler/tests
+TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests services/cpu-runner/tests services/scheduler/tests services/gateway/tests
 
 .PHONY: install dev test fuzz services lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
 

@@ -4,13 +4,11 @@ each needed are in its module docstring. task-scheduler-api.txt's one example li
 ``from fastapi.scheduler import TaskScheduler``, is this module's ``fluid.scheduler``
 import (its ``fastapi`` is a typo of the docs); the source listings there are the seed's
 code, not examples, and the methods they document are tested in test_task_manager.
-Two examples are not here:
+One example is not here:
 
 - task-queue-v1.txt's ``Broker.from_url("redis://...")``: the queue is the dispatcher's,
   so a task manager has no broker to configure (``task_manager.broker.queue_length()``
   is kept); the Redis URL is the dispatcher's ``FLUID_BROKER_URL``.
-- plugins-db.txt's ``app = task_manager_fastapi(task_manager)``: the HTTP gateway comes
-  with its own issue; the lines before it run below.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from types import ModuleType
 
+import httpx
 import pytest
 from seed_examples import (
     abort,
@@ -42,6 +41,7 @@ from fluid.scheduler import (
     TaskState,
 )
 from fluid.scheduler.db import TaskDbPlugin
+from fluid.scheduler.http import task_manager_fastapi
 
 from embedded import manager_environment
 
@@ -154,12 +154,19 @@ async def test_a_cpu_bound_task_knows_it_is_in_its_subprocess() -> None:
 async def test_the_db_plugin_from_a_scheduler_and_from_a_task(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # plugins-db.txt's first example, with TaskDbPlugin's db (a CrudDB there) as None.
     task_manager = TaskScheduler()
     task_manager.register_from_module(db_report)
     task_manager.with_plugin(TaskDbPlugin(None))
+    app = task_manager_fastapi(task_manager)
     async with task_manager:
         mine = await task_manager.queue_and_wait("my-task", timeout=20)
         assert await stored(task_manager, "my-task", TaskState.success)
         report = await task_manager.queue_and_wait("report", timeout=20)
         assert report.state is TaskState.success, report.error
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            page = (await http.get("/tasks-history", params={"task": "my-task"})).json()
+            assert mine.id in [run["id"] for run in page["data"]]
+            assert "my-task" in [task["name"] for task in (await http.get("/tasks")).json()]
     assert f"{mine.id} success" in capsys.readouterr().out

@@ -43,7 +43,7 @@ def dev_with_auth(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     log_path = tmp_path / "fluid-dev.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [*CLI, "dev", "--auth", "--port", str(port)],
+            [*CLI, "dev", "--auth", "--port", str(port), "--http-port", "0"],
             cwd=tmp_path,
             env=_env(
                 FLUID_BROKER_URL="memory://",

@@ -112,7 +112,17 @@ def running_fluid_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> I
     log_path = tmp_path / "fluid-dev.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fluid_cli", "dev", "--port", str(port), *TASKS],
+            [
+                sys.executable,
+                "-m",
+                "fluid_cli",
+                "dev",
+                "--port",
+                str(port),
+                "--http-port",
+                "0",
+                *TASKS,
+            ],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

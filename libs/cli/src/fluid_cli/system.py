@@ -91,6 +91,10 @@ def _loopback(host: str) -> bool:
 
 def dev(
     port: Annotated[int | None, typer.Option(help="Port to serve every service on.")] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the HTTP gateway (FLUID_HTTP_PORT, default 8080; 0: any)."),
+    ] = None,
     tasks: TasksOption = None,
     auth: Annotated[
         bool,
@@ -101,11 +105,21 @@ def dev(
     names = list(available_services())
     port = port if port is not None else ServerSettings().port
     modules = _modules(tasks, [EXAMPLE_TASKS])
+    if http_port is not None:
+        # The gateway reads its settings like every service: from the environment.
+        os.environ["FLUID_HTTP_PORT"] = str(http_port)
     console.print(
         f"[bold]fluid dev[/]: {', '.join(names)} on 127.0.0.1:{port}, tasks from "
         f"{', '.join(modules)}\n  try: [cyan]uv run fluid queue say_hi name=Ada --wait[/]"
         "  then [cyan]uv run fluid runs[/]"
     )
+    if "gateway" in names:
+        http = os.environ.get("FLUID_HTTP_PORT", "8080")
+        console.print(
+            f"  HTTP: [cyan]http://127.0.0.1:{http}/tasks[/] (API docs at /docs)"
+            if http != "0"
+            else "  HTTP: on a free port, logged when it listens"
+        )
     if auth:
         token_file = prepare_dev_auth()
         console.print(

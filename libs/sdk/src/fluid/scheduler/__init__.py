@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         TaskScheduler,
         provide_deps,
     )
+    from .http import task_manager_fastapi
 
 _LAZY = {
     "Client": "client",
@@ -53,6 +54,7 @@ _LAZY = {
     "TaskManagerPlugin": "manager",
     "TaskScheduler": "manager",
     "provide_deps": "manager",
+    "task_manager_fastapi": "http",
 }
 
 
@@ -98,4 +100,5 @@ __all__ = [
     "every",
     "provide_deps",
     "task",
+    "task_manager_fastapi",
 ]

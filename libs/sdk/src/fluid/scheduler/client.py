@@ -104,6 +104,7 @@ class Client:
         scheduler_address: str | None = None,
         settings: ClientSettings | None = None,
         token: str | None = None,
+        forwarding: bool = False,
     ) -> None:
         # Inside a run on an io-worker: that worker's system (see settings.task_clients).
         settings = settings or task_clients.get() or ClientSettings()
@@ -116,11 +117,16 @@ class Client:
         self.scheduler_address = scheduler_address or (
             address if address and not settings.scheduler_address else settings.scheduler
         )
+        # Each call sends the token of the caller it acts for (fluid.service.auth's
+        # forwarded_token), not this process's: the gateway.
+        self._forwarding = forwarding
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = open_channel(address, self._token)
+            self._channels[address] = open_channel(
+                address, self._token, forwarding=self._forwarding
+            )
         return self._channels[address]
 
     @property

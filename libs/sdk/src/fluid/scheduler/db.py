@@ -12,6 +12,7 @@ the seed's callers (history owns its table), and ``route_prefix`` places the HTT
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +52,16 @@ class TaskHistoryQuery(BaseModel):
         return value
 
 
+class RunErrorOut(BaseModel):
+    """Why a run failed: the exception's type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
 class TaskRunHistory(BaseModel):
-    """A stored run: the seed's fields, and how it ended."""
+    """A run: the seed's fields, then how it ended and where it came from."""
 
     id: str
     task: str
@@ -63,11 +72,19 @@ class TaskRunHistory(BaseModel):
     end: datetime | None = None
     params: dict[str, JsonValue]
     result: JsonValue = None
-    error: str | None = None
+    error: RunErrorOut | None = None
+    reason: str = ""
+    attempt: int = 0
+    from_run_id: str = ""
+    root_run_id: str = ""
+    worker_id: str = ""
+    output_tail: list[str] = Field(default_factory=list)
+    trace_id: str = ""
 
     @classmethod
     def from_run(cls, run: Run) -> TaskRunHistory:
-        """The history model of ``run`` (its params as history stored them: masked)."""
+        """The model of ``run`` (its params as the answering service gave them: masked)."""
+        traceparent = run.trace_context.get("traceparent", "")
         return cls(
             id=run.id,
             task=run.task,
@@ -78,7 +95,15 @@ class TaskRunHistory(BaseModel):
             end=run.end,
             params=run.params,
             result=run.result,
-            error=f"{run.error.type}: {run.error.message}" if run.error else None,
+            error=RunErrorOut(**asdict(run.error)) if run.error else None,
+            reason=run.reason,
+            attempt=run.attempt,
+            from_run_id=run.from_run_id,
+            root_run_id=run.root_run_id,
+            worker_id=run.worker_id,
+            output_tail=list(run.output_tail),
+            # W3C traceparent: version-traceid-spanid-flags.
+            trace_id=traceparent.split("-")[1] if traceparent.count("-") == 3 else "",
         )
 
 
@@ -112,6 +137,27 @@ class TaskDbPlugin(TaskManagerPlugin):
         """Make this the manager's db plugin (``get_db_plugin``)."""
         task_manager.state.task_db_plugin = self
         self._task_manager = task_manager
+
+    def register_routes(self, app: Any, prefix: str = "/tasks", tags: Any = None) -> None:
+        """Add ``GET {prefix}-history`` (a page, the query's fields as query parameters)
+        and ``GET {prefix}-history/{run_id}`` (404 when history has no such run)."""
+        # FastAPI only for the routes: the plugin itself reads history without it.
+        from fastapi import APIRouter, Query
+
+        route = self.route_prefix or f"{prefix}-history"
+        router = APIRouter(tags=list(tags or []))
+
+        # A default, not Annotated: annotations are strings here (postponed), resolved in
+        # this module's globals, where the lazily imported Query is not.
+        @router.get(route, response_model=TaskRunHistoryPage)
+        async def history(q: TaskHistoryQuery = Query()) -> TaskRunHistoryPage:  # noqa: B008
+            return await self.get_history(q)
+
+        @router.get(f"{route}/{{run_id}}", response_model=TaskRunHistory)
+        async def stored_run(run_id: str) -> TaskRunHistory:
+            return await self.get_run(run_id)
+
+        app.include_router(router)
 
     @property
     def _client(self) -> Client:

@@ -379,16 +379,19 @@ def _streamed(
     return call
 
 
-def _with_token(details: Any, header: tuple[str, str]) -> Any:
+def _with_token(details: Any, header: Iterable[str]) -> Any:
+    pair = tuple(header)
+    if not pair:
+        return details
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata.add(*header)
+    metadata.add(*pair)
     return details._replace(metadata=metadata)
 
 
 # Two classes, not one with both methods: a channel files each interceptor under the first
 # kind it is an instance of, so one object would never see the streams (WatchRun).
 class _UnaryBearer(_UnaryUnaryInterceptor):
-    def __init__(self, header: tuple[str, str]) -> None:
+    def __init__(self, header: Iterable[str]) -> None:
         self.header = header
 
     async def intercept_unary_unary(
@@ -398,7 +401,7 @@ class _UnaryBearer(_UnaryUnaryInterceptor):
 
 
 class _StreamBearer(_UnaryStreamInterceptor):
-    def __init__(self, header: tuple[str, str]) -> None:
+    def __init__(self, header: Iterable[str]) -> None:
         self.header = header
 
     async def intercept_unary_stream(
@@ -407,12 +410,33 @@ class _StreamBearer(_UnaryStreamInterceptor):
         return await continuation(_with_token(client_call_details, self.header), request)
 
 
-def bearer_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
+forwarded_token: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "fluid_forwarded_token", default=""
+)
+"""The bearer token of the caller a process acts for (the gateway: the HTTP request's),
+which calls on forwarding channels send instead of any of the process's own."""
+
+
+class _Forwarded:
+    """The header of the caller's token, read per call (``forwarded_token``)."""
+
+    def __iter__(self) -> Any:
+        token = forwarded_token.get()
+        return iter((HEADER, f"Bearer {token}") if token else ())
+
+
+def bearer_interceptors(
+    token: str, *, forwarding: bool = False
+) -> list[grpc.aio.ClientInterceptor]:
     """The client interceptors that add ``token`` to every call (call credentials would
-    need TLS); none for no token."""
-    if not token:
+    need TLS); none for no token. ``forwarding``: each call sends the token of the caller
+    it is made for (``forwarded_token``), and none without one, never ``token``."""
+    if forwarding:
+        header: tuple[str, str] | _Forwarded = _Forwarded()
+    elif token:
+        header = (HEADER, f"Bearer {token}")
+    else:
         return []
-    header = (HEADER, f"Bearer {token}")
     # The stubs type the list's items as a placeholder no class can satisfy.
     return [
         cast(grpc.aio.ClientInterceptor, _UnaryBearer(header)),

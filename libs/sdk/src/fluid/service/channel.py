@@ -121,11 +121,14 @@ def server_options() -> GrpcOptions:
     ]
 
 
-def open_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
-    """A channel to ``address`` whose calls send ``token`` (None: ``FLUID_TOKEN``, if set)."""
+def open_channel(
+    address: str, token: str | None = None, *, forwarding: bool = False
+) -> grpc.aio.Channel:
+    """A channel to ``address`` whose calls send ``token`` (None: ``FLUID_TOKEN``, if set),
+    or with ``forwarding`` the token of the caller each call is made for."""
     if token is None:
         token = ClientSettings().token.get_secret_value()
-    interceptors = [*client_interceptors(), *bearer_interceptors(token)]
+    interceptors = [*client_interceptors(), *bearer_interceptors(token, forwarding=forwarding)]
     return create_channel(
         address, TlsSettings(), options=channel_options(), interceptors=interceptors
     )

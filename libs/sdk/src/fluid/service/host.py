@@ -69,7 +69,7 @@ def available_services() -> dict[str, EntryPoint]:
     """Installed services by name, in the order they should start (not imported yet)."""
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     # Stores and the queue first, then the processes that consume them.
-    order = ["history", "dispatcher", "scheduler", "io-worker", "cpu-runner"]
+    order = ["history", "dispatcher", "scheduler", "io-worker", "cpu-runner", "gateway"]
     names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
     return {name: found[name] for name in names}
 

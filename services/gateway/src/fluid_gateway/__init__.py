@@ -1,0 +1,1 @@
+"""fluid gateway: HTTP over the dispatcher, history and scheduler (no store of its own)."""

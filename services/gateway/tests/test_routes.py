@@ -1,0 +1,186 @@
+"""The gateway's HTTP routes against a real system: history, dispatcher, an io-worker and
+the gateway in one host, spoken to over HTTP with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from fluid.service.auth import Role, mint_token, write_signing_key
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TESTS = Path(__file__).resolve().parents[3] / "tests"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+    folder = tmp_path_factory.mktemp("gateway")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
+        env.setenv("FLUID_BROKER_URL", "memory://")
+        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        env.setenv("FLUID_HTTP_PORT", "0")
+        env.syspath_prepend(str(TESTS))
+        host = Host(
+            ["history", "dispatcher", "io-worker", "gateway"],
+            settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+            task_modules=["sample_tasks"],
+        )
+        await host.start()
+        try:
+            (gateway,) = [service for service in host._services if service.name == "gateway"]
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as client:  # type: ignore[attr-defined]
+                yield client
+        finally:
+            await host.stop()
+
+
+async def finished(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        run: dict[str, Any] = (await http.get(f"/runs/{run_id}")).json()
+        if run["state"] not in ("queued", "running"):
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+async def test_tasks_are_listed_and_filtered_by_tag(http: httpx.AsyncClient) -> None:
+    listed = await http.get("/tasks")
+    assert listed.status_code == 200
+    names = [task["name"] for task in listed.json()]
+    assert "say_hi" in names and names == sorted(names)
+    tagged = (await http.get("/tasks", params={"tags": "billing"})).json()
+    assert [task["name"] for task in tagged] == ["tagged"]
+    one = await http.get("/tasks/say_hi")
+    assert one.status_code == 200 and one.json()["params_schema"]["required"] == ["name"]
+    assert (await http.get("/tasks/nope")).status_code == 404
+
+
+async def test_queue_a_run_with_its_params_and_follow_it(http: httpx.AsyncClient) -> None:
+    queued = await http.post("/tasks/say_hi", json={"name": "Ada"})
+    assert queued.status_code == 200, queued.text
+    run = await finished(http, queued.json()["id"])
+    assert run["state"] == "success" and run["result"] == "Hi Ada!"
+    refused = await http.post("/tasks/say_hi", json={})
+    assert refused.status_code == 422 and "name" in refused.json()["detail"]
+    assert (await http.post("/tasks/nope", json={})).status_code == 404
+    not_json = await http.post(
+        "/tasks/say_hi", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 422
+
+
+async def test_disable_and_enable_a_task(http: httpx.AsyncClient) -> None:
+    off = await http.patch("/tasks/say_hi", json={"enabled": False})
+    assert off.status_code == 200 and off.json()["enabled"] is False
+    run = await finished(http, (await http.post("/tasks/say_hi", json={"name": "Bo"})).json()["id"])
+    assert run["state"] == "aborted"
+    on = await http.patch("/tasks/say_hi", json={"enabled": True})
+    assert on.json()["enabled"] is True
+    assert (await http.patch("/tasks/say_hi", json={"enabled": "maybe"})).status_code == 422
+    assert (await http.patch("/tasks/nope", json={"enabled": True})).status_code == 404
+
+
+async def test_status_history_and_one_stored_run(http: httpx.AsyncClient) -> None:
+    status = (await http.get("/tasks-status")).json()
+    assert set(status["queue"]) == {"high", "medium", "low"}
+    run_id = (await http.post("/tasks/say_hi", json={"name": "Cy"})).json()["id"]
+    await finished(http, run_id)
+    for _ in range(100):  # history is written after the fact
+        page = (
+            await http.get("/tasks-history", params={"task": "say_hi", "state": "success"})
+        ).json()
+        if run_id in [run["id"] for run in page["data"]]:
+            break
+        await asyncio.sleep(0.1)
+    assert run_id in [run["id"] for run in page["data"]] and "cursor" in page
+    contained = await http.get("/tasks-history", params={"params": json.dumps({"name": "Cy"})})
+    assert [run["id"] for run in contained.json()["data"]] == [run_id]
+    assert (await http.get(f"/tasks-history/{run_id}")).json()["state"] == "success"
+    assert (await http.get("/tasks-history/" + "0" * 32)).status_code == 404
+    assert (await http.get("/tasks-history", params={"params": "{"})).status_code == 422
+    assert (await http.get("/tasks-history", params={"limit": 0})).status_code == 422
+
+
+async def test_abort_rerun_and_the_events_of_a_run(http: httpx.AsyncClient) -> None:
+    sleeping = (await http.post("/tasks/sleeper", json={"seconds": 30})).json()
+    for _ in range(100):
+        if (await http.get(f"/runs/{sleeping['id']}")).json()["state"] == "running":
+            break
+        await asyncio.sleep(0.05)
+    aborted = await http.post(f"/runs/{sleeping['id']}/abort", json={"reason": "enough"})
+    assert aborted.status_code == 200
+    assert (await finished(http, sleeping["id"]))["state"] == "aborted"
+
+    first = (await http.post("/tasks/say_hi", json={"name": "Di"})).json()
+    again = await http.post(f"/runs/{first['id']}/rerun")
+    assert again.status_code == 200 and again.json()["id"] != first["id"]
+    assert again.json()["params"] == {"name": "Di"}
+    async with http.stream("GET", f"/runs/{again.json()['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = [line async for line in stream.aiter_lines() if line.startswith("event: ")]
+    assert events[-1] == "event: success"
+    assert (await http.get("/runs/" + "0" * 32 + "/events")).status_code == 404
+    assert (await http.post("/runs/" + "0" * 32 + "/abort")).status_code == 404
+
+
+async def test_a_run_with_secrets_is_not_rerun_with_the_mask(http: httpx.AsyncClient) -> None:
+    login = await http.post("/tasks/login", json={"user": "ann", "token": "s3cret"})
+    assert login.status_code == 200, login.text
+    assert login.json()["params"]["token"] == "**********"
+    refused = await http.post(f"/runs/{login.json()['id']}/rerun")
+    assert refused.status_code == 409 and "secret" in refused.json()["detail"]
+
+
+async def test_dead_letters_and_what_is_not_there_yet(http: httpx.AsyncClient) -> None:
+    letters = await http.get("/dead-letters")
+    assert letters.status_code == 200 and letters.json()["data"] == []
+    assert (await http.post("/dead-letters/retry", json={})).status_code == 422
+    assert (await http.post("/dead-letters/drop", json={"all": True})).json() == {"dropped": 0}
+    assert (await http.delete("/tasks-queue")).status_code == 501
+    assert (await http.delete("/tasks-queue/high")).status_code == 501
+    docs = await http.get("/openapi.json")
+    assert "/tasks/{name}" in docs.json()["paths"]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_with_auth_each_caller_acts_with_their_own_token(tmp_path: Path) -> None:
+    key = write_signing_key(tmp_path / "signing.key")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
+        env.setenv("FLUID_TOKEN", mint_token(key, "services", list(Role), 300))
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+        env.setenv("FLUID_HTTP_PORT", "0")
+        env.syspath_prepend(str(TESTS))
+        host = Host(
+            ["history", "dispatcher", "io-worker", "gateway"],
+            settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+            task_modules=["sample_tasks"],
+        )
+        await host.start()
+        try:
+            (gateway,) = [service for service in host._services if service.name == "gateway"]
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as anonymous:  # type: ignore[attr-defined]
+                # The gateway lends none of the services' rights to a caller with no token.
+                refused = await anonymous.get("/tasks")
+                assert refused.status_code == 401
+                assert refused.headers["www-authenticate"] == "Bearer"
+                reader = {"authorization": f"Bearer {mint_token(key, 'ann', [Role.read], 60)}"}
+                assert (await anonymous.get("/tasks", headers=reader)).status_code == 200
+                denied = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=reader)
+                assert denied.status_code == 403 and "queue role" in denied.json()["detail"]
+                queuer = {"authorization": f"Bearer {mint_token(key, 'bo', [Role.queue], 60)}"}
+                queued = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=queuer)
+                assert queued.status_code == 200
+        finally:
+            await host.stop()
