@@ -32,7 +32,7 @@ async def http(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.
         env.setenv("FLUID_HTTP_PORT", "0")
         env.syspath_prepend(str(TESTS))
         host = Host(
-            ["history", "dispatcher", "io-worker", "gateway"],
+            ["history", "dispatcher", "scheduler", "io-worker", "gateway"],
             settings=ServerSettings(port=0, shutdown_grace_seconds=1),
             task_modules=["sample_tasks"],
         )
@@ -142,6 +142,20 @@ async def test_a_run_with_secrets_is_not_rerun_with_the_mask(http: httpx.AsyncCl
     assert refused.status_code == 409 and "secret" in refused.json()["detail"]
 
 
+async def test_schedules_workers_and_the_caller(http: httpx.AsyncClient) -> None:
+    for _ in range(100):  # the scheduler learns the schedules from the dispatcher
+        schedules = (await http.get("/schedules")).json()
+        if schedules["schedules"]:
+            break
+        await asyncio.sleep(0.1)
+    (tick,) = [item for item in schedules["schedules"] if item["task"] == "tick"]
+    assert tick["schedule"].startswith("every") and schedules["leader_id"]
+    workers = (await http.get("/workers")).json()
+    assert [worker["kind"] for worker in workers] == ["io"]
+    # Auth is off here: anyone may do anything.
+    assert (await http.get("/whoami")).json()["auth"] is False
+
+
 async def test_dead_letters_and_what_is_not_there_yet(http: httpx.AsyncClient) -> None:
     letters = await http.get("/dead-letters")
     assert letters.status_code == 200 and letters.json()["data"] == []
@@ -182,5 +196,8 @@ async def test_with_auth_each_caller_acts_with_their_own_token(tmp_path: Path) -
                 queuer = {"authorization": f"Bearer {mint_token(key, 'bo', [Role.queue], 60)}"}
                 queued = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=queuer)
                 assert queued.status_code == 200
+                me = (await anonymous.get("/whoami", headers=reader)).json()
+                assert (me["auth"], me["subject"], me["roles"]) == (True, "ann", ["read"])
+                assert (await anonymous.get("/whoami")).json()["roles"] == []
         finally:
             await host.stop()

@@ -18,7 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fluid.scheduler.client import Client
 from fluid.scheduler.db import TaskDbPlugin
-from fluid.scheduler.http import dead_letter_routes, run_routes, task_manager_fastapi
+from fluid.scheduler.http import (
+    dead_letter_routes,
+    run_routes,
+    system_routes,
+    task_manager_fastapi,
+)
 from fluid.scheduler.manager import TaskManager
 from fluid.service.auth import forwarded_token
 from fluid.service.host import ServiceContext
@@ -65,6 +70,7 @@ def create_app(client: Client) -> FastAPI:
     )
     app.include_router(run_routes())
     app.include_router(dead_letter_routes())
+    app.include_router(system_routes())
     app.add_middleware(ForwardCallerToken)
     return app
 

@@ -25,6 +25,8 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from fluid.service.auth import AuthError, AuthSettings, Role, Verifier
+
 from .db import TaskRunHistory
 from .definition import TaskInfo
 from .errors import FailedPreconditionError, FluidError, NotFoundError
@@ -225,6 +227,52 @@ def run_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return router
+
+
+def system_routes(tags: Sequence[str | Enum] | None = None) -> APIRouter:
+    """What the dashboard shows beside runs: schedules, workers, and who is calling."""
+    router = APIRouter(tags=list(tags or []))
+
+    @router.get("/schedules")
+    async def schedules(manager: ManagerDep) -> dict[str, Any]:
+        status = await manager.client.list_schedules()
+        return {
+            "leader_id": status.leader_id,
+            "replica_id": status.replica_id,
+            "leader_since": status.leader_since,
+            "lateness": asdict(status.lateness),
+            "schedules": [
+                {**asdict(item), "schedule": item.description} for item in status.schedules
+            ],
+        }
+
+    @router.get("/workers")
+    async def workers(manager: ManagerDep) -> list[dict[str, Any]]:
+        status = await manager.client.queue_status()
+        return [{**asdict(worker), "kind": str(worker.kind)} for worker in status.workers]
+
+    @router.get("/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        # For showing only the actions a caller may take: the services decide anyway.
+        return caller_of(request.headers.get("authorization", ""))
+
+    return router
+
+
+def caller_of(authorization: str) -> dict[str, Any]:
+    """Who an ``Authorization`` header says is calling, and their roles, as the gateway can
+    tell: with auth off, anyone may do anything; with it on, a token its keys verify."""
+    settings = AuthSettings()
+    if not settings.enabled:
+        return {"auth": False, "subject": "", "roles": [str(role) for role in Role]}
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return {"auth": True, "subject": "", "roles": [], "error": "no bearer token"}
+    try:
+        caller = Verifier(settings.keys()).verify(token.strip())
+    except AuthError as error:
+        return {"auth": True, "subject": "", "roles": [], "error": str(error)}
+    return {"auth": True, "subject": caller.subject, "roles": sorted(map(str, caller.roles))}
 
 
 def dead_letter_routes(tags: Sequence[str | Enum] | None = None) -> APIRouter:
