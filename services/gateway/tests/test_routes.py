@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from fluid.scheduler import Client, TaskPriority
 from fluid.service.auth import Role, mint_token, write_signing_key
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
@@ -20,6 +22,8 @@ from fluid.service.settings import ServerSettings
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TESTS = Path(__file__).resolve().parents[3] / "tests"
+# The gRPC address of the module's system, for what a test sets up without HTTP.
+SYSTEM: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -39,6 +43,7 @@ async def http(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.
         await host.start()
         try:
             (gateway,) = [service for service in host._services if service.name == "gateway"]
+            SYSTEM["address"] = host.address
             async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as client:  # type: ignore[attr-defined]
                 yield client
         finally:
@@ -156,13 +161,12 @@ async def test_schedules_workers_and_the_caller(http: httpx.AsyncClient) -> None
     assert (await http.get("/whoami")).json()["auth"] is False
 
 
-async def test_dead_letters_and_what_is_not_there_yet(http: httpx.AsyncClient) -> None:
+async def test_dead_letters_and_the_api_description(http: httpx.AsyncClient) -> None:
     letters = await http.get("/dead-letters")
     assert letters.status_code == 200 and letters.json()["data"] == []
     assert (await http.post("/dead-letters/retry", json={})).status_code == 422
     assert (await http.post("/dead-letters/drop", json={"all": True})).json() == {"dropped": 0}
-    assert (await http.delete("/tasks-queue")).status_code == 501
-    assert (await http.delete("/tasks-queue/high")).status_code == 501
+    assert (await http.delete("/tasks-queue/urgent")).status_code == 422
     docs = await http.get("/openapi.json")
     assert "/tasks/{name}" in docs.json()["paths"]
 
@@ -201,3 +205,47 @@ async def test_with_auth_each_caller_acts_with_their_own_token(tmp_path: Path) -
                 assert (await anonymous.get("/whoami")).json()["roles"] == []
         finally:
             await host.stop()
+
+
+async def stored_ids(http: httpx.AsyncClient, state: str, wanted: set[str]) -> set[str]:
+    """The ids of ``wanted`` history lists in ``state`` (waiting a little: it lags)."""
+    for _ in range(100):
+        page = (await http.get("/tasks-history", params={"state": state, "limit": 500})).json()
+        found = {run["id"] for run in page["data"]} & wanted
+        if found == wanted:
+            return found
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def test_bulk_actions_count_first_and_clearing_the_queue_aborts(
+    http: httpx.AsyncClient,
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    async with Client(SYSTEM["address"]) as client:
+        low = [
+            await client.queue_run(
+                "say_hi", {"name": f"l{n}"}, priority=TaskPriority.low, execute_after=later
+            )
+            for n in range(3)
+        ]
+        high = await client.queue_run(
+            "say_hi", {"name": "h"}, priority=TaskPriority.high, execute_after=later
+        )
+    ids = {run.id for run in low}
+    assert await stored_ids(http, "queued", ids | {high.id}) == ids | {high.id}
+    dry = await http.post(
+        "/runs/bulk", json={"action": "rerun", "task": "say_hi", "state": "queued"}
+    )
+    assert dry.status_code == 200 and dry.json()["matched"] >= 4 and dry.json()["done"] == []
+    assert (await http.post("/runs/bulk", json={"action": "explode"})).status_code == 422
+    assert (
+        await http.post("/runs/bulk", json={"action": "abort", "limit": 10**6})
+    ).status_code == 422
+
+    cleared = (await http.delete("/tasks-queue/low")).json()
+    assert ids <= set(cleared["done"]) and high.id not in cleared["done"]
+    assert await stored_ids(http, "aborted", ids) == ids
+    assert (await http.get(f"/runs/{high.id}")).json()["state"] == "queued"
+    rest = (await http.delete("/tasks-queue")).json()
+    assert high.id in rest["done"]

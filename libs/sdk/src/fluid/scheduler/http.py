@@ -18,7 +18,8 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import asdict
-from enum import Enum
+from datetime import datetime
+from enum import Enum, StrEnum
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
@@ -30,10 +31,14 @@ from fluid.service.auth import AuthError, AuthSettings, Role, Verifier
 from .db import TaskRunHistory
 from .definition import TaskInfo
 from .errors import FailedPreconditionError, FluidError, NotFoundError
+from .limits import PAGE_MAX
 from .manager import TaskManager
-from .models import TaskPriority
+from .models import TaskPriority, TaskState
 from .run import Run
 from .secrets import MASK
+
+# Runs one bulk call acts on at most: each is one call to the dispatcher.
+BULK_MAX = 1000
 
 STATUS_OF_CODE = {
     "INVALID_ARGUMENT": 422,
@@ -98,6 +103,35 @@ class AbortRequest(BaseModel):
     """The body of ``POST /runs/{id}/abort``."""
 
     reason: str = ""
+
+
+class BulkAction(StrEnum):
+    """What ``POST /runs/bulk`` does to each matching run."""
+
+    abort = "abort"
+    rerun = "rerun"
+
+
+class BulkRequest(BaseModel):
+    """Runs chosen by the history filters, and what to do to them (``dry_run``: count)."""
+
+    action: BulkAction
+    dry_run: bool = True
+    task: str | None = None
+    state: TaskState | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    params: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    limit: int = Field(default=100, ge=1, le=BULK_MAX)
+
+
+class BulkResult(BaseModel):
+    """How many runs matched, and the ids acted on (none on a dry run)."""
+
+    matched: int
+    done: list[str]
+    refused: dict[str, str] = Field(default_factory=dict)
 
 
 class DeadLetterSelection(BaseModel):
@@ -169,12 +203,19 @@ def task_routes(prefix: str = "/tasks", tags: Sequence[str | Enum] | None = None
     async def tasks_status(manager: ManagerDep) -> dict[str, Any]:
         return await manager.status()
 
-    @router.delete(f"{prefix}-queue", status_code=501)
-    @router.delete(f"{prefix}-queue/{{priority}}", status_code=501)
-    async def clear_queue(priority: TaskPriority | None = None) -> dict[str, str]:
-        # Not yet: the dispatcher has no call that drops the queued runs of a priority
-        # at once, and aborting them one by one from here could miss runs queued meanwhile.
-        return {"detail": "clearing the queue is not supported yet: abort runs one by one"}
+    @router.delete(f"{prefix}-queue", response_model=BulkResult)
+    @router.delete(f"{prefix}-queue/{{priority}}", response_model=BulkResult)
+    async def clear_queue(
+        manager: ManagerDep,
+        priority: TaskPriority | None = None,
+        limit: Annotated[int, Query(ge=1, le=BULK_MAX)] = BULK_MAX,
+    ) -> BulkResult:
+        # Each queued run ends aborted (recorded, never dropped unseen), as history lists
+        # them: a run queued in the last moment may not be there yet.
+        request = BulkRequest(
+            action=BulkAction.abort, dry_run=False, state=TaskState.queued, limit=limit
+        )
+        return await bulk(manager, request, priority=priority)
 
     return router
 
@@ -202,15 +243,11 @@ def run_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) 
     @router.post(f"{prefix}/{{run_id}}/rerun", response_model=TaskRunHistory)
     async def rerun(manager: ManagerDep, run_id: str) -> TaskRunHistory:
         original = await get_run(manager, run_id)
-        if _holds_mask(original.params):
-            # The answers mask secrets: queueing what we see would send the mask.
-            raise FailedPreconditionError(
-                f"run {run_id} has secret params, which are never shown: queue it again with them"
-            )
-        run = await manager.client.queue_run(
-            original.task, original.params, priority=original.priority
-        )
-        return TaskRunHistory.from_run(run)
+        return TaskRunHistory.from_run(await _queue_again(manager, original))
+
+    @router.post(f"{prefix}/bulk", response_model=BulkResult)
+    async def bulk_action(manager: ManagerDep, request: BulkRequest) -> BulkResult:
+        return await bulk(manager, request)
 
     @router.get(f"{prefix}/{{run_id}}/events")
     async def run_events(manager: ManagerDep, run_id: str) -> StreamingResponse:
@@ -227,6 +264,65 @@ def run_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return router
+
+
+async def _matching(
+    manager: TaskManager, request: BulkRequest, priority: TaskPriority | None
+) -> list[Run]:
+    """The stored runs the request's filters choose, newest first, at most its limit."""
+    found: list[Run] = []
+    cursor = ""
+    while len(found) < request.limit:
+        page = await manager.client.list_runs(
+            task=request.task or "",
+            state=request.state if request.state is not None else (),
+            start=request.start,
+            end=request.end,
+            params=request.params,
+            tags=request.tags or (),
+            limit=PAGE_MAX,
+            cursor=cursor,
+        )
+        found.extend(run for run in page.runs if priority is None or run.priority is priority)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return found[: request.limit]
+
+
+async def bulk(
+    manager: TaskManager, request: BulkRequest, *, priority: TaskPriority | None = None
+) -> BulkResult:
+    """Abort or run again the runs history lists for the filters; a dry run only counts.
+    Each run is one call: one refused (secrets cannot be re-sent, the dispatcher is full)
+    is listed with why, and the others go on."""
+    runs = await _matching(manager, request, priority)
+    if request.dry_run:
+        return BulkResult(matched=len(runs), done=[])
+    done: list[str] = []
+    refused: dict[str, str] = {}
+    for run in runs:
+        try:
+            if request.action is BulkAction.abort:
+                await manager.client.abort(run.id, "bulk abort")
+            else:
+                await _queue_again(manager, TaskRunHistory.from_run(run))
+        except FluidError as error:
+            refused[run.id] = str(error)
+            continue
+        done.append(run.id)
+    return BulkResult(matched=len(runs), done=done, refused=refused)
+
+
+async def _queue_again(manager: TaskManager, original: TaskRunHistory) -> Run:
+    if _holds_mask(original.params):
+        # The answers mask secrets: queueing what we see would send the mask.
+        raise FailedPreconditionError(
+            f"run {original.id} has secret params, which are never shown: queue it again with them"
+        )
+    return await manager.client.queue_run(
+        original.task, original.params, priority=original.priority
+    )
 
 
 def system_routes(tags: Sequence[str | Enum] | None = None) -> APIRouter:
