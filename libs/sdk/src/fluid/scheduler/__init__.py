@@ -33,6 +33,7 @@ from .task import AnyParams, Task, TaskAbortedError, TaskContext, TaskRun, task
 
 if TYPE_CHECKING:
     from .client import Client, RunPage
+    from .http import task_manager_fastapi
     from .manager import (
         DepsProvider,
         TaskConsumer,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
         TaskScheduler,
         provide_deps,
     )
-    from .http import task_manager_fastapi
 
 _LAZY = {
     "Client": "client",
