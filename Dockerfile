@@ -10,6 +10,9 @@
 # - io-worker: the worker imports FLUID_TASK_MODULES: build FROM this image to add your tasks.
 # - history: with no FLUID_DATABASE_URL it would write SQLite under /app/.fluid, which is not
 #   writable here: point it at PostgreSQL. `fluid history migrate` runs from the same image.
+# - gateway: serves its HTTP API on FLUID_HTTP_PORT (8080) too, on FLUID_HTTP_HOST, else
+#   FLUID_HOST (0.0.0.0 below); its port 50051 answers gRPC health only. 8080 is not in EXPOSE,
+#   which is one line for every image: publish it when running it (docker run -p 8080:8080).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

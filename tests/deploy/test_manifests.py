@@ -6,7 +6,8 @@ wheel in the dev dependencies, so the version is locked like everything else). T
 checks are what a broken deployment would get wrong: a Service that selects nothing (or a
 task's pod), a probe on a port nobody serves, a setting no service reads, RBAC wider or
 narrower than what the cpu-runner's code calls, a NetworkPolicy letting in the wrong
-peers, a service without its role token or (prod) its TLS files.
+peers, a service without its role token or (prod) its TLS files, a gateway that listens
+only on loopback, dials the wrong address or holds a token of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import base64
 import importlib
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,16 +33,20 @@ from kubernetes import client as k8s
 
 from fluid.scheduler.run import Run
 from fluid.service.host import available_services
-from fluid.service.settings import FluidBaseSettings
+from fluid.service.settings import ClientSettings, FluidBaseSettings, ServerSettings
 from fluid_cpu_runner.k8s_job import build_job
 from fluid_cpu_runner.settings import KubernetesSettings
+from fluid_gateway.settings import GatewaySettings
 
 from sample_tasks import crunch
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
 # Every fluid service is deployed, installed in this workspace or not (yet).
-SERVICES = ("dispatcher", "scheduler", "io-worker", "cpu-runner", "history")
+SERVICES = ("dispatcher", "scheduler", "io-worker", "cpu-runner", "history", "gateway")
+# Services that serve HTTP besides their gRPC port (health only, for the gateway), and the
+# Service port in front of it.
+HTTP_SERVICES = {"gateway": 80}
 CPU_RUNNER_SOURCES = ROOT / "services" / "cpu-runner" / "src"
 JOB_COMPONENT = ("app.kubernetes.io/component", "fluid-task-job")
 # API groups of custom resources the overlays use: the client has no models for them.
@@ -52,6 +58,8 @@ TOKEN_SECRETS = {
     "io-worker": "fluid-token-worker",
     "cpu-runner": "fluid-token-worker",
 }
+# Services that call with each request's token (the HTTP caller's), never one of their own.
+FORWARDING = {"gateway"}
 
 Document = dict[str, Any]
 
@@ -201,7 +209,8 @@ def test_probes_and_service_target_the_served_port(rendered: Rendered) -> None:
     for service, _ in fluid_services(rendered):
         serving = container(rendered, service)
         ports = {port.name: port.container_port for port in serving.ports}
-        assert ports == {"grpc": served}, service
+        http = {"http": ports.get("http")} if service in HTTP_SERVICES else {}
+        assert ports == {"grpc": served, **http}, service
         for probe in (serving.startup_probe, serving.readiness_probe, serving.liveness_probe):
             assert probe is not None, service
             if tls:
@@ -211,7 +220,49 @@ def test_probes_and_service_target_the_served_port(rendered: Rendered) -> None:
                 assert probe.grpc is not None and probe.grpc.port == served, service
         (port,) = rendered.get("Service", f"fluid-{service}").spec.ports
         target = ports.get(port.target_port, port.target_port)
-        assert (port.port, target, port.app_protocol) == (served, served, "grpc"), service
+        if service in HTTP_SERVICES:
+            # Only HTTP is called: the gRPC port answers the kubelet's probes, pod by pod.
+            expected = (HTTP_SERVICES[service], ports["http"], "http")
+        else:
+            expected = (served, served, "grpc")
+        assert (port.port, target, port.app_protocol) == expected, service
+
+
+def service_environment(rendered: Rendered, service: str) -> dict[str, str]:
+    """The variables the service's container starts with: the ConfigMap, then its own
+    literal values (Secret references left out)."""
+    serving = container(rendered, service)
+    own = {item.name: item.value for item in serving.env or [] if item.value is not None}
+    return {**rendered.config, **own}
+
+
+def test_the_gateway_serves_http_beyond_loopback_and_dials_the_services(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read by the gateway's own settings classes, from what its pod is given."""
+    for name in [name for name in os.environ if name.startswith("FLUID_")]:
+        monkeypatch.delenv(name)
+    for name, value in service_environment(rendered, "gateway").items():
+        monkeypatch.setenv(name, value)
+    http = GatewaySettings()
+    ports = {port.name: port.container_port for port in container(rendered, "gateway").ports}
+    # As the gateway resolves it (FLUID_HTTP_HOST, else FLUID_HOST): loopback would leave
+    # the Service and the Ingress nothing to reach.
+    host = http.http_host or ServerSettings().host
+    assert (host, http.http_port) == ("0.0.0.0", ports["http"])
+    # The host hands the gateway these settings (not embedded): each call reaches the
+    # service it is for, the scheduler's included (unset, ListSchedules would go to the
+    # dispatcher, which does not serve it).
+    clients = ClientSettings()
+    served = rendered.config["FLUID_PORT"]
+    for service, address in [
+        ("dispatcher", clients.dispatcher),
+        ("history", clients.history),
+        ("scheduler", clients.scheduler),
+    ]:
+        assert address == f"fluid-{service}:{served}", service
+        (port,) = rendered.get("Service", f"fluid-{service}").spec.ports
+        assert (port.name, str(port.port)) == ("grpc", served), service
 
 
 def test_pods_run_unprivileged_with_bounded_resources(rendered: Rendered) -> None:
@@ -272,8 +323,13 @@ def test_services_find_each_other_through_their_services(rendered: Rendered) -> 
         ("FLUID_ADDRESS", "dispatcher"),
         ("FLUID_DISPATCHER_ADDRESS", "dispatcher"),
         ("FLUID_HISTORY_ADDRESS", "history"),
+        ("FLUID_SCHEDULER_ADDRESS", "scheduler"),
     ]:
         assert config[variable] == f"fluid-{service}:{port}"
+        if service == "scheduler":
+            # It serves ListSchedules alone, which any replica answers (a standby from the
+            # stored records): its Service may keep a virtual IP.
+            continue
         # Headless, so that the channels' round robin sees every replica.
         assert rendered.get("Service", f"fluid-{service}").spec.cluster_ip == "None", service
     (config_map,) = [
@@ -299,6 +355,7 @@ def test_broker_and_database_urls_come_from_secrets(rendered: Rendered) -> None:
         "history": {"FLUID_DATABASE_URL"},
         "io-worker": {"FLUID_TOKEN", "FLUID_TASK_TOKEN"},
         "cpu-runner": {"FLUID_TOKEN", "FLUID_TASK_TOKEN"},
+        "gateway": set(),
     }
     references: set[tuple[str, str]] = set()
     for service, _ in fluid_services(rendered):
@@ -341,10 +398,14 @@ def policies_of(rendered: Rendered, labels: dict[str, str]) -> list[Any]:
     ]
 
 
-def admitted(rendered: Rendered, target: dict[str, str], peer: dict[str, str]) -> bool:
-    """Whether a pod labelled ``peer`` in the namespace may connect to pods ``target``.
+def admitted(
+    rendered: Rendered, target: dict[str, str], peer: dict[str, str], port: str | None = None
+) -> bool:
+    """Whether a pod labelled ``peer`` in the namespace may connect to pods ``target``: to
+    the container port named ``port``, or to any port when None.
 
-    Pods no ingress policy selects admit anyone; selected pods admit what a rule allows.
+    Pods no ingress policy selects admit anyone; selected pods admit what a rule allows. A
+    rule without ``from`` admits every peer, one without ``ports`` every port.
     """
     policies = [
         item for item in policies_of(rendered, target) if "Ingress" in item.spec.policy_types
@@ -352,11 +413,15 @@ def admitted(rendered: Rendered, target: dict[str, str], peer: dict[str, str]) -
     if not policies:
         return True
     return any(
-        selects(source.pod_selector.match_labels, peer)
+        rule._from is None
+        or any(
+            selects(source.pod_selector.match_labels, peer)
+            for source in rule._from
+            if source.pod_selector is not None and source.namespace_selector is None
+        )
         for policy in policies
         for rule in policy.spec.ingress or []
-        for source in rule._from or []
-        if source.pod_selector is not None and source.namespace_selector is None
+        if port is None or rule.ports is None or port in [item.port for item in rule.ports]
     )
 
 
@@ -369,9 +434,13 @@ def test_network_policies_let_in_only_the_callers_of_each_service(rendered: Rend
     pods = {service: pod_labels(rendered, f"fluid-{service}") for service in SERVICES}
     task_pod = dict([JOB_COMPONENT])
     callers = {
-        "dispatcher": [pods["io-worker"], pods["cpu-runner"], pods["scheduler"], task_pod, CLIENT],
-        "history": [pods["dispatcher"], HISTORY_CLIENT],
-        "scheduler": [CLIENT],
+        "dispatcher": [
+            *(pods[name] for name in ("io-worker", "cpu-runner", "scheduler", "gateway")),
+            task_pod,
+            CLIENT,
+        ],
+        "history": [pods["dispatcher"], pods["gateway"], HISTORY_CLIENT],
+        "scheduler": [pods["gateway"], CLIENT],
         "io-worker": [],
         "cpu-runner": [],
     }
@@ -380,6 +449,15 @@ def test_network_policies_let_in_only_the_callers_of_each_service(rendered: Rend
         for peer in everyone:
             assert admitted(rendered, pods[service], peer) == (peer in allowed), (service, peer)
     assert not any(admitted(rendered, task_pod, peer) for peer in everyone), "task Jobs"
+    # The gateway's HTTP port admits anyone (the ingress controller is wherever the cluster
+    # runs it); its callers' tokens, not the network, decide what they may do. Its gRPC
+    # port (health) admits nobody: the kubelet's probes come from the node.
+    for peer in everyone:
+        assert admitted(rendered, pods["gateway"], peer, "http"), peer
+        assert not admitted(rendered, pods["gateway"], peer, "grpc"), peer
+    (policy,) = [item for item in policies_of(rendered, pods["gateway"]) if item.spec.ingress]
+    (rule,) = policy.spec.ingress
+    assert [(port.port, port.protocol) for port in rule.ports] == [("http", "TCP")]
     # Only the gRPC port, only TCP; clients elsewhere come in by their namespace's label.
     for service in ("dispatcher", "history", "scheduler"):
         (policy,) = [item for item in policies_of(rendered, pods[service]) if item.spec.ingress]
@@ -426,6 +504,12 @@ def test_each_caller_has_its_role_token(rendered: Rendered) -> None:
         serving = container(rendered, service)
         reference = token_reference(serving, "FLUID_TOKEN")
         task_reference = token_reference(serving, "FLUID_TASK_TOKEN")
+        if service in FORWARDING:
+            # Its calls carry each HTTP caller's token: one of its own would lend every
+            # caller its roles.
+            assert reference is None, f"{service} forwards its callers' tokens"
+            assert task_reference is None, service
+            continue
         if service not in TOKEN_SECRETS:
             assert reference is None, f"{service} calls nothing and needs no token"
             continue
@@ -487,6 +571,9 @@ def test_prod_verifies_tokens_and_speaks_mtls_from_mounted_secrets() -> None:
         # Set on a server, the CA makes client certificates required: mTLS.
         config["FLUID_TLS_CA_FILE"]: "fluid-tls",
     }
+    # The gateway too. It verifies no token (the services verify its callers'), but its
+    # host reads FLUID_AUTH_KEY_FILES to start, and `fluid serve` will not listen beyond
+    # loopback without auth; its calls present the certificate.
     for service, _ in fluid_services(prod):
         mounts = mounted_files(prod, service)
         for path, secret in files.items():
@@ -504,7 +591,12 @@ def test_prod_verifies_tokens_and_speaks_mtls_from_mounted_secrets() -> None:
     }
     assert {"server auth", "client auth"} <= set(spec["usages"])
     # Every address a channel dials is a name of the certificate.
-    for variable in ("FLUID_ADDRESS", "FLUID_DISPATCHER_ADDRESS", "FLUID_HISTORY_ADDRESS"):
+    for variable in (
+        "FLUID_ADDRESS",
+        "FLUID_DISPATCHER_ADDRESS",
+        "FLUID_HISTORY_ADDRESS",
+        "FLUID_SCHEDULER_ADDRESS",
+    ):
         assert config[variable].rpartition(":")[0] in spec["dnsNames"], variable
     issuers = [item for item in prod.custom if item["kind"] == "Issuer"]
     assert [item["metadata"]["name"] for item in issuers] == [spec["issuerRef"]["name"]]
@@ -681,6 +773,7 @@ def test_prod_scales_out_and_brings_no_databases() -> None:
     assert set(replicas) == {f"fluid-{service}" for service in SERVICES}
     assert replicas["fluid-dispatcher"] > 1 and replicas["fluid-history"] > 1
     assert replicas["fluid-scheduler"] > 1, "a standby takes the leader lease over"
+    assert replicas["fluid-gateway"] > 1, "HTTP stays up through a rollout"
     # The autoscaler owns the io-worker count: a replicas field would reset it on apply.
     assert replicas["fluid-io-worker"] is None
     (autoscaler,) = prod.all("HorizontalPodAutoscaler")
@@ -693,3 +786,24 @@ def test_prod_scales_out_and_brings_no_databases() -> None:
     for item in prod.all("Deployment"):
         image = item.spec.template.spec.containers[0].image
         assert re.fullmatch(r".+/fluid-[\w-]+:\d[\w.-]*", image), "pinned release images"
+
+
+def test_prod_publishes_the_gateway_over_https_and_dev_does_not() -> None:
+    prod = render("prod")
+    (ingress,) = prod.all("Ingress")
+    front = prod.get("Service", "fluid-gateway")
+    hosts = set()
+    for rule in ingress.spec.rules:
+        hosts.add(rule.host)
+        for path in rule.http.paths:
+            backend = path.backend.service
+            assert backend.name == front.metadata.name
+            # By name, so that it follows the Service's port number.
+            assert backend.port.name in {port.name for port in front.spec.ports}
+    # Every host over TLS, with a certificate of its own: fluid-tls is signed by the
+    # internal CA, which browsers do not trust.
+    (tls,) = ingress.spec.tls
+    assert hosts and hosts <= set(tls.hosts)
+    assert tls.secret_name == "fluid-gateway-tls"
+    # Dev reaches the gateway with kubectl port-forward.
+    assert not render("dev").all("Ingress")
