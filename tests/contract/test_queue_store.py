@@ -822,6 +822,51 @@ async def test_watch_yields_newer_versions_until_the_run_is_done(store: QueueSto
     assert seen[-1] == await store.get_run("run-1")
 
 
+async def test_watch_changes_yields_every_runs_changes_from_now_on(store: QueueStore) -> None:
+    await store.add_run(queued_run("before"))
+    seen: list[tuple[str, int]] = []
+    enough = asyncio.Event()
+
+    async def follow() -> None:
+        async for run in store.watch_changes():
+            seen.append((run.id, run.version))
+            if len([item for item in seen if item[0] != "before"]) == 3:
+                enough.set()
+
+    watcher = asyncio.create_task(follow())
+    # A change only counts once the subscription is in place: poke until one arrives.
+    for _ in range(100):
+        await update(store, "before", to_state(TaskState.queued, reason=f"poke {len(seen)}"))
+        if seen:
+            break
+        await asyncio.sleep(0.02)
+    assert seen, "the change feed never heard a change"
+    await store.add_run(queued_run("a"))
+    await store.add_run(queued_run("b"))
+    await update(store, "a", finish(at(1)))
+    await asyncio.wait_for(enough.wait(), PROMPTLY)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    # The pokes may still be arriving; the runs changed since come in order.
+    assert [item for item in seen if item[0] != "before"] == [("a", 1), ("b", 1), ("a", 2)]
+
+
+async def test_watch_changes_streams_are_bounded(
+    store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fluid_dispatcher.store.feed.MAX_FEED_SUBSCRIBERS", 1)
+    async def hold() -> None:
+        async for _ in store.watch_changes():
+            pass
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.05)  # the first stream subscribes
+    with pytest.raises(ResourceExhaustedError, match="streams of run changes"):
+        await anext(store.watch_changes())
+    holder.cancel()
+    await asyncio.gather(holder, return_exceptions=True)
+
+
 async def test_watch_of_a_finished_run_yields_it_once(store: QueueStore) -> None:
     await store.add_run(queued_run("run-1"))
     done = await update(store, "run-1", finish(at(1), TaskState.aborted))

@@ -739,3 +739,29 @@ async def test_reports_of_a_worker_that_is_not_registered_are_a_failed_precondit
 ) -> None:
     with pytest.raises(FailedPreconditionError):
         await dispatcher.report_all("stranger", [("run-1", 0, RunReport(TaskState.success))])
+
+
+async def test_watch_runs_streams_the_tasks_asked_for_masked(dispatcher: Dispatcher) -> None:
+    await register(dispatcher, ADD, TaskDefinition(name="mul"))
+    seen: list[Run] = []
+
+    async def follow() -> None:
+        async for run in dispatcher.watch_runs(["add"]):
+            seen.append(run)
+
+    watcher = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)  # subscribed
+    await dispatcher.queue_run(RunRequest(task="mul"))
+    added = await queue(dispatcher)
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    assert [run.id for run in seen] == [added.id]
+
+
+async def test_watch_runs_refuses_bad_task_lists(dispatcher: Dispatcher) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"tasks\[0\]"):
+        await anext(dispatcher.watch_runs(["x" * 10_000]))

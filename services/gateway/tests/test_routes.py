@@ -249,3 +249,24 @@ async def test_bulk_actions_count_first_and_clearing_the_queue_aborts(
     assert (await http.get(f"/runs/{high.id}")).json()["state"] == "queued"
     rest = (await http.delete("/tasks-queue")).json()
     assert high.id in rest["done"]
+
+
+async def test_the_feed_of_every_change_streams_the_tasks_asked_for(
+    http: httpx.AsyncClient,
+) -> None:
+    states: list[str] = []
+    async with http.stream("GET", "/runs/events", params={"task": "say_hi"}) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": watching"  # connected before any change
+        other = (await http.post("/tasks/tagged", json={})).json()
+        run = (await http.post("/tasks/say_hi", json={"name": "Feed"})).json()
+        async with asyncio.timeout(20):
+            async for line in lines:
+                if line.startswith("data: "):
+                    seen = json.loads(line.removeprefix("data: "))
+                    assert seen["id"] != other["id"], "a run of another task"
+                    if seen["id"] == run["id"]:
+                        states.append(seen["state"])
+                        if seen["state"] == "success":
+                            break
+    assert states[-1] == "success" and "running" in states

@@ -251,6 +251,18 @@ class Client:
         finally:
             call.cancel()
 
+    async def watch_runs(self, tasks: Iterable[str] = ()) -> AsyncIterator[Run]:
+        """Every change of every run (of ``tasks``) from now on, until the dispatcher ends
+        the stream (it lost changes): a feed to watch; history is the record."""
+        call = self._dispatcher.WatchRuns(dispatcher_pb2.WatchRunsRequest(tasks=list(tasks)))
+        try:
+            async for response in call:
+                yield wire.run_from_pb(response.run)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        finally:
+            call.cancel()
+
     @_rpc
     async def get_run(self, run_id: str) -> Run:
         """The live run from the dispatcher (``NotFoundError`` when unknown)."""

@@ -221,7 +221,7 @@ def task_routes(prefix: str = "/tasks", tags: Sequence[str | Enum] | None = None
 
 
 def run_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) -> APIRouter:
-    """Fluid's own routes: a run live, its states as events, abort, run again, dead letters."""
+    """Fluid's own run routes: a run live, abort, run again, bulk actions."""
     router = APIRouter(tags=list(tags or []))
 
     @router.get(f"{prefix}/{{run_id}}", response_model=TaskRunHistory)
@@ -248,20 +248,6 @@ def run_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) 
     @router.post(f"{prefix}/bulk", response_model=BulkResult)
     async def bulk_action(manager: ManagerDep, request: BulkRequest) -> BulkResult:
         return await bulk(manager, request)
-
-    @router.get(f"{prefix}/{{run_id}}/events")
-    async def run_events(manager: ManagerDep, run_id: str) -> StreamingResponse:
-        # Read the first state before answering, so an unknown run is a 404, not a stream.
-        watch = cast(AsyncGenerator[Run, None], manager.client.watch(run_id))
-        first = await anext(watch)
-
-        async def events() -> AsyncIterator[str]:
-            async with contextlib.aclosing(watch):
-                yield _event(first)
-                async for run in watch:
-                    yield _event(run)
-
-        return StreamingResponse(events(), media_type="text/event-stream")
 
     return router
 
@@ -369,6 +355,48 @@ def caller_of(authorization: str) -> dict[str, Any]:
     except AuthError as error:
         return {"auth": True, "subject": "", "roles": [], "error": str(error)}
     return {"auth": True, "subject": caller.subject, "roles": sorted(map(str, caller.roles))}
+
+
+def event_routes(prefix: str = "/runs", tags: Sequence[str | Enum] | None = None) -> APIRouter:
+    """Run states as Server-Sent Events: one run's until it ends, or every change."""
+    router = APIRouter(tags=list(tags or []))
+
+    @router.get(f"{prefix}/events")
+    async def all_events(
+        manager: ManagerDep,
+        task: Annotated[list[str] | None, Query(description="Only these tasks' runs")] = None,
+    ) -> StreamingResponse:
+        changes = cast(AsyncGenerator[Run, None], manager.client.watch_runs(task or ()))
+
+        async def events() -> AsyncIterator[str]:
+            # Said at once: a feed may be quiet for long, and the client should know it
+            # is connected. A refusal (too many streams open) comes as an error event.
+            yield ": watching\n\n"
+            async with contextlib.aclosing(changes):
+                try:
+                    async for run in changes:
+                        yield _event(run)
+                except FluidError as error:
+                    detail = json.dumps({"detail": str(error)})
+                    yield f"event: error\ndata: {detail}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @router.get(f"{prefix}/{{run_id}}/events")
+    async def run_events(manager: ManagerDep, run_id: str) -> StreamingResponse:
+        # Read the first state before answering, so an unknown run is a 404, not a stream.
+        watch = cast(AsyncGenerator[Run, None], manager.client.watch(run_id))
+        first = await anext(watch)
+
+        async def events() -> AsyncIterator[str]:
+            async with contextlib.aclosing(watch):
+                yield _event(first)
+                async for run in watch:
+                    yield _event(run)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return router
 
 
 def dead_letter_routes(tags: Sequence[str | Enum] | None = None) -> APIRouter:

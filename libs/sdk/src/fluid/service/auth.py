@@ -66,7 +66,14 @@ _SCHEDULER = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_
 
 _ROLE_METHODS: dict[Role, dict[str, tuple[str, ...]]] = {
     Role.read: {
-        _DISPATCHER: ("GetRun", "WatchRun", "ListTasks", "GetQueueStatus", "ListDeadLetters"),
+        _DISPATCHER: (
+            "GetRun",
+            "WatchRun",
+            "WatchRuns",
+            "ListTasks",
+            "GetQueueStatus",
+            "ListDeadLetters",
+        ),
         _HISTORY: ("ListRuns", "GetRun"),
         _SCHEDULER: ("ListSchedules",),
     },

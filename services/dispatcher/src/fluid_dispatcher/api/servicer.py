@@ -118,6 +118,12 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         async for run in self.dispatcher.watch_run(request.run_id):
             yield dispatcher_pb2.WatchRunResponse(run=wire.run_to_pb(run))
 
+    async def WatchRuns(
+        self, request: dispatcher_pb2.WatchRunsRequest, context: Context
+    ) -> AsyncIterator[dispatcher_pb2.WatchRunsResponse]:
+        async for run in self.dispatcher.watch_runs(list(request.tasks)):
+            yield dispatcher_pb2.WatchRunsResponse(run=wire.run_to_pb(run))
+
     async def ListTasks(
         self, request: dispatcher_pb2.ListTasksRequest, context: Context
     ) -> dispatcher_pb2.ListTasksResponse:

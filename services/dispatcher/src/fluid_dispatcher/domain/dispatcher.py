@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
+from typing import cast
 
 from fluid.scheduler.definition import TaskDefinition, TaskInfo
 from fluid.scheduler.errors import (
@@ -346,6 +355,18 @@ class Dispatcher:
             yield await self.masked(run)
         if not found:
             raise NotFoundError(f"run {run_id} not found")
+
+    async def watch_runs(self, tasks: Sequence[str]) -> AsyncIterator[Run]:
+        """Every change of every run (of ``tasks``; empty: all) from now on, masked."""
+        door.check_count(len(tasks), "tasks")
+        for index, name in enumerate(tasks):
+            check_text(name, f"tasks[{index}]", limits().task_name_chars)
+        wanted = frozenset(tasks)
+        feed = cast(AsyncGenerator[Run, None], self.store.watch_changes())
+        async with contextlib.aclosing(feed) as changes:
+            async for run in changes:
+                if not wanted or run.task in wanted:
+                    yield await self.masked(run)
 
     # -- workers' side -------------------------------------------------------------
     async def _worker(self, worker_id: str) -> WorkerRecord:

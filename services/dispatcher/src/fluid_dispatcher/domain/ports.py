@@ -220,6 +220,11 @@ class QueueStore(Protocol):
     async def purge_finished(self, older_than: datetime, limit: int) -> int:
         """Forget finished runs that ended before ``older_than``; history keeps them."""
 
+    def watch_changes(self) -> AsyncIterator[Run]:
+        """Every new version of every run from now on, as this store hears of them. The
+        stream ends when changes were lost (or the reader fell far behind); too many
+        streams at once raise ResourceExhaustedError."""
+
     def watch(self, run_id: str) -> AsyncIterator[Run]:
         """The run now, then newer versions until it is done (or ends unknown).
 

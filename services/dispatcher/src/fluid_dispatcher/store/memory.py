@@ -41,6 +41,7 @@ from ..domain.ports import (
     check_room,
 )
 from ..domain.records import Lease, TaskRecord, WorkerRecord, newer
+from .feed import ChangeFeed, drain
 from .signals import Signal, newer_versions
 
 # Runs held at most (queued, running and finished ones not purged yet): past it new runs
@@ -74,6 +75,7 @@ class MemoryQueueStore(QueueStore):
         # Per watched run, the queues of its watchers: each new version, or None once
         # the store closes.
         self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
+        self._feed = ChangeFeed()
         self._work = Signal()
         self._outbox_signal = Signal()
         # Insertion order is age order; ids are zero-padded so they sort as they age.
@@ -85,6 +87,7 @@ class MemoryQueueStore(QueueStore):
         for queues in self._watchers.values():
             for queue in queues:
                 queue.put_nowait(None)
+        self._feed.close()
 
     # -- tasks and workers -------------------------------------------------------
     async def register_worker(
@@ -219,6 +222,7 @@ class MemoryQueueStore(QueueStore):
             self._outbox_signal.fire()
         for queue in self._watchers.get(run.id, ()):
             queue.put_nowait(run)
+        self._feed.publish(run)
         return run
 
     def _enqueue(self, run: Run) -> None:
@@ -371,6 +375,14 @@ class MemoryQueueStore(QueueStore):
                 self._idempotency.pop(key, None)
             purged += 1
         return purged
+
+    async def watch_changes(self) -> AsyncIterator[Run]:
+        queue = self._feed.add()
+        try:
+            async for run in drain(queue):
+                yield run
+        finally:
+            self._feed.remove(queue)
 
     async def watch(self, run_id: str) -> AsyncIterator[Run]:
         run = self._runs.get(run_id)

@@ -74,6 +74,7 @@ from ..domain.ports import (
 )
 from ..domain.records import Lease, TaskRecord, WorkerRecord
 from . import redis_scripts
+from .feed import ChangeFeed, drain
 from .signals import Signal, newer_versions
 
 logger = logging.getLogger("fluid.dispatcher.redis")
@@ -296,6 +297,7 @@ class RedisQueueStore(QueueStore):
         # Per watched run, the queues of its local watchers: a snapshot, or None meaning
         # "changes may have been missed, read the run again".
         self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
+        self._feed = ChangeFeed()
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -315,9 +317,14 @@ class RedisQueueStore(QueueStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         self._resync_watchers()
+        self._feed.close()
         await self.redis.aclose()
 
     # -- change notifications ------------------------------------------------------
+    @property
+    def _every_change(self) -> str:
+        return self._changes("*")
+
     def _changes(self, run_id: str) -> str:
         return self.key("run", run_id, "changes")
 
@@ -334,6 +341,8 @@ class RedisQueueStore(QueueStore):
                 await self._pubsub.subscribe(
                     self.key("signals"), *(self._changes(run_id) for run_id in self._watchers)
                 )
+                if len(self._feed):
+                    await self._pubsub.psubscribe(self._every_change)
                 self._listening.set()
                 # Anything published while (re)subscribing is unknown: wake everyone.
                 self._work.fire()
@@ -344,10 +353,17 @@ class RedisQueueStore(QueueStore):
                         self._work.fire()
                         continue
                     run = run_from_fields(json.loads(data))
+                    # A watched run's change arrives twice: on its channel ("message")
+                    # and through the pattern ("pmessage"); each kind has its readers.
+                    if message["type"] == "pmessage":
+                        self._feed.publish(run)
+                        continue
                     for queue in self._watchers.get(run.id, ()):
                         queue.put_nowait(run)
             except (ConnectionError, OSError, aioredis.ConnectionError) as error:
                 logger.warning("lost the Redis subscription (%s); resubscribing", error)
+                # Changes published meanwhile are gone: end those streams, they resubscribe.
+                self._feed.close()
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
@@ -688,6 +704,25 @@ class RedisQueueStore(QueueStore):
     async def purge_finished(self, older_than: datetime, limit: int) -> int:
         purged: int = await self._purge(args=self._args(_ts(older_than), str(limit)))
         return purged
+
+    async def watch_changes(self) -> AsyncIterator[Run]:
+        """Every run's channel through one pattern subscription, held while anyone reads;
+        changes published before it is in place are not seen."""
+        await self._ensure_listener()
+        queue = self._feed.add()
+        try:
+            if len(self._feed) == 1:
+                try:
+                    await self._pubsub.psubscribe(self._every_change)
+                except RedisError as error:
+                    raise (store_error(error) or error) from error
+            async for run in drain(queue):
+                yield run
+        finally:
+            self._feed.remove(queue)
+            if not len(self._feed):
+                with contextlib.suppress(Exception):
+                    await self._pubsub.punsubscribe(self._every_change)
 
     async def watch(self, run_id: str) -> AsyncIterator[Run]:
         """Snapshots arrive on the run's channel; a watcher subscribes before reading the

@@ -61,6 +61,11 @@ class DispatcherServiceStub:
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/fluid.scheduler.v1.DispatcherService/WatchRuns',
+                request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/fluid.scheduler.v1.DispatcherService/ListTasks',
                 request_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.ListTasksRequest.SerializeToString,
@@ -171,6 +176,19 @@ class DispatcherServiceServicer:
         """Stream the run's state: its current state first, then every change, ending
         after the first terminal state.
         Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRuns(self, request, context):
+        """Stream every change of every run (of the given tasks) from now on, as the
+        answering dispatcher hears of them: a feed to watch, not a record (history is
+        one). The stream ends when changes were lost (a store reconnect, a reader too
+        far behind); watch again.
+        Errors: INVALID_ARGUMENT for more tasks than FLUID_LIMIT_IDS_PER_CALL (default
+        10,000) or a name past FLUID_LIMIT_TASK_NAME_CHARS (200);
+        RESOURCE_EXHAUSTED when 100 such streams are open on this dispatcher.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -310,6 +328,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.WatchRun,
                     request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunRequest.FromString,
                     response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsRequest.FromString,
+                    response_serializer=fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -504,6 +527,33 @@ class DispatcherService:
             '/fluid.scheduler.v1.DispatcherService/WatchRun',
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunRequest.SerializeToString,
             fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fluid.scheduler.v1.DispatcherService/WatchRuns',
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsRequest.SerializeToString,
+            fluid_dot_scheduler_dot_v1_dot_dispatcher__pb2.WatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

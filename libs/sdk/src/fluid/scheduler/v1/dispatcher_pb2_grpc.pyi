@@ -68,6 +68,15 @@ class DispatcherServiceStub:
     after the first terminal state.
     Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
     """
+    WatchRuns: _grpc.UnaryStreamMultiCallable[_dispatcher_pb2.WatchRunsRequest, _dispatcher_pb2.WatchRunsResponse]
+    """Stream every change of every run (of the given tasks) from now on, as the
+    answering dispatcher hears of them: a feed to watch, not a record (history is
+    one). The stream ends when changes were lost (a store reconnect, a reader too
+    far behind); watch again.
+    Errors: INVALID_ARGUMENT for more tasks than FLUID_LIMIT_IDS_PER_CALL (default
+    10,000) or a name past FLUID_LIMIT_TASK_NAME_CHARS (200);
+    RESOURCE_EXHAUSTED when 100 such streams are open on this dispatcher.
+    """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListTasksRequest, _dispatcher_pb2.ListTasksResponse]
     """List the registered tasks, each as its info: definition, enabled flag, live workers
     and running runs.
@@ -171,6 +180,15 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """Stream the run's state: its current state first, then every change, ending
     after the first terminal state.
     Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
+    """
+    WatchRuns: _aio.UnaryStreamMultiCallable[_dispatcher_pb2.WatchRunsRequest, _dispatcher_pb2.WatchRunsResponse]  # type: ignore[assignment]
+    """Stream every change of every run (of the given tasks) from now on, as the
+    answering dispatcher hears of them: a feed to watch, not a record (history is
+    one). The stream ends when changes were lost (a store reconnect, a reader too
+    far behind); watch again.
+    Errors: INVALID_ARGUMENT for more tasks than FLUID_LIMIT_IDS_PER_CALL (default
+    10,000) or a name past FLUID_LIMIT_TASK_NAME_CHARS (200);
+    RESOURCE_EXHAUSTED when 100 such streams are open on this dispatcher.
     """
     ListTasks: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListTasksRequest, _dispatcher_pb2.ListTasksResponse]  # type: ignore[assignment]
     """List the registered tasks, each as its info: definition, enabled flag, live workers
@@ -302,6 +320,21 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """Stream the run's state: its current state first, then every change, ending
         after the first terminal state.
         Errors: NOT_FOUND when the run is unknown; INVALID_ARGUMENT when run_id is empty.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRuns(
+        self,
+        request: _dispatcher_pb2.WatchRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_dispatcher_pb2.WatchRunsResponse], _abc.AsyncIterator[_dispatcher_pb2.WatchRunsResponse]]:
+        """Stream every change of every run (of the given tasks) from now on, as the
+        answering dispatcher hears of them: a feed to watch, not a record (history is
+        one). The stream ends when changes were lost (a store reconnect, a reader too
+        far behind); watch again.
+        Errors: INVALID_ARGUMENT for more tasks than FLUID_LIMIT_IDS_PER_CALL (default
+        10,000) or a name past FLUID_LIMIT_TASK_NAME_CHARS (200);
+        RESOURCE_EXHAUSTED when 100 such streams are open on this dispatcher.
         """
 
     @_abc_1.abstractmethod

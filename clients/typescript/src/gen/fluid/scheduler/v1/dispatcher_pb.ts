@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file fluid/scheduler/v1/dispatcher.proto.
  */
 export const file_fluid_scheduler_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("CiNmbHVpZC9zY2hlZHVsZXIvdjEvZGlzcGF0Y2hlci5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIu0BCg9RdWV1ZVJ1blJlcXVlc3QSDAoEdGFzaxgBIAEoCRInCgZwYXJhbXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCHByaW9yaXR5GAMgASgOMiAuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tQcmlvcml0eRIOCgZydW5faWQYBCABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEjEKDWV4ZWN1dGVfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Zyb21fcnVuX2lkGAcgASgJIkkKEFF1ZXVlUnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bhIPCgdjcmVhdGVkGAIgASgIIkUKEFF1ZXVlUnVuc1JlcXVlc3QSMQoEcnVucxgBIAMoCzIjLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlcXVlc3QiRwoRUXVldWVSdW5zUmVzcG9uc2USMgoEcnVucxgBIAMoCzIkLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlc3BvbnNlIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjYKDkdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4iMQoPQWJvcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoQQWJvcnRSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiEKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOAoQV2F0Y2hSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIhIKEExpc3RUYXNrc1JlcXVlc3QiQAoRTGlzdFRhc2tzUmVzcG9uc2USKwoFdGFza3MYASADKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iNgoVU2V0VGFza0VuYWJsZWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHZW5hYmxlZBgCIAEoCCJEChZTZXRUYXNrRW5hYmxlZFJlc3BvbnNlEioKBHRhc2sYASABKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0luZm8iFwoVR2V0UXVldWVTdGF0dXNSZXF1ZXN0Ik4KClF1ZXVlRGVwdGgSMgoIcHJpb3JpdHkYASABKA4yIC5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1ByaW9yaXR5EgwKBHJ1bnMYAiABKAMiswEKDFdvcmtlclN0YXR1cxIRCgl3b3JrZXJfaWQYASABKAkSLAoEa2luZBgCIAEoDjIeLmZsdWlkLnNjaGVkdWxlci52MS5Xb3JrZXJLaW5kEg0KBXRhc2tzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgFEg8KB3J1bm5pbmcYBSABKAUSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKbAgoWR2V0UXVldWVTdGF0dXNSZXNwb25zZRIuCgZkZXB0aHMYASADKAsyHi5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVEZXB0aBIxCgd3b3JrZXJzGAIgAygLMiAuZmx1aWQuc2NoZWR1bGVyLnYxLldvcmtlclN0YXR1cxIUCgxkZWFkX2xldHRlcnMYAyABKAMSNgoSb2xkZXN0X2RlYWRfbGV0dGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5vdXRib3hfcGVuZGluZxgFIAEoAxI4Cg5kZWdyYWRlZF9sb29wcxgGIAMoCzIgLmZsdWlkLnNjaGVkdWxlci52MS5EZWdyYWRlZExvb3AiVgoMRGVncmFkZWRMb29wEgwKBG5hbWUYASABKAkSDQoFZXJyb3IYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0BChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5mbHVpZC5zY2hlZHVsZXIudjEuV29ya2VyS2luZBIxCgV0YXNrcxgDIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5UYXNrRGVmaW5pdGlvbhITCgtjb25jdXJyZW5jeRgEIAEoBRIrCgdzdGFydGVkGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEiwKCWxlYXNlX3R0bBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJgChBMZWFzZVJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIQCghtYXhfcnVucxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlsKBUxlYXNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4SLAoIZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImgKEUxlYXNlUnVuc1Jlc3BvbnNlEikKBmxlYXNlcxgBIAMoCzIZLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZRIoCgdzZXR0bGVkGAIgAygLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1biI2ChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdydW5faWRzGAIgAygJIioKCFJ1bkFib3J0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiVwoRSGVhcnRiZWF0UmVzcG9uc2USLAoGYWJvcnRzGAEgAygLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bkFib3J0EhQKDGxvc3RfcnVuX2lkcxgCIAMoCSLUAQoJUnVuUmVwb3J0Eg4KBnJ1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEiwKBXN0YXRlGAMgASgOMh0uZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tTdGF0ZRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoFZXJyb3IYBSABKAsyHC5mbHVpZC5zY2hlZHVsZXIudjEuUnVuRXJyb3ISDgoGcmVhc29uGAYgASgJEhMKC291dHB1dF90YWlsGAcgAygJIlYKEVJlcG9ydFJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIuCgdyZXBvcnRzGAIgAygLMh0uZmx1aWQuc2NoZWR1bGVyLnYxLlJ1blJlcG9ydCJjChJSZXBvcnRSdW5zUmVzcG9uc2USFwoPaWdub3JlZF9ydW5faWRzGAEgAygJEjQKCHJlamVjdGVkGAIgAygLMiIuZmx1aWQuc2NoZWR1bGVyLnYxLlJlamVjdGVkUmVwb3J0IjAKDlJlamVjdGVkUmVwb3J0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoSUmVsZWFzZVJ1bnNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdydW5faWRzGAIgAygJIi8KE1JlbGVhc2VSdW5zUmVzcG9uc2USGAoQcmVsZWFzZWRfcnVuX2lkcxgBIAMoCSLDAQoKRGVhZExldHRlchIKCgJpZBgBIAEoCRIOCgZydW5faWQYAiABKAkSDAoEdGFzaxgDIAEoCRIsCgVzdGF0ZRgEIAEoDjIdLmZsdWlkLnNjaGVkdWxlci52MS5UYXNrU3RhdGUSDwoHdmVyc2lvbhgFIAEoAxIOCgZyZWFzb24YBiABKAkSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKc2l6ZV9ieXRlcxgIIAEoAyI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgFEg4KBmN1cnNvchgCIAEoCSJkChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI0CgxkZWFkX2xldHRlcnMYASADKAsyHi5mbHVpZC5zY2hlZHVsZXIudjEuRGVhZExldHRlchITCgtuZXh0X2N1cnNvchgCIAEoCSIzChdSZXRyeURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIIisKGFJldHJ5RGVhZExldHRlcnNSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgDIjIKFkRyb3BEZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCCIqChdEcm9wRGVhZExldHRlcnNSZXNwb25zZRIPCgdkcm9wcGVkGAEgASgDKlIKCldvcmtlcktpbmQSGwoXV09SS0VSX0tJTkRfVU5TUEVDSUZJRUQQABISCg5XT1JLRVJfS0lORF9JTxABEhMKD1dPUktFUl9LSU5EX0NQVRACMpIMChFEaXNwYXRjaGVyU2VydmljZRJVCghRdWV1ZVJ1bhIjLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlcXVlc3QaJC5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5SZXNwb25zZRJYCglRdWV1ZVJ1bnMSJC5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5zUmVxdWVzdBolLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1bnNSZXNwb25zZRJPCgZHZXRSdW4SIS5mbHVpZC5zY2hlZHVsZXIudjEuR2V0UnVuUmVxdWVzdBoiLmZsdWlkLnNjaGVkdWxlci52MS5HZXRSdW5SZXNwb25zZRJVCghBYm9ydFJ1bhIjLmZsdWlkLnNjaGVkdWxlci52MS5BYm9ydFJ1blJlcXVlc3QaJC5mbHVpZC5zY2hlZHVsZXIudjEuQWJvcnRSdW5SZXNwb25zZRJXCghXYXRjaFJ1bhIjLmZsdWlkLnNjaGVkdWxlci52MS5XYXRjaFJ1blJlcXVlc3QaJC5mbHVpZC5zY2hlZHVsZXIudjEuV2F0Y2hSdW5SZXNwb25zZTABElgKCUxpc3RUYXNrcxIkLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0VGFza3NSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmcKDlNldFRhc2tFbmFibGVkEikuZmx1aWQuc2NoZWR1bGVyLnYxLlNldFRhc2tFbmFibGVkUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5TZXRUYXNrRW5hYmxlZFJlc3BvbnNlEmcKDkdldFF1ZXVlU3RhdHVzEikuZmx1aWQuc2NoZWR1bGVyLnYxLkdldFF1ZXVlU3RhdHVzUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5HZXRRdWV1ZVN0YXR1c1Jlc3BvbnNlEmcKDlJlZ2lzdGVyV29ya2VyEikuZmx1aWQuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlElgKCUxlYXNlUnVucxIkLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZVJ1bnNSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkxlYXNlUnVuc1Jlc3BvbnNlElgKCUhlYXJ0YmVhdBIkLmZsdWlkLnNjaGVkdWxlci52MS5IZWFydGJlYXRSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElsKClJlcG9ydFJ1bnMSJS5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuc1JlcXVlc3QaJi5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuc1Jlc3BvbnNlEl4KC1JlbGVhc2VSdW5zEiYuZmx1aWQuc2NoZWR1bGVyLnYxLlJlbGVhc2VSdW5zUmVxdWVzdBonLmZsdWlkLnNjaGVkdWxlci52MS5SZWxlYXNlUnVuc1Jlc3BvbnNlEmoKD0xpc3REZWFkTGV0dGVycxIqLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GisuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEm0KEFJldHJ5RGVhZExldHRlcnMSKy5mbHVpZC5zY2hlZHVsZXIudjEuUmV0cnlEZWFkTGV0dGVyc1JlcXVlc3QaLC5mbHVpZC5zY2hlZHVsZXIudjEuUmV0cnlEZWFkTGV0dGVyc1Jlc3BvbnNlEmoKD0Ryb3BEZWFkTGV0dGVycxIqLmZsdWlkLnNjaGVkdWxlci52MS5Ecm9wRGVhZExldHRlcnNSZXF1ZXN0GisuZmx1aWQuc2NoZWR1bGVyLnYxLkRyb3BEZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_fluid_scheduler_v1_run, file_fluid_scheduler_v1_task, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiNmbHVpZC9zY2hlZHVsZXIvdjEvZGlzcGF0Y2hlci5wcm90bxISZmx1aWQuc2NoZWR1bGVyLnYxIu0BCg9RdWV1ZVJ1blJlcXVlc3QSDAoEdGFzaxgBIAEoCRInCgZwYXJhbXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCHByaW9yaXR5GAMgASgOMiAuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tQcmlvcml0eRIOCgZydW5faWQYBCABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEjEKDWV4ZWN1dGVfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Zyb21fcnVuX2lkGAcgASgJIkkKEFF1ZXVlUnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bhIPCgdjcmVhdGVkGAIgASgIIkUKEFF1ZXVlUnVuc1JlcXVlc3QSMQoEcnVucxgBIAMoCzIjLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlcXVlc3QiRwoRUXVldWVSdW5zUmVzcG9uc2USMgoEcnVucxgBIAMoCzIkLmZsdWlkLnNjaGVkdWxlci52MS5RdWV1ZVJ1blJlc3BvbnNlIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjYKDkdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4iMQoPQWJvcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOAoQQWJvcnRSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiEKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOAoQV2F0Y2hSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuIiEKEFdhdGNoUnVuc1JlcXVlc3QSDQoFdGFza3MYASADKAkiOQoRV2F0Y2hSdW5zUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1biISChBMaXN0VGFza3NSZXF1ZXN0IkAKEUxpc3RUYXNrc1Jlc3BvbnNlEisKBXRhc2tzGAEgAygLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tJbmZvIjYKFVNldFRhc2tFbmFibGVkUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2VuYWJsZWQYAiABKAgiRAoWU2V0VGFza0VuYWJsZWRSZXNwb25zZRIqCgR0YXNrGAEgASgLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tJbmZvIhcKFUdldFF1ZXVlU3RhdHVzUmVxdWVzdCJOCgpRdWV1ZURlcHRoEjIKCHByaW9yaXR5GAEgASgOMiAuZmx1aWQuc2NoZWR1bGVyLnYxLlRhc2tQcmlvcml0eRIMCgRydW5zGAIgASgDIrMBCgxXb3JrZXJTdGF0dXMSEQoJd29ya2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5mbHVpZC5zY2hlZHVsZXIudjEuV29ya2VyS2luZBINCgV0YXNrcxgDIAMoCRITCgtjb25jdXJyZW5jeRgEIAEoBRIPCgdydW5uaW5nGAUgASgFEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimwIKFkdldFF1ZXVlU3RhdHVzUmVzcG9uc2USLgoGZGVwdGhzGAEgAygLMh4uZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlRGVwdGgSMQoHd29ya2VycxgCIAMoCzIgLmZsdWlkLnNjaGVkdWxlci52MS5Xb3JrZXJTdGF0dXMSFAoMZGVhZF9sZXR0ZXJzGAMgASgDEjYKEm9sZGVzdF9kZWFkX2xldHRlchgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOb3V0Ym94X3BlbmRpbmcYBSABKAMSOAoOZGVncmFkZWRfbG9vcHMYBiADKAsyIC5mbHVpZC5zY2hlZHVsZXIudjEuRGVncmFkZWRMb29wIlYKDERlZ3JhZGVkTG9vcBIMCgRuYW1lGAEgASgJEg0KBWVycm9yGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLNAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIsCgRraW5kGAIgASgOMh4uZmx1aWQuc2NoZWR1bGVyLnYxLldvcmtlcktpbmQSMQoFdGFza3MYAyADKAsyIi5mbHVpZC5zY2hlZHVsZXIudjEuVGFza0RlZmluaXRpb24SEwoLY29uY3VycmVuY3kYBCABKAUSKwoHc3RhcnRlZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCglsZWFzZV90dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iYAoQTGVhc2VSdW5zUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEAoIbWF4X3J1bnMYAiABKAUSJwoEd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJbCgVMZWFzZRIkCgNydW4YASABKAsyFy5mbHVpZC5zY2hlZHVsZXIudjEuUnVuEiwKCGRlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChFMZWFzZVJ1bnNSZXNwb25zZRIpCgZsZWFzZXMYASADKAsyGS5mbHVpZC5zY2hlZHVsZXIudjEuTGVhc2USKAoHc2V0dGxlZBgCIAMoCzIXLmZsdWlkLnNjaGVkdWxlci52MS5SdW4iNgoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHcnVuX2lkcxgCIAMoCSIqCghSdW5BYm9ydBIOCgZydW5faWQYASABKAkSDgoGcmVhc29uGAIgASgJIlcKEUhlYXJ0YmVhdFJlc3BvbnNlEiwKBmFib3J0cxgBIAMoCzIcLmZsdWlkLnNjaGVkdWxlci52MS5SdW5BYm9ydBIUCgxsb3N0X3J1bl9pZHMYAiADKAki1AEKCVJ1blJlcG9ydBIOCgZydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIsCgVzdGF0ZRgDIAEoDjIdLmZsdWlkLnNjaGVkdWxlci52MS5UYXNrU3RhdGUSJgoGcmVzdWx0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEisKBWVycm9yGAUgASgLMhwuZmx1aWQuc2NoZWR1bGVyLnYxLlJ1bkVycm9yEg4KBnJlYXNvbhgGIAEoCRITCgtvdXRwdXRfdGFpbBgHIAMoCSJWChFSZXBvcnRSdW5zUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSLgoHcmVwb3J0cxgCIAMoCzIdLmZsdWlkLnNjaGVkdWxlci52MS5SdW5SZXBvcnQiYwoSUmVwb3J0UnVuc1Jlc3BvbnNlEhcKD2lnbm9yZWRfcnVuX2lkcxgBIAMoCRI0CghyZWplY3RlZBgCIAMoCzIiLmZsdWlkLnNjaGVkdWxlci52MS5SZWplY3RlZFJlcG9ydCIwCg5SZWplY3RlZFJlcG9ydBIOCgZydW5faWQYASABKAkSDgoGcmVhc29uGAIgASgJIjgKElJlbGVhc2VSdW5zUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHcnVuX2lkcxgCIAMoCSIvChNSZWxlYXNlUnVuc1Jlc3BvbnNlEhgKEHJlbGVhc2VkX3J1bl9pZHMYASADKAkiwwEKCkRlYWRMZXR0ZXISCgoCaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEgwKBHRhc2sYAyABKAkSLAoFc3RhdGUYBCABKA4yHS5mbHVpZC5zY2hlZHVsZXIudjEuVGFza1N0YXRlEg8KB3ZlcnNpb24YBSABKAMSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnNpemVfYnl0ZXMYCCABKAMiNwoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBINCgVsaW1pdBgBIAEoBRIOCgZjdXJzb3IYAiABKAkiZAoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USNAoMZGVhZF9sZXR0ZXJzGAEgAygLMh4uZmx1aWQuc2NoZWR1bGVyLnYxLkRlYWRMZXR0ZXISEwoLbmV4dF9jdXJzb3IYAiABKAkiMwoXUmV0cnlEZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCCIrChhSZXRyeURlYWRMZXR0ZXJzUmVzcG9uc2USDwoHcmV0cmllZBgBIAEoAyIyChZEcm9wRGVhZExldHRlcnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRILCgNhbGwYAiABKAgiKgoXRHJvcERlYWRMZXR0ZXJzUmVzcG9uc2USDwoHZHJvcHBlZBgBIAEoAypSCgpXb3JrZXJLaW5kEhsKF1dPUktFUl9LSU5EX1VOU1BFQ0lGSUVEEAASEgoOV09SS0VSX0tJTkRfSU8QARITCg9XT1JLRVJfS0lORF9DUFUQAjLuDAoRRGlzcGF0Y2hlclNlcnZpY2USVQoIUXVldWVSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuUmVzcG9uc2USWAoJUXVldWVSdW5zEiQuZmx1aWQuc2NoZWR1bGVyLnYxLlF1ZXVlUnVuc1JlcXVlc3QaJS5mbHVpZC5zY2hlZHVsZXIudjEuUXVldWVSdW5zUmVzcG9uc2USTwoGR2V0UnVuEiEuZmx1aWQuc2NoZWR1bGVyLnYxLkdldFJ1blJlcXVlc3QaIi5mbHVpZC5zY2hlZHVsZXIudjEuR2V0UnVuUmVzcG9uc2USVQoIQWJvcnRSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuQWJvcnRSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLkFib3J0UnVuUmVzcG9uc2USVwoIV2F0Y2hSdW4SIy5mbHVpZC5zY2hlZHVsZXIudjEuV2F0Y2hSdW5SZXF1ZXN0GiQuZmx1aWQuc2NoZWR1bGVyLnYxLldhdGNoUnVuUmVzcG9uc2UwARJaCglXYXRjaFJ1bnMSJC5mbHVpZC5zY2hlZHVsZXIudjEuV2F0Y2hSdW5zUmVxdWVzdBolLmZsdWlkLnNjaGVkdWxlci52MS5XYXRjaFJ1bnNSZXNwb25zZTABElgKCUxpc3RUYXNrcxIkLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0VGFza3NSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmcKDlNldFRhc2tFbmFibGVkEikuZmx1aWQuc2NoZWR1bGVyLnYxLlNldFRhc2tFbmFibGVkUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5TZXRUYXNrRW5hYmxlZFJlc3BvbnNlEmcKDkdldFF1ZXVlU3RhdHVzEikuZmx1aWQuc2NoZWR1bGVyLnYxLkdldFF1ZXVlU3RhdHVzUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5HZXRRdWV1ZVN0YXR1c1Jlc3BvbnNlEmcKDlJlZ2lzdGVyV29ya2VyEikuZmx1aWQuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBoqLmZsdWlkLnNjaGVkdWxlci52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlElgKCUxlYXNlUnVucxIkLmZsdWlkLnNjaGVkdWxlci52MS5MZWFzZVJ1bnNSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkxlYXNlUnVuc1Jlc3BvbnNlElgKCUhlYXJ0YmVhdBIkLmZsdWlkLnNjaGVkdWxlci52MS5IZWFydGJlYXRSZXF1ZXN0GiUuZmx1aWQuc2NoZWR1bGVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElsKClJlcG9ydFJ1bnMSJS5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuc1JlcXVlc3QaJi5mbHVpZC5zY2hlZHVsZXIudjEuUmVwb3J0UnVuc1Jlc3BvbnNlEl4KC1JlbGVhc2VSdW5zEiYuZmx1aWQuc2NoZWR1bGVyLnYxLlJlbGVhc2VSdW5zUmVxdWVzdBonLmZsdWlkLnNjaGVkdWxlci52MS5SZWxlYXNlUnVuc1Jlc3BvbnNlEmoKD0xpc3REZWFkTGV0dGVycxIqLmZsdWlkLnNjaGVkdWxlci52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GisuZmx1aWQuc2NoZWR1bGVyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEm0KEFJldHJ5RGVhZExldHRlcnMSKy5mbHVpZC5zY2hlZHVsZXIudjEuUmV0cnlEZWFkTGV0dGVyc1JlcXVlc3QaLC5mbHVpZC5zY2hlZHVsZXIudjEuUmV0cnlEZWFkTGV0dGVyc1Jlc3BvbnNlEmoKD0Ryb3BEZWFkTGV0dGVycxIqLmZsdWlkLnNjaGVkdWxlci52MS5Ecm9wRGVhZExldHRlcnNSZXF1ZXN0GisuZmx1aWQuc2NoZWR1bGVyLnYxLkRyb3BEZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_fluid_scheduler_v1_run, file_fluid_scheduler_v1_task, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * QueueRunRequest asks for one run of a task.
@@ -286,6 +286,48 @@ export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*
   messageDesc(file_fluid_scheduler_v1_dispatcher, 9);
 
 /**
+ * WatchRunsRequest asks for the changes of every run, or of some tasks' runs.
+ *
+ * @generated from message fluid.scheduler.v1.WatchRunsRequest
+ */
+export type WatchRunsRequest = Message<"fluid.scheduler.v1.WatchRunsRequest"> & {
+  /**
+   * Only runs of these tasks; empty: every run.
+   *
+   * @generated from field: repeated string tasks = 1;
+   */
+  tasks: string[];
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.WatchRunsRequest.
+ * Use `create(WatchRunsRequestSchema)` to create a new message.
+ */
+export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 10);
+
+/**
+ * WatchRunsResponse is one change of one run.
+ *
+ * @generated from message fluid.scheduler.v1.WatchRunsResponse
+ */
+export type WatchRunsResponse = Message<"fluid.scheduler.v1.WatchRunsResponse"> & {
+  /**
+   * The run as of this change (secrets masked).
+   *
+   * @generated from field: fluid.scheduler.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message fluid.scheduler.v1.WatchRunsResponse.
+ * Use `create(WatchRunsResponseSchema)` to create a new message.
+ */
+export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 11);
+
+/**
  * ListTasksRequest asks for the registered tasks.
  *
  * @generated from message fluid.scheduler.v1.ListTasksRequest
@@ -298,7 +340,7 @@ export type ListTasksRequest = Message<"fluid.scheduler.v1.ListTasksRequest"> & 
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 10);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 12);
 
 /**
  * ListTasksResponse lists the registered tasks, sorted by name.
@@ -319,7 +361,7 @@ export type ListTasksResponse = Message<"fluid.scheduler.v1.ListTasksResponse"> 
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 11);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 13);
 
 /**
  * SetTaskEnabledRequest enables or disables a task.
@@ -347,7 +389,7 @@ export type SetTaskEnabledRequest = Message<"fluid.scheduler.v1.SetTaskEnabledRe
  * Use `create(SetTaskEnabledRequestSchema)` to create a new message.
  */
 export const SetTaskEnabledRequestSchema: GenMessage<SetTaskEnabledRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 12);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 14);
 
 /**
  * SetTaskEnabledResponse returns the task.
@@ -368,7 +410,7 @@ export type SetTaskEnabledResponse = Message<"fluid.scheduler.v1.SetTaskEnabledR
  * Use `create(SetTaskEnabledResponseSchema)` to create a new message.
  */
 export const SetTaskEnabledResponseSchema: GenMessage<SetTaskEnabledResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 13);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 15);
 
 /**
  * GetQueueStatusRequest asks for the queue's status.
@@ -383,7 +425,7 @@ export type GetQueueStatusRequest = Message<"fluid.scheduler.v1.GetQueueStatusRe
  * Use `create(GetQueueStatusRequestSchema)` to create a new message.
  */
 export const GetQueueStatusRequestSchema: GenMessage<GetQueueStatusRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 14);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 16);
 
 /**
  * QueueDepth counts the runs waiting at one priority.
@@ -411,7 +453,7 @@ export type QueueDepth = Message<"fluid.scheduler.v1.QueueDepth"> & {
  * Use `create(QueueDepthSchema)` to create a new message.
  */
 export const QueueDepthSchema: GenMessage<QueueDepth> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 15);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 17);
 
 /**
  * WorkerStatus is a live worker and its load.
@@ -467,7 +509,7 @@ export type WorkerStatus = Message<"fluid.scheduler.v1.WorkerStatus"> & {
  * Use `create(WorkerStatusSchema)` to create a new message.
  */
 export const WorkerStatusSchema: GenMessage<WorkerStatus> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 16);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 18);
 
 /**
  * GetQueueStatusResponse is the queue's status.
@@ -523,7 +565,7 @@ export type GetQueueStatusResponse = Message<"fluid.scheduler.v1.GetQueueStatusR
  * Use `create(GetQueueStatusResponseSchema)` to create a new message.
  */
 export const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 17);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 19);
 
 /**
  * DegradedLoop is a background loop whose last round failed.
@@ -558,7 +600,7 @@ export type DegradedLoop = Message<"fluid.scheduler.v1.DegradedLoop"> & {
  * Use `create(DegradedLoopSchema)` to create a new message.
  */
 export const DegradedLoopSchema: GenMessage<DegradedLoop> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 18);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 20);
 
 /**
  * RegisterWorkerRequest describes a worker.
@@ -608,7 +650,7 @@ export type RegisterWorkerRequest = Message<"fluid.scheduler.v1.RegisterWorkerRe
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 19);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 21);
 
 /**
  * RegisterWorkerResponse tells the worker how to keep its leases.
@@ -629,7 +671,7 @@ export type RegisterWorkerResponse = Message<"fluid.scheduler.v1.RegisterWorkerR
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 20);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 22);
 
 /**
  * LeaseRunsRequest asks for work.
@@ -664,7 +706,7 @@ export type LeaseRunsRequest = Message<"fluid.scheduler.v1.LeaseRunsRequest"> & 
  * Use `create(LeaseRunsRequestSchema)` to create a new message.
  */
 export const LeaseRunsRequestSchema: GenMessage<LeaseRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 21);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 23);
 
 /**
  * Lease is a run handed to a worker until deadline.
@@ -692,7 +734,7 @@ export type Lease = Message<"fluid.scheduler.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 22);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 24);
 
 /**
  * LeaseRunsResponse returns the leased runs (possibly none).
@@ -723,7 +765,7 @@ export type LeaseRunsResponse = Message<"fluid.scheduler.v1.LeaseRunsResponse"> 
  * Use `create(LeaseRunsResponseSchema)` to create a new message.
  */
 export const LeaseRunsResponseSchema: GenMessage<LeaseRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 23);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 25);
 
 /**
  * HeartbeatRequest renews a worker's leases.
@@ -751,7 +793,7 @@ export type HeartbeatRequest = Message<"fluid.scheduler.v1.HeartbeatRequest"> & 
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 24);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 26);
 
 /**
  * RunAbort tells a worker to stop a run.
@@ -779,7 +821,7 @@ export type RunAbort = Message<"fluid.scheduler.v1.RunAbort"> & {
  * Use `create(RunAbortSchema)` to create a new message.
  */
 export const RunAbortSchema: GenMessage<RunAbort> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 25);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 27);
 
 /**
  * HeartbeatResponse lists runs to stop.
@@ -807,7 +849,7 @@ export type HeartbeatResponse = Message<"fluid.scheduler.v1.HeartbeatResponse"> 
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 26);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 28);
 
 /**
  * RunReport says how one attempt of a leased run ended, as its worker saw it.
@@ -872,7 +914,7 @@ export type RunReport = Message<"fluid.scheduler.v1.RunReport"> & {
  * Use `create(RunReportSchema)` to create a new message.
  */
 export const RunReportSchema: GenMessage<RunReport> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 27);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 29);
 
 /**
  * ReportRunsRequest carries a batch of reports.
@@ -900,7 +942,7 @@ export type ReportRunsRequest = Message<"fluid.scheduler.v1.ReportRunsRequest"> 
  * Use `create(ReportRunsRequestSchema)` to create a new message.
  */
 export const ReportRunsRequestSchema: GenMessage<ReportRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 28);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 30);
 
 /**
  * ReportRunsResponse says which reports were not applied as sent.
@@ -928,7 +970,7 @@ export type ReportRunsResponse = Message<"fluid.scheduler.v1.ReportRunsResponse"
  * Use `create(ReportRunsResponseSchema)` to create a new message.
  */
 export const ReportRunsResponseSchema: GenMessage<ReportRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 29);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 31);
 
 /**
  * RejectedReport is a report the dispatcher refused.
@@ -956,7 +998,7 @@ export type RejectedReport = Message<"fluid.scheduler.v1.RejectedReport"> & {
  * Use `create(RejectedReportSchema)` to create a new message.
  */
 export const RejectedReportSchema: GenMessage<RejectedReport> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 30);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 32);
 
 /**
  * ReleaseRunsRequest gives leased runs back.
@@ -984,7 +1026,7 @@ export type ReleaseRunsRequest = Message<"fluid.scheduler.v1.ReleaseRunsRequest"
  * Use `create(ReleaseRunsRequestSchema)` to create a new message.
  */
 export const ReleaseRunsRequestSchema: GenMessage<ReleaseRunsRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 31);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 33);
 
 /**
  * ReleaseRunsResponse confirms the release.
@@ -1005,7 +1047,7 @@ export type ReleaseRunsResponse = Message<"fluid.scheduler.v1.ReleaseRunsRespons
  * Use `create(ReleaseRunsResponseSchema)` to create a new message.
  */
 export const ReleaseRunsResponseSchema: GenMessage<ReleaseRunsResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 32);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 34);
 
 /**
  * DeadLetter is a run snapshot history refused.
@@ -1075,7 +1117,7 @@ export type DeadLetter = Message<"fluid.scheduler.v1.DeadLetter"> & {
  * Use `create(DeadLetterSchema)` to create a new message.
  */
 export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 33);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 35);
 
 /**
  * ListDeadLettersRequest pages the dead letters.
@@ -1104,7 +1146,7 @@ export type ListDeadLettersRequest = Message<"fluid.scheduler.v1.ListDeadLetters
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 34);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 36);
 
 /**
  * ListDeadLettersResponse is one page of dead letters.
@@ -1132,7 +1174,7 @@ export type ListDeadLettersResponse = Message<"fluid.scheduler.v1.ListDeadLetter
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 35);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 37);
 
 /**
  * RetryDeadLettersRequest names the dead letters to send again.
@@ -1160,7 +1202,7 @@ export type RetryDeadLettersRequest = Message<"fluid.scheduler.v1.RetryDeadLette
  * Use `create(RetryDeadLettersRequestSchema)` to create a new message.
  */
 export const RetryDeadLettersRequestSchema: GenMessage<RetryDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 36);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 38);
 
 /**
  * RetryDeadLettersResponse counts the dead letters sent again.
@@ -1181,7 +1223,7 @@ export type RetryDeadLettersResponse = Message<"fluid.scheduler.v1.RetryDeadLett
  * Use `create(RetryDeadLettersResponseSchema)` to create a new message.
  */
 export const RetryDeadLettersResponseSchema: GenMessage<RetryDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 37);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 39);
 
 /**
  * DropDeadLettersRequest names the dead letters to forget.
@@ -1209,7 +1251,7 @@ export type DropDeadLettersRequest = Message<"fluid.scheduler.v1.DropDeadLetters
  * Use `create(DropDeadLettersRequestSchema)` to create a new message.
  */
 export const DropDeadLettersRequestSchema: GenMessage<DropDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 38);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 40);
 
 /**
  * DropDeadLettersResponse counts the dead letters forgotten.
@@ -1230,7 +1272,7 @@ export type DropDeadLettersResponse = Message<"fluid.scheduler.v1.DropDeadLetter
  * Use `create(DropDeadLettersResponseSchema)` to create a new message.
  */
 export const DropDeadLettersResponseSchema: GenMessage<DropDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_fluid_scheduler_v1_dispatcher, 39);
+  messageDesc(file_fluid_scheduler_v1_dispatcher, 41);
 
 /**
  * WorkerKind says which runs a worker executes.
@@ -1340,6 +1382,22 @@ export const DispatcherService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * Stream every change of every run (of the given tasks) from now on, as the
+   * answering dispatcher hears of them: a feed to watch, not a record (history is
+   * one). The stream ends when changes were lost (a store reconnect, a reader too
+   * far behind); watch again.
+   * Errors: INVALID_ARGUMENT for more tasks than FLUID_LIMIT_IDS_PER_CALL (default
+   * 10,000) or a name past FLUID_LIMIT_TASK_NAME_CHARS (200);
+   * RESOURCE_EXHAUSTED when 100 such streams are open on this dispatcher.
+   *
+   * @generated from rpc fluid.scheduler.v1.DispatcherService.WatchRuns
+   */
+  watchRuns: {
+    methodKind: "server_streaming";
+    input: typeof WatchRunsRequestSchema;
+    output: typeof WatchRunsResponseSchema;
   },
   /**
    * List the registered tasks, each as its info: definition, enabled flag, live workers
