@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, field_validator
 
 from .errors import NotFoundError
+from .limits import PAGE_DEFAULT
 from .manager import TaskManager, TaskManagerPlugin
 from .models import TaskPriority, TaskState
 from .run import JsonValue, Run
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import Client, RunPage
 
 
 class TaskHistoryQuery(BaseModel):
@@ -40,6 +41,20 @@ class TaskHistoryQuery(BaseModel):
     tags: list[str] | None = Field(default=None, description="Runs of tasks with any tag")
     limit: int | None = Field(default=None, ge=1, description="At most this many runs")
     cursor: str = Field(default="", description="The cursor of the previous page")
+
+    async def fetch(self, client: Client, *, limit: int = 0, cursor: str | None = None) -> RunPage:
+        """The page of stored runs this query chooses (``limit`` and ``cursor`` override
+        the query's own)."""
+        return await client.list_runs(
+            task=self.task or "",
+            state=self.state if self.state is not None else (),
+            start=self.start,
+            end=self.end,
+            params=self.params,
+            tags=self.tags or (),
+            limit=limit or self.limit or PAGE_DEFAULT,
+            cursor=self.cursor if cursor is None else cursor,
+        )
 
     @field_validator("params", mode="before")
     @classmethod
@@ -170,16 +185,7 @@ class TaskDbPlugin(TaskManagerPlugin):
 
     async def get_history(self, q: TaskHistoryQuery) -> TaskRunHistoryPage:
         """A page of stored runs matching ``q``, newest first."""
-        page = await self._client.list_runs(
-            task=q.task or "",
-            state=q.state if q.state is not None else (),
-            start=q.start,
-            end=q.end,
-            params=q.params,
-            tags=q.tags or (),
-            limit=q.limit or 50,
-            cursor=q.cursor,
-        )
+        page = await q.fetch(self._client)
         return TaskRunHistoryPage(
             data=[TaskRunHistory.from_run(run) for run in page.runs if self._kept(run)],
             cursor=page.next_cursor,

@@ -18,7 +18,6 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import asdict
-from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, cast
 
@@ -28,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from fluid.service.auth import AuthError, AuthSettings, Role, Verifier
 
-from .db import TaskRunHistory
+from .db import TaskHistoryQuery, TaskRunHistory
 from .definition import TaskInfo
 from .errors import FailedPreconditionError, FluidError, NotFoundError
 from .limits import PAGE_MAX
@@ -112,17 +111,11 @@ class BulkAction(StrEnum):
     rerun = "rerun"
 
 
-class BulkRequest(BaseModel):
+class BulkRequest(TaskHistoryQuery):
     """Runs chosen by the history filters, and what to do to them (``dry_run``: count)."""
 
     action: BulkAction
     dry_run: bool = True
-    task: str | None = None
-    state: TaskState | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    params: dict[str, Any] | None = None
-    tags: list[str] | None = None
     limit: int = Field(default=100, ge=1, le=BULK_MAX)
 
 
@@ -257,18 +250,9 @@ async def _matching(
 ) -> list[Run]:
     """The stored runs the request's filters choose, newest first, at most its limit."""
     found: list[Run] = []
-    cursor = ""
+    cursor = request.cursor
     while len(found) < request.limit:
-        page = await manager.client.list_runs(
-            task=request.task or "",
-            state=request.state if request.state is not None else (),
-            start=request.start,
-            end=request.end,
-            params=request.params,
-            tags=request.tags or (),
-            limit=PAGE_MAX,
-            cursor=cursor,
-        )
+        page = await request.fetch(manager.client, limit=PAGE_MAX, cursor=cursor)
         found.extend(run for run in page.runs if priority is None or run.priority is priority)
         cursor = page.next_cursor
         if not cursor:
