@@ -13,6 +13,10 @@ BUF := tools/node_modules/.bin/buf
 TS_CLIENT := clients/typescript
 # npm ci writes this file: it is newer than the lock once the install is current.
 TS_DEPS := $(TS_CLIENT)/node_modules/.package-lock.json
+# The gateway's web dashboard: sources and lock here, the bundle committed under STATIC.
+DASHBOARD := services/gateway/dashboard
+DASHBOARD_STATIC := services/gateway/src/fluid_gateway/static
+DASHBOARD_DEPS := $(DASHBOARD)/node_modules/.package-lock.json
 # Every service package gets an image fluid-<service>:$(IMAGE_TAG), all from the one Dockerfile.
 SERVICES := $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 DOCKER ?= docker
@@ -23,7 +27,7 @@ MANIFESTS_OUT := .build/k8s
 
 TEST_DIRS := tests libs/sdk/tests services/dispatcher/tests services/history/tests services/io-worker/tests services/cpu-runner/tests services/scheduler/tests services/gateway/tests
 
-.PHONY: install dev test fuzz services lint proto proto-check buf-lint breaking images manifests clients clients-check bench-history bench-cpu bench bench-peers bench-scheduler
+.PHONY: install dev test fuzz services lint proto proto-check buf-lint breaking images manifests clients clients-check dashboard dashboard-check bench-history bench-cpu bench bench-peers bench-scheduler
 
 install: ## install uv (from PyPI) and the whole workspace
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -44,10 +48,10 @@ FUZZ_SEED ?= $(shell date +%s)
 fuzz: install ## a long fuzz of every dispatcher and history RPC (FUZZ_REQUESTS, FUZZ_SEED)
 	FLUID_FUZZ_REQUESTS=$(FUZZ_REQUESTS) FLUID_FUZZ_SEED=$(FUZZ_SEED) $(RUN) pytest -s --timeout 3600 tests/e2e/test_fuzz.py
 
-services: ## make sure the local Redis and PostgreSQL the tests need run (starts or installs them)
+services: ## make sure the local Redis and PostgreSQL the tests need run, and chromium is there (starts or installs them)
 	@bash .ci/services.sh
 
-lint: install $(BUF) buf-lint breaking
+lint: install $(BUF) buf-lint breaking dashboard-check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
@@ -102,6 +106,18 @@ clients-check: $(BUF) $(TS_DEPS) ## fail when the committed TypeScript client di
 	$(BUF) generate --template $(TS_CLIENT)/buf.gen.yaml --output "$$tmp" && \
 	diff -r "$$tmp/$(TS_CLIENT)/src/gen" $(TS_CLIENT)/src/gen \
 		|| (echo "the TypeScript client is stale: run make clients and commit" && exit 1)
+
+$(DASHBOARD_DEPS): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund --loglevel=error
+
+dashboard: ## rebuild the gateway's web dashboard (npm ci, esbuild) into its static folder: commit it
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund --loglevel=error && node build.mjs ../src/fluid_gateway/static
+
+dashboard-check: $(DASHBOARD_DEPS) ## fail when the committed dashboard bundle differs from what a build makes
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd $(DASHBOARD) && node build.mjs "$$tmp/static" >/dev/null) && \
+	diff -r "$$tmp/static" $(DASHBOARD_STATIC) \
+		|| (echo "the dashboard bundle is stale: run make dashboard and commit" && exit 1)
 
 proto: install ## regenerate the committed Python stubs from protos/
 	$(RUN) python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \

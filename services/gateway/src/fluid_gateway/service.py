@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fluid.scheduler.client import Client
 from fluid.scheduler.db import TaskDbPlugin
 from fluid.scheduler.http import (
     dead_letter_routes,
+    event_routes,
     run_routes,
     system_routes,
     task_manager_fastapi,
@@ -32,6 +38,9 @@ from fluid.service.settings import ServerSettings
 from .settings import GatewaySettings
 
 logger = logging.getLogger("fluid.gateway")
+
+# The dashboard, built from ../../dashboard by `make dashboard` and committed.
+STATIC = Path(__file__).parent / "static"
 
 
 class ForwardCallerToken:
@@ -68,11 +77,35 @@ def create_app(client: Client) -> FastAPI:
             description="The seed's task routes and fluid's run routes, over gRPC.",
         ),
     )
+    # Before run_routes: /runs/events is the feed, not a run named "events".
+    app.include_router(event_routes())
     app.include_router(run_routes())
     app.include_router(dead_letter_routes())
     app.include_router(system_routes())
+    serve_dashboard(app)
     app.add_middleware(ForwardCallerToken)
     return app
+
+
+class RevalidatedFiles(StaticFiles):
+    """Static files a browser checks again (ETag) before each use: the bundle's names never
+    change, so a rebuilt one is picked up on the next load."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def serve_dashboard(app: FastAPI) -> None:
+    """The dashboard's page at ``/`` and its bundle under ``/assets/``: paths no JSON route
+    uses, and left out of the OpenAPI schema."""
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/assets", RevalidatedFiles(directory=STATIC / "assets"), name="assets")
 
 
 class GatewayService:
