@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure the local Redis and PostgreSQL the tests use are running; install them with
-# apt-get on a machine that lacks them. Idempotent: does nothing when both answer.
+# Make sure the local Redis and PostgreSQL the tests use are running, and that Debian's
+# chromium (the dashboard's browser tests) is installed; install them with apt-get on a
+# machine that lacks them. Idempotent: does nothing when all are there.
 set -euo pipefail
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
@@ -34,6 +35,12 @@ if ! postgres_up; then
   fi
 fi
 
+# The dashboard's tests drive Debian's chromium through Playwright (no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+
 redis_up || { echo "Redis is not running on 127.0.0.1:6379" >&2; exit 1; }
 postgres_up || { echo "PostgreSQL is not running on 127.0.0.1:5432" >&2; exit 1; }
-echo "Redis and PostgreSQL are up"
+[ -x /usr/bin/chromium ] || { echo "chromium is not installed at /usr/bin/chromium" >&2; exit 1; }
+echo "Redis and PostgreSQL are up, chromium is installed"

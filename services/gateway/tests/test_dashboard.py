@@ -1,0 +1,343 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against a real
+system: history, dispatcher, scheduler, an io-worker and the gateway in one host.
+
+A missing chromium fails these tests under CI (CI=true) and skips them elsewhere; nothing here
+downloads a browser. Each page's screenshot is written under .build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from fluid.service.auth import Role, mint_token, write_signing_key
+from fluid.service.host import Host
+from fluid.service.settings import ServerSettings
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[3]
+TESTS = ROOT / "tests"
+SCREENSHOTS = ROOT / ".build" / "screenshots"
+CHROMIUM = os.environ.get("FLUID_TEST_CHROMIUM", "/usr/bin/chromium")
+# Every wait in the browser is bounded by this (milliseconds).
+WAIT_MS = 15_000
+
+
+def chromium() -> str:
+    if not os.access(CHROMIUM, os.X_OK):
+        message = f"chromium is not installed at {CHROMIUM} (make services installs it)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + " (CI=true: a missing browser is a failure)")
+        pytest.skip(message)
+    return CHROMIUM
+
+
+async def start_host(services: list[str]) -> tuple[Host, str]:
+    host = Host(
+        services,
+        settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+        task_modules=["sample_tasks"],
+    )
+    await host.start()
+    (gateway,) = [service for service in host._services if service.name == "gateway"]
+    return host, str(gateway.url)  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Browser]:
+    path = chromium()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=path, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launched_chromium() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def url(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> AsyncIterator[str]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
+        env.setenv("FLUID_BROKER_URL", "memory://")
+        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        env.setenv("FLUID_HTTP_PORT", "0")
+        env.syspath_prepend(str(TESTS))
+        host, address = await start_host(
+            ["history", "dispatcher", "scheduler", "io-worker", "gateway"]
+        )
+        try:
+            yield address
+        finally:
+            await host.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Browser, url: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def api(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        answer = await http.request(method, path, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
+
+
+async def until(condition: Any, what: str, seconds: float = 15) -> Any:
+    for _ in range(int(seconds / 0.1)):
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_gateway_serves_the_page_beside_the_json_routes(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        index = await http.get("/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert 'src="assets/app.js"' in index.text
+        script = await http.get("/assets/app.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        assert script.headers["cache-control"] == "no-cache"
+        assert (await http.get("/assets/style.css")).status_code == 200
+        assert (await http.get("/assets/nope.js")).status_code == 404
+        assert isinstance((await http.get("/tasks")).json(), list)
+        assert (await http.get("/docs")).status_code == 200
+        assert "/" not in (await http.get("/openapi.json")).json()["paths"]
+
+
+async def test_overview(page: Page, url: str) -> None:
+    async def finished_runs() -> bool:
+        stored = await api(url, "GET", "/tasks-history", params={"state": "success"})
+        return bool(stored["data"])
+
+    await until(finished_runs, "a finished run in history (the scheduler's tick)")
+    await page.goto("/")
+    overview = page.locator("[data-page=overview]")
+    await expect(overview).to_be_visible()
+    await expect(page.locator("[data-priority=high]")).to_have_text(re.compile(r"^\d+$"))
+    await expect(page.get_by_test_id("dead-letters").locator(".big")).to_have_text("0")
+    await expect(page.locator(".workers-load li")).to_have_count(1)
+    await expect(page.locator(".workers-load .tag")).to_have_text("io")
+    await expect(page.get_by_test_id("scheduler")).to_contain_text("lateness over")
+    # The chart is drawn from history: the scheduler's `tick` runs every second.
+    await expect(page.get_by_test_id("throughput-chart")).to_be_visible()
+    await expect(page.locator(".chart figcaption")).to_contain_text(re.compile(r"finished \([1-9]"))
+    await screenshot(page, "overview")
+
+
+async def test_queue_say_hi_from_its_form_and_watch_it_succeed(page: Page) -> None:
+    await page.goto("/#/tasks/say_hi")
+    form = page.get_by_test_id("queue-form")
+    await expect(form.locator("abbr.required")).to_have_count(1)  # name is required
+    # Nothing filled in: the gateway's 422 names the missing field.
+    await form.get_by_role("button", name="Queue a run").click()
+    await expect(page.get_by_test_id("queue-error")).to_contain_text("name")
+    await screenshot(page, "task-form")
+    await page.evaluate("window.__sameDocument = true")
+    await form.locator("input[name=name]").fill("Ada")
+    await form.get_by_role("button", name="Queue a run").click()
+    await expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f]+$"))
+    run = page.locator("[data-page=run]")
+    await expect(run.locator(".headline [data-state]")).to_have_text("success")
+    await expect(page.get_by_test_id("result")).to_have_text('"Hi Ada!"')
+    await expect(page.get_by_test_id("params")).to_contain_text('"name": "Ada"')
+    # No reload on the way: the page that queued is the page that shows the result.
+    assert await page.evaluate("window.__sameDocument") is True
+    await screenshot(page, "run")
+
+
+async def test_filter_runs_by_task_and_open_one(page: Page, url: str) -> None:
+    queued = await api(url, "POST", "/tasks/say_hi", json={"name": "Flo"})
+
+    async def stored() -> bool:
+        page_of = await api(url, "GET", "/tasks-history", params={"task": "say_hi"})
+        return queued["id"] in [item["id"] for item in page_of["data"]]
+
+    await until(stored, "the say_hi run in history")
+    await page.goto("/#/runs")
+    table = page.get_by_test_id("runs-table")
+    await expect(table.locator("tbody tr").first).to_be_visible()
+    await page.get_by_label("Task").select_option("say_hi")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"#/runs\?task=say_hi$"))
+    row = table.locator(f"tr[data-run='{queued['id']}']")
+    await expect(row).to_be_visible()
+    tasks = await table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.task)")
+    assert tasks and set(tasks) == {"say_hi"}
+    # A params filter keeps the one run whose params contain it.
+    await page.get_by_label("Params contain (JSON)").fill('{"name": "Flo"}')
+    await page.get_by_role("button", name="Filter").click()
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await screenshot(page, "runs")
+    # Tags: only runs of tasks with the tag.
+    billed = await api(url, "POST", "/tasks/tagged", json={})
+
+    async def billed_stored() -> bool:
+        found = await api(url, "GET", "/tasks-history", params={"tags": "billing"})
+        return billed["id"] in [item["id"] for item in found["data"]]
+
+    await until(billed_stored, "the tagged run in history")
+    await page.goto("/#/runs?tags=billing")
+    await expect(table.locator(f"tr[data-run='{billed['id']}']")).to_be_visible()
+    tasks = await table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.task)")
+    assert set(tasks) == {"tagged"}
+    await page.goto(f"/#/runs?task=say_hi&params={quote(json.dumps({'name': 'Flo'}))}")
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await row.get_by_role("link").click()
+    await expect(page.locator(f"[data-page=run][data-run='{queued['id']}']")).to_be_visible()
+    await expect(page.get_by_test_id("result")).to_have_text('"Hi Flo!"')
+
+
+async def test_runs_are_paged_with_the_cursor(page: Page, url: str) -> None:
+    for number in range(30):
+        await api(url, "POST", "/tasks/say_hi", json={"name": f"page {number}"})
+
+    async def stored() -> bool:
+        found = await api(url, "GET", "/tasks-history", params={"task": "say_hi", "limit": 100})
+        return bool(sum(item["params"]["name"].startswith("page ") for item in found["data"]) == 30)
+
+    await until(stored, "the 30 say_hi runs in history")
+    await page.goto("/#/runs?task=say_hi")
+    rows = page.locator("[data-testid=runs-table] tbody tr")
+    await expect(rows).to_have_count(25)
+    first = await rows.first.get_attribute("data-run")
+    await page.get_by_role("button", name="Older →").click()
+    await expect(page.locator(".pager")).to_contain_text("page 2")
+    await expect(rows.first).not_to_have_attribute("data-run", first or "")
+    await page.get_by_role("button", name="← Newer").click()
+    await expect(page.locator(".pager")).to_contain_text("page 1")
+    await expect(rows.first).to_have_attribute("data-run", first or "")
+
+
+async def test_abort_a_running_sleeper(page: Page, url: str) -> None:
+    queued = await api(url, "POST", "/tasks/sleeper", json={"seconds": 30})
+    await page.goto(f"/#/runs/{queued['id']}")
+    state = page.locator("[data-page=run] .headline [data-state]")
+    # The state moves on live, through the run's events.
+    await expect(state).to_have_text("running")
+    await expect(page.get_by_test_id("live")).to_be_visible()
+    await page.get_by_label("abort reason").fill("enough")
+    await page.get_by_role("button", name="Abort").click()
+    await expect(state).to_have_text("aborted")
+    await expect(page.get_by_role("button", name="Abort")).to_have_count(0)
+    await screenshot(page, "run-aborted")
+    assert (await api(url, "GET", f"/runs/{queued['id']}"))["state"] == "aborted"
+
+
+async def test_disable_and_enable_a_task(page: Page, url: str) -> None:
+    await page.goto("/#/tasks")
+    toggle = page.get_by_test_id("toggle-chatty")
+    await expect(toggle).to_be_checked()
+    await toggle.click()
+    await expect(toggle).not_to_be_checked()
+    await expect(page.locator("tr[data-task=chatty] .switch")).to_contain_text("disabled")
+    assert (await api(url, "GET", "/tasks/chatty"))["enabled"] is False
+    await screenshot(page, "tasks")
+    await toggle.click()
+    await expect(toggle).to_be_checked()
+    assert (await api(url, "GET", "/tasks/chatty"))["enabled"] is True
+
+
+async def test_schedules_and_workers(page: Page) -> None:
+    await page.goto("/#/schedules")
+    tick = page.locator("[data-testid=schedules-table] tr[data-task=tick]")
+    await expect(tick).to_contain_text("every")
+    await expect(tick.locator("a.mono")).to_be_visible()  # its last run
+    await screenshot(page, "schedules")
+    await page.goto("/#/workers")
+    worker = page.locator("[data-testid=workers-table] tbody tr")
+    await expect(worker).to_have_count(1)
+    await expect(worker).to_contain_text("say_hi")
+    await screenshot(page, "workers")
+
+
+async def test_a_phone_sized_screen(browser: Browser, url: str) -> None:
+    context = await browser.new_context(
+        base_url=url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    context.set_default_timeout(WAIT_MS)
+    try:
+        phone = await context.new_page()
+        for path, name in [("/", "overview"), ("/#/runs", "runs"), ("/#/tasks", "tasks")]:
+            await phone.goto(path)
+            await expect(phone.locator("[data-page]")).to_be_visible()
+            await expect(phone.get_by_role("link", name="Workers")).to_be_visible()
+            # Nothing wider than the screen: wide tables scroll inside their own box.
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{name} is {width}px wide on a 390px screen"
+            await screenshot(phone, f"phone-{name}")
+    finally:
+        await context.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_with_auth_a_token_signs_in_and_actions_follow_roles(tmp_path: Path) -> None:
+    key = write_signing_key(tmp_path / "signing.key")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
+        env.setenv("FLUID_TOKEN", mint_token(key, "services", list(Role), 300))
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+        env.setenv("FLUID_HTTP_PORT", "0")
+        env.syspath_prepend(str(TESTS))
+        host, address = await start_host(["history", "dispatcher", "io-worker", "gateway"])
+        try:
+            async with launched_chromium() as browser:
+                context = await browser.new_context(base_url=address)
+                context.set_default_timeout(WAIT_MS)
+                signed = await context.new_page()
+                await signed.goto("/#/tasks")
+                await expect(signed.locator("[data-page=login]")).to_be_visible()
+                await screenshot(signed, "login")
+                await signed.get_by_label("Token").fill(mint_token(key, "ann", [Role.read], 60))
+                await signed.get_by_role("button", name="Sign in").click()
+                await expect(signed.get_by_test_id("who")).to_contain_text("ann")
+                # A reader sees the tasks but may neither queue nor switch them.
+                await expect(signed.get_by_test_id("toggle-say_hi")).to_be_disabled()
+                await expect(signed.get_by_role("link", name="Queue…")).to_have_count(0)
+                await signed.goto("/#/tasks/say_hi")
+                await expect(signed.locator("[data-page=task]")).to_contain_text("module")
+                await expect(signed.get_by_test_id("queue-form")).to_have_count(0)
+                stored = await signed.evaluate("sessionStorage.getItem('fluid.token')")
+                assert stored and stored.count(".") == 2
+                await signed.get_by_role("button", name="sign out").click()
+                await expect(signed.locator("[data-page=login]")).to_be_visible()
+        finally:
+            await host.stop()
