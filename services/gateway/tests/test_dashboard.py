@@ -262,6 +262,54 @@ async def test_abort_a_running_sleeper(page: Page, url: str) -> None:
     assert (await api(url, "GET", f"/runs/{queued['id']}"))["state"] == "aborted"
 
 
+async def test_a_run_follows_its_events_shows_its_error_and_runs_again(
+    page: Page, url: str
+) -> None:
+    napping = await api(url, "POST", "/tasks/sleeper", json={"seconds": 1.5})
+    await page.goto(f"/#/runs/{napping['id']}")
+    state = page.locator("[data-page=run] .headline [data-state]")
+    await expect(page.get_by_test_id("live")).to_be_visible()
+    await expect(state).to_have_text("success")  # no reload: its events brought it
+    await expect(page.get_by_test_id("result")).to_have_text('"woke up"')
+    await expect(page.get_by_test_id("live")).to_have_count(0)
+    # Re-run: a new run of the same task and params, shown at once.
+    await page.get_by_role("button", name="Re-run").click()
+    await expect(page).not_to_have_url(re.compile(napping["id"]))
+    await expect(page.get_by_test_id("params")).to_contain_text('"seconds": 1.5')
+    await expect(state).to_have_text("success")
+
+    failed = await api(url, "POST", "/tasks/explode", json={"message": "kaboom"})
+    await page.goto(f"/#/runs/{failed['id']}")
+    error = page.get_by_test_id("run-error")
+    await expect(error).to_contain_text("ValueError")
+    await expect(error).to_contain_text("kaboom")
+    await expect(error.locator("pre")).to_contain_text("Traceback")
+    await screenshot(page, "run-failed")
+
+
+async def test_parent_and_child_runs_link_each_other(page: Page, url: str) -> None:
+    parent = await api(url, "POST", "/tasks/parent", json={})
+
+    async def child_id() -> str:
+        run = await api(url, "GET", f"/runs/{parent['id']}")
+        return str(run["result"] or "") if run["state"] == "success" else ""
+
+    child = await until(child_id, "the parent run to queue its child")
+
+    async def child_stored() -> bool:
+        found = await api(url, "GET", "/tasks-history", params={"task": "say_hi"})
+        return child in [item["id"] for item in found["data"]]
+
+    await until(child_stored, "the child run in history")
+    await page.goto(f"/#/runs/{parent['id']}")
+    link = page.locator(f"[data-page=run] a[title='{child}']")
+    await expect(link).to_be_visible()
+    await link.click()
+    await expect(page.locator(f"[data-page=run][data-run='{child}']")).to_be_visible()
+    await expect(page.locator(f"[data-page=run] a[title='{parent['id']}']").first).to_be_visible()
+    await screenshot(page, "run-child")
+
+
 async def test_disable_and_enable_a_task(page: Page, url: str) -> None:
     await page.goto("/#/tasks")
     toggle = page.get_by_test_id("toggle-chatty")
@@ -287,6 +335,8 @@ async def test_schedules_and_workers(page: Page) -> None:
     await expect(worker).to_have_count(1)
     await expect(worker).to_contain_text("say_hi")
     await screenshot(page, "workers")
+    await page.goto("/#/dead-letters")
+    await expect(page.locator("[data-page=dead-letters]")).to_contain_text("none")
 
 
 async def test_a_phone_sized_screen(browser: Browser, url: str) -> None:
@@ -296,7 +346,9 @@ async def test_a_phone_sized_screen(browser: Browser, url: str) -> None:
     context.set_default_timeout(WAIT_MS)
     try:
         phone = await context.new_page()
-        for path, name in [("/", "overview"), ("/#/runs", "runs"), ("/#/tasks", "tasks")]:
+        run = await api(url, "POST", "/tasks/explode", json={})
+        pages = [("/", "overview"), ("/#/runs", "runs"), ("/#/tasks", "tasks")]
+        for path, name in [*pages, (f"/#/runs/{run['id']}", "run")]:
             await phone.goto(path)
             await expect(phone.locator("[data-page]")).to_be_visible()
             await expect(phone.get_by_role("link", name="Workers")).to_be_visible()

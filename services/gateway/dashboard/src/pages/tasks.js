@@ -34,10 +34,12 @@ function Toggle({ task, me, onChanged }) {
 
 export function Tasks({ me }) {
   const tasks = usePoll((signal) => get("tasks", signal), 5000, []);
-  const [changed, setChanged] = useState({});
-  const list = (tasks.data || []).map((task) => changed[task.name] || task);
+  // A toggled task as the PATCH answered it, until the next list (which has it) arrives.
+  const [changed, setChanged] = useState({ of: null, tasks: {} });
+  const fresh = changed.of === tasks.data ? changed.tasks : {};
+  const list = (tasks.data || []).map((task) => fresh[task.name] || task);
   const onChanged = (task) => {
-    setChanged({ ...changed, [task.name]: task });
+    setChanged({ of: tasks.data, tasks: { ...fresh, [task.name]: task } });
     tasks.reload();
   };
   return html`<section class="page" data-page="tasks">
