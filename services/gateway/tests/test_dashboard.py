@@ -184,6 +184,37 @@ async def test_queue_say_hi_from_its_form_and_watch_it_succeed(page: Page) -> No
     await screenshot(page, "run")
 
 
+async def test_the_form_of_secrets_and_nested_params_and_of_free_params(
+    page: Page, url: str
+) -> None:
+    await page.goto("/#/tasks/login")
+    form = page.get_by_test_id("queue-form")
+    await expect(form.locator("abbr.required")).to_have_count(2)  # user and token
+    await expect(form.locator("input[name=token]")).to_have_attribute("type", "password")
+    vault = form.locator("textarea[name=vault]")  # Vault | None: JSON
+    await vault.fill("{not json")
+    await form.locator("input[name=user]").fill("ann")
+    await form.locator("input[name=token]").fill("s3cret")
+    await form.get_by_role("button", name="Queue a run").click()
+    await expect(page.get_by_test_id("queue-error")).to_contain_text("vault")
+    await vault.fill('{"key": "k3y", "label": "home"}')
+    await form.get_by_role("button", name="Queue a run").click()
+    await expect(page.locator("[data-page=run] .headline [data-state]")).to_have_text("success")
+    # Secrets are shown as the gateway serves them: masked.
+    shown = page.get_by_test_id("params")
+    await expect(shown).to_contain_text('"token": "**********"')
+    await expect(shown).to_contain_text('"label": "home"')
+    await expect(shown).not_to_contain_text("s3cret")
+    await expect(shown).not_to_contain_text("k3y")
+
+    # A task without a params model takes any JSON object.
+    await page.goto("/#/tasks/parent")
+    free = page.get_by_test_id("queue-form").locator("textarea[name=params]")
+    await expect(free).to_have_value("{}")
+    await page.get_by_role("button", name="Queue a run").click()
+    await expect(page.locator("[data-page=run] .headline [data-state]")).to_have_text("success")
+
+
 async def test_filter_runs_by_task_and_open_one(page: Page, url: str) -> None:
     queued = await api(url, "POST", "/tasks/say_hi", json={"name": "Flo"})
 
@@ -219,6 +250,18 @@ async def test_filter_runs_by_task_and_open_one(page: Page, url: str) -> None:
     await expect(table.locator(f"tr[data-run='{billed['id']}']")).to_be_visible()
     tasks = await table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.task)")
     assert set(tasks) == {"tagged"}
+    # State, and a time range: none was queued in the future.
+    await page.goto("/#/runs?task=say_hi")
+    await page.get_by_label("State").select_option("success")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"state=success"))
+    await expect(table.locator("tbody tr").first).to_be_visible()
+    states = await table.locator("tbody [data-state]").all_inner_texts()
+    assert states and set(states) == {"success"}
+    await page.get_by_label("Queued from").fill("2999-01-01T00:00:00")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_text("no run matches")).to_be_visible()
+    await expect(table.locator("tbody tr")).to_have_count(0)
     await page.goto(f"/#/runs?task=say_hi&params={quote(json.dumps({'name': 'Flo'}))}")
     await expect(table.locator("tbody tr")).to_have_count(1)
     await row.get_by_role("link").click()
@@ -382,7 +425,8 @@ async def test_with_auth_a_token_signs_in_and_actions_follow_roles(tmp_path: Pat
                 await signed.get_by_role("button", name="Sign in").click()
                 await expect(signed.get_by_test_id("who")).to_contain_text("ann")
                 # A reader sees the tasks but may neither queue nor switch them.
-                await expect(signed.get_by_test_id("toggle-say_hi")).to_be_disabled()
+                await expect(signed.get_by_test_id("enabled-say_hi")).to_have_text("enabled")
+                await expect(signed.get_by_role("switch")).to_have_count(0)
                 await expect(signed.get_by_role("link", name="Queue…")).to_have_count(0)
                 await signed.goto("/#/tasks/say_hi")
                 await expect(signed.locator("[data-page=task]")).to_contain_text("module")

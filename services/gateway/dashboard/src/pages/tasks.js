@@ -6,6 +6,7 @@ function Toggle({ task, me, onChanged }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const allowed = can(me, "operate");
+  if (!allowed) return html`<span class="muted" data-testid=${`enabled-${task.name}`}>${task.enabled ? "enabled" : "disabled"}</span>`;
   const flip = async () => {
     setBusy(true);
     setError(null);
@@ -17,14 +18,14 @@ function Toggle({ task, me, onChanged }) {
       setBusy(false);
     }
   };
-  return html`<label class="switch" title=${allowed ? "enable or disable the task" : "needs the operate role"}>
+  return html`<label class="switch" title="enable or disable the task">
     <input
       type="checkbox"
       role="switch"
       aria-label=${`${task.name} enabled`}
       data-testid=${`toggle-${task.name}`}
       checked=${task.enabled}
-      disabled=${busy || !allowed}
+      disabled=${busy}
       onChange=${flip}
     />
     <span>${task.enabled ? "enabled" : "disabled"}</span>
@@ -124,7 +125,8 @@ function QueueForm({ task }) {
   const properties = schema.properties || {};
   const required = new Set(schema.required || []);
   const names = Object.keys(properties);
-  const free = names.length === 0 && schema.additionalProperties !== false && schema.type !== "object";
+  // No declared field but any accepted (a task without a params model): one JSON object.
+  const free = names.length === 0 && schema.additionalProperties !== false;
   const [values, setValues] = useState(() => Object.fromEntries(names.map((name) => [name, initialValue(properties[name])])));
   const [body, setBody] = useState("{}");
   const [error, setError] = useState("");
