@@ -297,6 +297,13 @@ async def test_abort_a_running_sleeper(page: Page, url: str) -> None:
     # The state moves on live, through the run's events.
     await expect(state).to_have_text("running")
     await expect(page.get_by_test_id("live")).to_be_visible()
+    # Meanwhile the overview counts it as running, and its worker as loaded.
+    await page.goto("/")
+    await expect(page.get_by_test_id("running-now")).to_contain_text("sleeper: 1")
+    await expect(page.locator(".workers-load .load")).to_contain_text(re.compile(r"[1-9]\d*/"))
+    await screenshot(page, "overview-busy")
+    await page.goto(f"/#/runs/{queued['id']}")
+    await expect(state).to_have_text("running")
     await page.get_by_label("abort reason").fill("enough")
     await page.get_by_role("button", name="Abort").click()
     await expect(state).to_have_text("aborted")
