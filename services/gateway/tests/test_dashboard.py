@@ -76,7 +76,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def url(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> AsyncIterator[str]:
+async def url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     folder = tmp_path_factory.mktemp("dashboard")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
@@ -412,6 +412,7 @@ async def test_a_phone_sized_screen(browser: Browser, url: str) -> None:
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_with_auth_a_token_signs_in_and_actions_follow_roles(tmp_path: Path) -> None:
+    chromium()  # before starting anything
     key = write_signing_key(tmp_path / "signing.key")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
