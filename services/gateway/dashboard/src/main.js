@@ -54,12 +54,18 @@ function App() {
   const [failure, setFailure] = useState(null);
   const [version, setVersion] = useState(0);
   useEffect(() => {
+    let retry = null;
     get("whoami")
       .then((answer) => {
         setMe(answer);
         setFailure(null);
       })
-      .catch(setFailure);
+      .catch((error) => {
+        setFailure(error);
+        // The gateway is down or restarting: ask again in a while.
+        retry = setTimeout(() => setVersion((n) => n + 1), 3000);
+      });
+    return () => clearTimeout(retry);
   }, [version]);
   useEffect(() => onUnauthorized(() => setVersion((n) => n + 1)), []);
   const signIn = (value) => {
