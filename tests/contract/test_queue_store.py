@@ -855,6 +855,7 @@ async def test_watch_changes_streams_are_bounded(
     store: QueueStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("fluid_dispatcher.store.feed.MAX_FEED_SUBSCRIBERS", 1)
+
     async def hold() -> None:
         async for _ in store.watch_changes():
             pass
