@@ -116,7 +116,7 @@ def dev(
     if "gateway" in names:
         http = os.environ.get("FLUID_HTTP_PORT", "8080")
         console.print(
-            f"  HTTP: [cyan]http://127.0.0.1:{http}/tasks[/] (API docs at /docs)"
+            f"  dashboard: [cyan]http://127.0.0.1:{http}/[/]  HTTP API: /tasks, docs at /docs"
             if http != "0"
             else "  HTTP: on a free port, logged when it listens"
         )
