@@ -74,14 +74,24 @@ def _rpcs(channel: grpc.aio.Channel) -> list[tuple[str, Callable[..., Any], type
     return found
 
 
-async def _send(call: Callable[..., Any], request: Message, streaming: bool) -> grpc.StatusCode:
+# Streams that stay open until the caller leaves (a feed of changes): reaching the
+# deadline is how a healthy one ends, so it counts as OK, after a short one.
+FEEDS = frozenset({"DispatcherService.WatchRuns"})
+
+
+async def _send(
+    name: str, call: Callable[..., Any], request: Message, streaming: bool
+) -> grpc.StatusCode:
+    feed = name in FEEDS
     try:
         if streaming:
-            async for _ in call(request, timeout=1.0):
+            async for _ in call(request, timeout=0.05 if feed else 1.0):
                 pass
         else:
             await call(request, timeout=1.0)
     except grpc.aio.AioRpcError as error:
+        if feed and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return grpc.StatusCode.OK
         return error.code()
     return grpc.StatusCode.OK
 
@@ -100,7 +110,7 @@ async def test_mutated_requests_get_precise_answers_and_the_system_still_works(
         request = request_type()
         mutator.mutate(request)
         _protect(request)
-        code = await _send(call, request, streaming)
+        code = await _send(name, call, request, streaming)
         answers[(name, code.name)] += 1
         if code in BUGS:
             bugs.append(f"{name} -> {code.name}: {str(request)[:300]!r}")
