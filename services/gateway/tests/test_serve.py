@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,53 @@ async def test_the_gateway_runs_alone_beside_the_system(tmp_path: Path, http_por
         (code,) = stop_processes([gateway])
         await host.stop()
     assert code == 0, (tmp_path / "gateway.log").read_text()
+
+
+@pytest.fixture
+def fluid_dev(tmp_path: Path, http_port: int) -> Iterator[str]:
+    """`fluid dev` as a newcomer runs it (its example tasks), on free ports."""
+    variables = {name: value for name, value in os.environ.items() if not name.startswith("FLUID_")}
+    variables["FLUID_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    log = tmp_path / "dev.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fluid_cli",
+                "dev",
+                "--port",
+                str(free_port()),
+                "--http-port",
+                str(http_port),
+            ],
+            env=variables,
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{http_port}"
+        finally:
+            (code,) = stop_processes([process])
+            assert code == 0, log.read_text()
+    assert f"dashboard: http://127.0.0.1:{http_port}/" in log.read_text()
+
+
+async def test_fluid_dev_serves_the_dashboard_and_the_seed_routes(fluid_dev: str) -> None:
+    async with httpx.AsyncClient(base_url=fluid_dev, timeout=10) as http:
+        for _ in range(100):  # the example tasks register once the worker starts
+            try:
+                tasks = (await http.get("/tasks")).json()
+                if "say_hi" in [task["name"] for task in tasks]:
+                    break
+            except httpx.ConnectError:
+                pass
+            await asyncio.sleep(0.1)
+        assert "say_hi" in [task["name"] for task in tasks]
+        page = await http.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        queued = await http.post("/tasks/say_hi", json={"name": "Ada"})
+        assert queued.status_code == 200 and queued.json()["state"] == "queued"
+        refused = await http.post("/tasks/say_hi", json={})
+        assert refused.status_code == 422 and "name" in refused.json()["detail"]
