@@ -861,7 +861,7 @@ async def test_watch_changes_streams_are_bounded(
             pass
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.05)  # the first stream subscribes
+    await asyncio.sleep(0.2)  # the first stream subscribes
     with pytest.raises(ResourceExhaustedError, match="streams of run changes"):
         await anext(store.watch_changes())
     holder.cancel()

@@ -298,6 +298,9 @@ class RedisQueueStore(QueueStore):
         # "changes may have been missed, read the run again".
         self._watchers: dict[str, set[asyncio.Queue[Run | None]]] = {}
         self._feed = ChangeFeed()
+        # Set by the first change stream and kept until the store closes: unsubscribing
+        # from inside a cancelled stream could wait on the connection pool (and leak).
+        self._watching_every_change = False
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -341,7 +344,7 @@ class RedisQueueStore(QueueStore):
                 await self._pubsub.subscribe(
                     self.key("signals"), *(self._changes(run_id) for run_id in self._watchers)
                 )
-                if len(self._feed):
+                if self._watching_every_change:
                     await self._pubsub.psubscribe(self._every_change)
                 self._listening.set()
                 # Anything published while (re)subscribing is unknown: wake everyone.
@@ -706,23 +709,25 @@ class RedisQueueStore(QueueStore):
         return purged
 
     async def watch_changes(self) -> AsyncIterator[Run]:
-        """Every run's channel through one pattern subscription, held while anyone reads;
+        """Every run's channel through one pattern subscription, made by the first stream
+        and kept (each change then reaches this store twice, once per kind of reader);
         changes published before it is in place are not seen."""
         await self._ensure_listener()
         queue = self._feed.add()
         try:
-            if len(self._feed) == 1:
+            if not self._watching_every_change:
+                self._watching_every_change = True
                 try:
-                    await self._pubsub.psubscribe(self._every_change)
+                    # Shielded: a stream cancelled mid-command (its caller's deadline)
+                    # must not leave the shared subscription's connection half-written.
+                    await asyncio.shield(self._pubsub.psubscribe(self._every_change))
                 except RedisError as error:
+                    self._watching_every_change = False
                     raise (store_error(error) or error) from error
             async for run in drain(queue):
                 yield run
         finally:
             self._feed.remove(queue)
-            if not len(self._feed):
-                with contextlib.suppress(Exception):
-                    await self._pubsub.punsubscribe(self._every_change)
 
     async def watch(self, run_id: str) -> AsyncIterator[Run]:
         """Snapshots arrive on the run's channel; a watcher subscribes before reading the
