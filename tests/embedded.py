@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fluid.service.auth import Role, load_key, mint_token
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
 
@@ -54,3 +56,39 @@ def manager_environment(folder: Path, **extra: str) -> Iterator[None]:
         for name, value in extra.items():
             env.setenv(name, value)
         yield
+
+
+GATEWAY_SERVICES = ("history", "dispatcher", "scheduler", "io-worker", "gateway")
+
+
+@contextlib.asynccontextmanager
+async def gateway_system(
+    folder: Path,
+    services: tuple[str, ...] = GATEWAY_SERVICES,
+    *,
+    auth_key_file: Path | None = None,
+) -> AsyncIterator[tuple[Host, str]]:
+    """The services (the gateway among them) in one host on free ports, with
+    ``sample_tasks``, history in ``folder``; with ``auth_key_file``, auth required and the
+    services calling each other with a token of every role. The host and the gateway's URL."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
+        env.setenv("FLUID_BROKER_URL", "memory://")
+        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        env.setenv("FLUID_HTTP_PORT", "0")
+        env.syspath_prepend(str(Path(__file__).parent))
+        if auth_key_file is not None:
+            env.setenv("FLUID_AUTH_KEY_FILES", str(auth_key_file))
+            services_token = mint_token(load_key(auth_key_file), "services", list(Role), 300)
+            env.setenv("FLUID_TOKEN", services_token)
+        host = Host(
+            list(services),
+            settings=ServerSettings(port=0, shutdown_grace_seconds=1),
+            task_modules=["sample_tasks"],
+        )
+        await host.start()
+        try:
+            (gateway,) = [service for service in host._services if service.name == "gateway"]
+            yield host, str(gateway.url)  # type: ignore[attr-defined]
+        finally:
+            await host.stop()

@@ -1,5 +1,6 @@
 """The gateway's tests use the repository's shared test helpers and tasks (tests/):
-``process_helpers``, ``sample_tasks`` (the worker imports it by name)."""
+``embedded.gateway_system``, ``process_helpers``, ``sample_tasks`` (the worker imports it
+by name)."""
 
 from __future__ import annotations
 

@@ -23,13 +23,12 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from fluid.service.auth import Role, mint_token, write_signing_key
-from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
+
+from embedded import gateway_system
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[3]
-TESTS = ROOT / "tests"
 SCREENSHOTS = ROOT / ".build" / "screenshots"
 CHROMIUM = os.environ.get("FLUID_TEST_CHROMIUM", "/usr/bin/chromium")
 # Every wait in the browser is bounded by this (milliseconds).
@@ -43,17 +42,6 @@ def chromium() -> str:
             pytest.fail(message + " (CI=true: a missing browser is a failure)")
         pytest.skip(message)
     return CHROMIUM
-
-
-async def start_host(services: list[str]) -> tuple[Host, str]:
-    host = Host(
-        services,
-        settings=ServerSettings(port=0, shutdown_grace_seconds=1),
-        task_modules=["sample_tasks"],
-    )
-    await host.start()
-    (gateway,) = [service for service in host._services if service.name == "gateway"]
-    return host, str(gateway.url)  # type: ignore[attr-defined]
 
 
 @contextlib.asynccontextmanager
@@ -77,20 +65,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    folder = tmp_path_factory.mktemp("dashboard")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
-        env.setenv("FLUID_BROKER_URL", "memory://")
-        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-        env.setenv("FLUID_HTTP_PORT", "0")
-        env.syspath_prepend(str(TESTS))
-        host, address = await start_host(
-            ["history", "dispatcher", "scheduler", "io-worker", "gateway"]
-        )
-        try:
-            yield address
-        finally:
-            await host.stop()
+    async with gateway_system(tmp_path_factory.mktemp("dashboard")) as (_, address):
+        yield address
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -414,34 +390,31 @@ async def test_a_phone_sized_screen(browser: Browser, url: str) -> None:
 async def test_with_auth_a_token_signs_in_and_actions_follow_roles(tmp_path: Path) -> None:
     chromium()  # before starting anything
     key = write_signing_key(tmp_path / "signing.key")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
-        env.setenv("FLUID_TOKEN", mint_token(key, "services", list(Role), 300))
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
-        env.setenv("FLUID_HTTP_PORT", "0")
-        env.syspath_prepend(str(TESTS))
-        host, address = await start_host(["history", "dispatcher", "io-worker", "gateway"])
-        try:
-            async with launched_chromium() as browser:
-                context = await browser.new_context(base_url=address)
-                context.set_default_timeout(WAIT_MS)
-                signed = await context.new_page()
-                await signed.goto("/#/tasks")
-                await expect(signed.locator("[data-page=login]")).to_be_visible()
-                await screenshot(signed, "login")
-                await signed.get_by_label("Token").fill(mint_token(key, "ann", [Role.read], 60))
-                await signed.get_by_role("button", name="Sign in").click()
-                await expect(signed.get_by_test_id("who")).to_contain_text("ann")
-                # A reader sees the tasks but may neither queue nor switch them.
-                await expect(signed.get_by_test_id("enabled-say_hi")).to_have_text("enabled")
-                await expect(signed.get_by_role("switch")).to_have_count(0)
-                await expect(signed.get_by_role("link", name="Queue…")).to_have_count(0)
-                await signed.goto("/#/tasks/say_hi")
-                await expect(signed.locator("[data-page=task]")).to_contain_text("module")
-                await expect(signed.get_by_test_id("queue-form")).to_have_count(0)
-                stored = await signed.evaluate("sessionStorage.getItem('fluid.token')")
-                assert stored and stored.count(".") == 2
-                await signed.get_by_role("button", name="sign out").click()
-                await expect(signed.locator("[data-page=login]")).to_be_visible()
-        finally:
-            await host.stop()
+    services = ("history", "dispatcher", "io-worker", "gateway")
+    async with (
+        gateway_system(tmp_path, services, auth_key_file=tmp_path / "signing.key") as (
+            _,
+            address,
+        ),
+        launched_chromium() as browser,
+    ):
+        context = await browser.new_context(base_url=address)
+        context.set_default_timeout(WAIT_MS)
+        signed = await context.new_page()
+        await signed.goto("/#/tasks")
+        await expect(signed.locator("[data-page=login]")).to_be_visible()
+        await screenshot(signed, "login")
+        await signed.get_by_label("Token").fill(mint_token(key, "ann", [Role.read], 60))
+        await signed.get_by_role("button", name="Sign in").click()
+        await expect(signed.get_by_test_id("who")).to_contain_text("ann")
+        # A reader sees the tasks but may neither queue nor switch them.
+        await expect(signed.get_by_test_id("enabled-say_hi")).to_have_text("enabled")
+        await expect(signed.get_by_role("switch")).to_have_count(0)
+        await expect(signed.get_by_role("link", name="Queue…")).to_have_count(0)
+        await signed.goto("/#/tasks/say_hi")
+        await expect(signed.locator("[data-page=task]")).to_contain_text("module")
+        await expect(signed.get_by_test_id("queue-form")).to_have_count(0)
+        stored = await signed.evaluate("sessionStorage.getItem('fluid.token')")
+        assert stored and stored.count(".") == 2
+        await signed.get_by_role("button", name="sign out").click()
+        await expect(signed.locator("[data-page=login]")).to_be_visible()

@@ -16,38 +16,21 @@ import pytest_asyncio
 
 from fluid.scheduler import Client, TaskPriority
 from fluid.service.auth import Role, mint_token, write_signing_key
-from fluid.service.host import Host
-from fluid.service.settings import ServerSettings
+
+from embedded import gateway_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-TESTS = Path(__file__).resolve().parents[3] / "tests"
 # The gRPC address of the module's system, for what a test sets up without HTTP.
 SYSTEM: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
-    folder = tmp_path_factory.mktemp("gateway")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
-        env.setenv("FLUID_BROKER_URL", "memory://")
-        env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
-        env.setenv("FLUID_HTTP_PORT", "0")
-        env.syspath_prepend(str(TESTS))
-        host = Host(
-            ["history", "dispatcher", "scheduler", "io-worker", "gateway"],
-            settings=ServerSettings(port=0, shutdown_grace_seconds=1),
-            task_modules=["sample_tasks"],
-        )
-        await host.start()
-        try:
-            (gateway,) = [service for service in host._services if service.name == "gateway"]
-            SYSTEM["address"] = host.address
-            async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as client:  # type: ignore[attr-defined]
-                yield client
-        finally:
-            await host.stop()
+    async with gateway_system(tmp_path_factory.mktemp("gateway")) as (host, url):
+        SYSTEM["address"] = host.address
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+            yield client
 
 
 async def finished(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
@@ -174,37 +157,28 @@ async def test_dead_letters_and_the_api_description(http: httpx.AsyncClient) -> 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_with_auth_each_caller_acts_with_their_own_token(tmp_path: Path) -> None:
     key = write_signing_key(tmp_path / "signing.key")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FLUID_AUTH_KEY_FILES", str(tmp_path / "signing.key"))
-        env.setenv("FLUID_TOKEN", mint_token(key, "services", list(Role), 300))
-        env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
-        env.setenv("FLUID_HTTP_PORT", "0")
-        env.syspath_prepend(str(TESTS))
-        host = Host(
-            ["history", "dispatcher", "io-worker", "gateway"],
-            settings=ServerSettings(port=0, shutdown_grace_seconds=1),
-            task_modules=["sample_tasks"],
-        )
-        await host.start()
-        try:
-            (gateway,) = [service for service in host._services if service.name == "gateway"]
-            async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as anonymous:  # type: ignore[attr-defined]
-                # The gateway lends none of the services' rights to a caller with no token.
-                refused = await anonymous.get("/tasks")
-                assert refused.status_code == 401
-                assert refused.headers["www-authenticate"] == "Bearer"
-                reader = {"authorization": f"Bearer {mint_token(key, 'ann', [Role.read], 60)}"}
-                assert (await anonymous.get("/tasks", headers=reader)).status_code == 200
-                denied = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=reader)
-                assert denied.status_code == 403 and "queue role" in denied.json()["detail"]
-                queuer = {"authorization": f"Bearer {mint_token(key, 'bo', [Role.queue], 60)}"}
-                queued = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=queuer)
-                assert queued.status_code == 200
-                me = (await anonymous.get("/whoami", headers=reader)).json()
-                assert (me["auth"], me["subject"], me["roles"]) == (True, "ann", ["read"])
-                assert (await anonymous.get("/whoami")).json()["roles"] == []
-        finally:
-            await host.stop()
+    services = ("history", "dispatcher", "io-worker", "gateway")
+    async with (
+        gateway_system(tmp_path, services, auth_key_file=tmp_path / "signing.key") as (
+            _,
+            url,
+        ),
+        httpx.AsyncClient(base_url=url, timeout=20) as anonymous,
+    ):
+        # The gateway lends none of the services' rights to a caller with no token.
+        refused = await anonymous.get("/tasks")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        reader = {"authorization": f"Bearer {mint_token(key, 'ann', [Role.read], 60)}"}
+        assert (await anonymous.get("/tasks", headers=reader)).status_code == 200
+        denied = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=reader)
+        assert denied.status_code == 403 and "queue role" in denied.json()["detail"]
+        queuer = {"authorization": f"Bearer {mint_token(key, 'bo', [Role.queue], 60)}"}
+        queued = await anonymous.post("/tasks/say_hi", json={"name": "x"}, headers=queuer)
+        assert queued.status_code == 200
+        me = (await anonymous.get("/whoami", headers=reader)).json()
+        assert (me["auth"], me["subject"], me["roles"]) == (True, "ann", ["read"])
+        assert (await anonymous.get("/whoami")).json()["roles"] == []
 
 
 async def stored_ids(http: httpx.AsyncClient, state: str, wanted: set[str]) -> set[str]:
