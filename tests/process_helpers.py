@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -63,6 +64,35 @@ def serve(service: str, port: int, env: Mapping[str, str], log: Path) -> subproc
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def dev(
+    port: int,
+    http_port: int,
+    env: Mapping[str, str],
+    output: IO[bytes] | IO[str],
+    *args: str,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``fluid dev`` on ``port`` (HTTP on ``http_port``, 0: any) with ``args``
+    (``--tasks ...``), its output written to ``output``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fluid_cli",
+            "dev",
+            "--port",
+            str(port),
+            "--http-port",
+            str(http_port),
+            *args,
+        ],
+        env=dict(env),
+        cwd=cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def system_env(workdir: Path, ports: Mapping[str, int], **extra: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ import pytest
 from fluid.scheduler import Client
 
 from certificates import CertificateAuthority
-from process_helpers import free_port, serving, stop_processes
+from process_helpers import dev, free_port, serving, stop_processes
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = TESTS.parent / "clients" / "typescript"
@@ -111,22 +110,7 @@ def running_fluid_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> I
     }
     log_path = tmp_path / "fluid-dev.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fluid_cli",
-                "dev",
-                "--port",
-                str(port),
-                "--http-port",
-                "0",
-                *TASKS,
-            ],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = dev(port, 0, environment, log, *TASKS)
         try:
             yield f"127.0.0.1:{port}"
         finally:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from fluid.service.host import Host
 from fluid.service.settings import ServerSettings
 
-from process_helpers import free_port, serve, serving, stop_processes
+from process_helpers import dev, free_port, serve, serving, stop_processes
 
 TESTS = Path(__file__).resolve().parents[3] / "tests"
 
@@ -69,22 +67,7 @@ def fluid_dev(tmp_path: Path, http_port: int) -> Iterator[str]:
     variables["FLUID_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
     log = tmp_path / "dev.log"
     with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fluid_cli",
-                "dev",
-                "--port",
-                str(free_port()),
-                "--http-port",
-                str(http_port),
-            ],
-            env=variables,
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        process = dev(free_port(), http_port, variables, output, cwd=tmp_path)
         try:
             yield f"http://127.0.0.1:{http_port}"
         finally:
