@@ -58,7 +58,7 @@ lint: install $(BUF) buf-lint breaking dashboard-check
 	@for dir in $(TEST_DIRS); do [ ! -d $$dir ] || $(RUN) mypy $$dir || exit 1; done
 	$(RUN) lint-imports --no-logo
 
-BENCH_PEERS_ALL := aio-fluid saq taskiq arq
+BENCH_PEERS_ALL := aio-fluid saq taskiq arq dramatiq
 
 bench: install ## fluid's full gRPC path on a local Redis: enqueue rate, throughput, round trip p50/p99
 	$(RUN) python bench/fluid_bench.py

@@ -1,15 +1,25 @@
 """What every peer driver (bench/peers/<peer>/run_bench.py) shares.
 
 Each driver runs under its peer's own virtualenv (.bench/<peer>/), so this module uses only
-the standard library and redis-py, which every peer depends on. The workloads mirror
-bench/fluid_bench.py: SINGLE_CALLS one-per-call enqueues from CONCURRENCY coroutines, then
-RUNS no-op tasks enqueued while ONE worker process consumes them (throughput = RUNS / time
-from the first enqueue to the last task done), then ROUND_TRIPS sequential enqueue-and-wait
-calls through the peer's own result/wait API.
+the standard library and redis-py, which every peer depends on. The workloads are the peers'
+own, measured the way their users run them:
+
+1. Sequential single enqueue: RUNS no-op tasks enqueued one call at a time from one coroutine
+   (no concurrency) while no worker runs yet: `enqueue_single_per_s` = RUNS / elapsed.
+2. Drain: only then ONE worker process is started and empties that full queue. The driver
+   samples the done count every SAMPLE_EVERY seconds; `drain_per_s` is the steady-state rate
+   between the first sample at or above 10% of RUNS and the first at or above 90% (so the
+   worker's start-up and its last stragglers do not count); `drain_total_s`, from the worker's
+   start to the last task done, is reported for information.
+3. Round trip: ROUND_TRIPS sequential enqueue-and-wait calls through the peer's own
+   result/wait API, on the worker that drained the queue, now idle (aio-fluid, which has no
+   cross-process wait, in a consumer process of its own): `p50_ms`, `p99_ms`.
 
 "Done" is counted inside the worker process by the peer's own after-the-task hook and
-published to Redis every few milliseconds by a background coroutine, so the driver never
-polls thousands of job keys (that polling would be the load).
+published to Redis every PUBLISH_EVERY seconds by a background coroutine (DoneCounter) or,
+for thread-based workers, a background thread (ThreadDoneCounter), so the driver never polls
+thousands of job keys (that polling would be the load). A worker publishes 0 as soon as its
+counter starts: that is how the driver knows the worker is up.
 """
 
 from __future__ import annotations
@@ -17,24 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
-RUNS = int(os.environ.get("BENCH_RUNS", "10000"))
-ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "500"))
-# The same one-per-call workload as bench/fluid_bench.py.
-SINGLE_CALLS = int(os.environ.get("BENCH_SINGLE_CALLS", "2000"))
-CONCURRENCY = 32
+RUNS = int(os.environ.get("BENCH_RUNS", "5000"))
+ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
 # Task concurrency of the one worker process: fluid's io-worker default is 100.
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "100"))
 # Where a peer's wait API or worker polls, it polls this often (their defaults are 0.2-0.5 s,
@@ -42,8 +52,13 @@ WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "100"))
 POLL_INTERVAL = float(os.environ.get("BENCH_POLL_INTERVAL", "0.001"))
 REDIS_HOST = os.environ.get("BENCH_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
-TIMEOUT = 30.0
-PUBLISH_EVERY = 0.005
+TIMEOUT = 30.0  # one round trip
+STARTUP_TIMEOUT = 60.0  # a worker process, from its start to its counter's first publish
+# Enqueuing RUNS tasks, or draining them once the worker is up.
+WORKLOAD_TIMEOUT = max(120.0, RUNS / 50)
+PUBLISH_EVERY = 0.005  # the worker's counter publishes this often (when the count changed)
+SAMPLE_EVERY = 0.005  # the driver samples the published count this often during the drain
+DRAIN_FROM, DRAIN_TO = 0.1, 0.9  # the steady-state window of the drain, fractions of RUNS
 
 
 def redis_url(db: int) -> str:
@@ -64,7 +79,7 @@ def done_key(token: str) -> str:
 
 
 class DoneCounter:
-    """Counts finished tasks in the worker and publishes the count to Redis."""
+    """Counts finished tasks in an asyncio worker and publishes the count to Redis."""
 
     def __init__(self, client: aioredis.Redis, token: str) -> None:
         self.client = client
@@ -96,68 +111,105 @@ class DoneCounter:
             await asyncio.sleep(PUBLISH_EVERY)
 
 
+class ThreadDoneCounter:
+    """DoneCounter for thread-based workers: hit() from any thread, a daemon thread publishes."""
+
+    def __init__(self, client: redis.Redis, token: str) -> None:
+        self.client = client
+        self.key = done_key(token)
+        self.count = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hit(self, *_: Any, **__: Any) -> None:
+        with self._lock:  # `+= 1` is not atomic across threads
+            self.count += 1
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._publish, name="bench-done", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _publish(self) -> None:
+        published = -1
+        while not self._stopping.is_set():
+            count = self.count
+            if count != published:
+                self.client.set(self.key, count)
+                published = count
+            self._stopping.wait(PUBLISH_EVERY)
+
+
 async def finished(client: aioredis.Redis, token: str) -> int:
+    """The worker's published done count; -1 while its counter has not started."""
     value = await client.get(done_key(token))
     return int(value) if value is not None else -1
 
 
-async def wait_worker_ready(
-    client: aioredis.Redis, token: str, worker: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + 60
-    while await finished(client, token) < 0:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode} at startup")
-        if time.monotonic() > deadline:
-            raise RuntimeError("the worker did not start within 60 s")
-        await asyncio.sleep(0.05)
+async def enqueue_sequentially(enqueue: Callable[[], Awaitable[object]]) -> dict[str, float]:
+    """Workload 1: RUNS enqueues, one call at a time from this one coroutine.
 
-
-async def until_finished(
-    client: aioredis.Redis, token: str, count: int, worker: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + max(120.0, RUNS / 50)
-    while await finished(client, token) < count:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}")
-        if time.monotonic() > deadline:
-            done = await finished(client, token)
-            raise RuntimeError(f"only {done} of {count} tasks done in time")
-        await asyncio.sleep(0.01)
-
-
-async def enqueue_concurrently(enqueue: Callable[[], Awaitable[object]], calls: int) -> float:
-    """Enqueues `calls` tasks from CONCURRENCY coroutines; returns the elapsed seconds."""
-    pending = iter(range(calls))
-
-    async def one_by_one() -> None:
-        for _ in pending:
+    `enqueue` may also be a coroutine around a peer's synchronous call (dramatiq): the
+    deadline is then checked between calls, as asyncio cannot interrupt one.
+    """
+    deadline = time.perf_counter() + WORKLOAD_TIMEOUT
+    async with asyncio.timeout(WORKLOAD_TIMEOUT):
+        started = time.perf_counter()
+        for done in range(RUNS):
             await enqueue()
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"only {done + 1} of {RUNS} enqueued in time")
+        elapsed = time.perf_counter() - started
+    return {"enqueue_single_per_s": RUNS / elapsed}
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one_by_one() for _ in range(CONCURRENCY)))
-    return time.perf_counter() - started
 
-
-async def enqueue_and_throughput(
-    client: aioredis.Redis,
-    token: str,
-    worker: subprocess.Popen[bytes],
-    enqueue: Callable[[], Awaitable[object]],
+async def drain(
+    client: aioredis.Redis, token: str, worker: subprocess.Popen[bytes], started: float
 ) -> dict[str, float]:
-    """Workloads 1 and 2, with the worker consuming; enqueue one task per call."""
-    figures: dict[str, float] = {}
-    elapsed = await enqueue_concurrently(enqueue, SINGLE_CALLS)
-    figures["enqueue_single_per_s"] = SINGLE_CALLS / elapsed
-    await until_finished(client, token, SINGLE_CALLS, worker)
+    """Workload 2: the worker, started at `started` (time.perf_counter()), empties the queue.
 
-    base = await finished(client, token)
-    started = time.perf_counter()
-    elapsed = await enqueue_concurrently(enqueue, RUNS)
-    figures["enqueue_runs_per_s"] = RUNS / elapsed
-    await until_finished(client, token, base + RUNS, worker)
-    figures["throughput_per_s"] = RUNS / (time.perf_counter() - started)
-    return figures
+    The driver samples the published done count every SAMPLE_EVERY seconds. The worker's
+    first publish (its readiness) may already count finished tasks: only the DRAIN_FROM to
+    DRAIN_TO window goes into `drain_per_s`.
+    """
+    low, high = math.ceil(RUNS * DRAIN_FROM), math.ceil(RUNS * DRAIN_TO)
+    first: tuple[float, int] | None = None  # the first sample >= low
+    last: tuple[float, int] | None = None  # the first sample >= high
+    ready_by = started + STARTUP_TIMEOUT
+    deadline: float | None = None  # set once the worker is up
+    while True:
+        count = await finished(client, token)
+        now = time.perf_counter()
+        if count >= 0 and deadline is None:
+            deadline = now + WORKLOAD_TIMEOUT
+        if first is None and count >= low:
+            first = (now, count)
+        if last is None and count >= high:
+            last = (now, count)
+        if count >= RUNS:
+            break
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode} ({count} done)")
+        if deadline is None and now > ready_by:
+            raise RuntimeError(f"the worker did not start within {STARTUP_TIMEOUT:.0f} s")
+        if deadline is not None and now > deadline:
+            raise RuntimeError(f"only {count} of {RUNS} tasks done in time")
+        await asyncio.sleep(SAMPLE_EVERY)
+    assert first is not None and last is not None
+    if last[0] <= first[0]:
+        raise RuntimeError(
+            f"the drain went from under {DRAIN_FROM:.0%} to {DRAIN_TO:.0%} of {RUNS} runs "
+            f"within one {SAMPLE_EVERY * 1000:.0f} ms sample: raise BENCH_RUNS"
+        )
+    return {
+        "drain_per_s": (last[1] - first[1]) / (last[0] - first[0]),
+        "drain_total_s": now - started,
+    }
 
 
 async def round_trips(call: Callable[[], Awaitable[object]]) -> dict[str, float]:
@@ -230,7 +282,6 @@ def emit(system: str, figures: dict[str, Any]) -> None:
         "system": system,
         "runs": RUNS,
         "round_trips": ROUND_TRIPS,
-        "single_calls": SINGLE_CALLS,
         "worker_concurrency": WORKER_CONCURRENCY,
         "python": sys.version.split()[0],
         **figures,

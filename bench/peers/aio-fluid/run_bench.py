@@ -1,10 +1,12 @@
 """aio-fluid (PyPI `aio-fluid`) on the bench workloads; run under .bench/aio-fluid/.
 
-`python run_bench.py` drives the bench and prints one JSON line; it starts this same file as
-`worker` (one TaskConsumer process consuming the Redis broker) and, for the round trips, as
-`roundtrip`. aio-fluid has no cross-process result API: a run's completion is an in-process
-dispatcher event of the consumer that executed it, so the round trip runs inside one consumer
-process (enqueue -> Redis LPUSH -> BRPOP by one of its workers -> run -> event).
+`python run_bench.py` drives the bench and prints one JSON line: it enqueues BENCH_RUNS runs
+one TaskManager.queue call at a time with no consumer running, then starts this same file as
+`worker` (one TaskConsumer process consuming the Redis broker) and measures it draining that
+queue; then, for the round trips, it stops that worker and starts this file as `roundtrip`.
+aio-fluid has no cross-process result API: a run's completion is an in-process dispatcher
+event of the consumer that executed it, so the round trip runs inside one consumer process
+(enqueue -> Redis LPUSH -> BRPOP by one of its workers -> run -> event).
 Redis db 10; every key carries the bench token (the broker name, the task name) and is deleted.
 """
 
@@ -91,7 +93,7 @@ async def work() -> None:
 
 
 async def roundtrip() -> None:
-    """Both ways aio-fluid offers to wait: its dispatcher event, and queue_and_wait."""
+    """Sequential round trips, each waiting on the dispatcher event of the run's end state."""
     client = aioredis.Redis.from_url(peer_kit.redis_url(DB))
     manager = consumer()
     waiting: dict[str, asyncio.Future[None]] = {}
@@ -114,31 +116,31 @@ async def roundtrip() -> None:
             await manager.queue(TASK_NAME, run_id=run_id)
             await future
 
-        async def queue_and_wait() -> None:
-            await manager.queue_and_wait(TASK_NAME, timeout=30)
-
         figures = await peer_kit.round_trips(on_event)
-        documented = await peer_kit.round_trips(queue_and_wait)
-        figures["queue_and_wait_p50_ms"] = documented["p50_ms"]
-        figures["queue_and_wait_p99_ms"] = documented["p99_ms"]
         await client.set(ROUNDTRIP_KEY, json.dumps(figures))
     finally:
         await manager.shutdown()
         await client.aclose()
 
 
-async def drive(worker: Any) -> dict[str, float]:
+async def drive() -> dict[str, float]:
     client = aioredis.Redis.from_url(peer_kit.redis_url(DB))
     manager = TaskManager(config=TaskManagerConfig(broker_url=BROKER_URL))
     manager.register_task(NOOP)
     try:
         async with manager:
-            await peer_kit.wait_worker_ready(client, TOKEN, worker)
 
             async def enqueue() -> None:
                 await manager.queue(TASK_NAME)
 
-            return await peer_kit.enqueue_and_throughput(client, TOKEN, worker, enqueue)
+            figures = await peer_kit.enqueue_sequentially(enqueue)
+        started = time.perf_counter()
+        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
+        try:
+            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
+        finally:
+            peer_kit.stop_worker(worker)
+        return figures
     finally:
         await client.aclose()
 
@@ -166,11 +168,7 @@ async def clean() -> None:
 def main() -> None:
     me = [sys.executable, __file__]
     try:
-        worker = peer_kit.start_worker([*me, "worker"])
-        try:
-            figures = asyncio.run(drive(worker))
-        finally:
-            peer_kit.stop_worker(worker)
+        figures = asyncio.run(drive())
         rounder = peer_kit.start_worker([*me, "roundtrip"])
         deadline = time.monotonic() + 600
         while rounder.poll() is None and time.monotonic() < deadline:
@@ -188,7 +186,7 @@ def main() -> None:
             "version": peer_kit.package_version("aio-fluid"),
             "bulk_api": "none (TaskManager.queue, one LPUSH per run)",
             "wait_api": "consumer dispatcher event on the run's end state, in the consumer "
-            "process (queue_and_wait polls every 10 ms: see queue_and_wait_p50_ms)",
+            "process (TaskManager.queue_and_wait polls every 10 ms)",
             "config": f"TaskConsumer max_concurrent_tasks={peer_kit.WORKER_CONCURRENCY}, "
             f"Redis pool {peer_kit.WORKER_CONCURRENCY + 10}",
         },

@@ -1,9 +1,12 @@
 """arq (PyPI `arq`) on the bench workloads; run under .bench/arq/.
 
-`python run_bench.py` drives the bench and prints one JSON line; it starts this same file as
-`worker`: one arq Worker process (max_jobs = the bench worker concurrency). arq is poll-based:
-the worker polls its queue (a sorted set) every `poll_delay` and Job.result() polls the result
-key every `poll_delay`; both defaults are 0.5 s, here both are BENCH_POLL_INTERVAL (1 ms).
+`python run_bench.py` drives the bench and prints one JSON line: it enqueues BENCH_RUNS jobs
+one ArqRedis.enqueue_job call at a time with no worker running, then starts this same file as
+`worker` (one arq Worker process, max_jobs = the bench worker concurrency), measures it
+draining that queue, then runs the round trips (enqueue_job, then Job.result()).
+arq is poll-based: the worker polls its queue (a sorted set) every `poll_delay` and
+Job.result() polls the result key every `poll_delay`; both defaults are 0.5 s, here both are
+BENCH_POLL_INTERVAL (1 ms).
 Redis db 14; the queue name and every job id carry the bench token, and all keys are deleted.
 """
 
@@ -12,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,23 +66,28 @@ def work() -> None:
     worker.run()
 
 
-async def drive(worker: subprocess.Popen[bytes]) -> dict[str, float]:
+async def drive() -> dict[str, float]:
     pool: ArqRedis = await create_pool(SETTINGS, default_queue_name=QUEUE)
     ids = itertools.count()
     try:
-        await peer_kit.wait_worker_ready(pool, TOKEN, worker)
 
         async def enqueue() -> None:
             await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
 
-        figures = await peer_kit.enqueue_and_throughput(pool, TOKEN, worker, enqueue)
+        figures = await peer_kit.enqueue_sequentially(enqueue)
+        started = time.perf_counter()
+        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
+        try:
+            figures.update(await peer_kit.drain(pool, TOKEN, worker, started))
 
-        async def round_trip() -> None:
-            job = await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
-            assert job is not None
-            await job.result(timeout=peer_kit.TIMEOUT, poll_delay=peer_kit.POLL_INTERVAL)
+            async def round_trip() -> None:
+                job = await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
+                assert job is not None
+                await job.result(timeout=peer_kit.TIMEOUT, poll_delay=peer_kit.POLL_INTERVAL)
 
-        figures.update(await peer_kit.round_trips(round_trip))
+            figures.update(await peer_kit.round_trips(round_trip))
+        finally:
+            peer_kit.stop_worker(worker)
         return figures
     finally:
         await pool.aclose()
@@ -95,11 +103,7 @@ async def clean() -> None:
 
 def main() -> None:
     try:
-        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
-        try:
-            figures = asyncio.run(drive(worker))
-        finally:
-            peer_kit.stop_worker(worker)
+        figures = asyncio.run(drive())
     finally:
         asyncio.run(clean())
     peer_kit.emit(

@@ -1,9 +1,11 @@
 """SAQ (PyPI `saq`, Redis queue) on the bench workloads; run under .bench/saq/.
 
-`python run_bench.py` drives the bench and prints one JSON line; it starts this same file as
-`worker`: one saq Worker process (concurrency = the bench worker concurrency). SAQ dequeues
-with a blocking BLMOVE. The round trip is Queue.apply (enqueue, then poll the job's status)
-with poll_interval = BENCH_POLL_INTERVAL (default 0.5 s). Job.refresh(until_complete=...) would
+`python run_bench.py` drives the bench and prints one JSON line: it enqueues BENCH_RUNS jobs
+one Queue.enqueue call at a time with no worker running, then starts this same file as
+`worker` (one saq Worker process, concurrency = the bench worker concurrency), measures it
+draining that queue (SAQ dequeues with a blocking BLMOVE), then runs the round trips.
+The round trip is Queue.apply (enqueue, then poll the job's status) with poll_interval =
+BENCH_POLL_INTERVAL (default 0.5 s). Job.refresh(until_complete=...) would
 wait on pub/sub instead, but in saq 0.26.4 it can miss a fast job: the queue's pub/sub
 multiplexer unsubscribes whenever no one listens and re-subscribes asynchronously on the next
 wait, so a job that ends before the subscription is live is never notified and the wait runs
@@ -15,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -64,23 +66,30 @@ async def work() -> None:
         await client.aclose()
 
 
-async def drive(worker: subprocess.Popen[bytes]) -> dict[str, float]:
+async def drive() -> dict[str, float]:
     jobs = queue()
     await jobs.connect()
     client = aioredis.Redis.from_url(peer_kit.redis_url(DB))
     try:
-        await peer_kit.wait_worker_ready(client, TOKEN, worker)
 
         async def enqueue() -> None:
             await jobs.enqueue("noop")
 
-        figures = await peer_kit.enqueue_and_throughput(client, TOKEN, worker, enqueue)
+        figures = await peer_kit.enqueue_sequentially(enqueue)
+        started = time.perf_counter()
+        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
+        try:
+            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
 
-        async def round_trip() -> None:
-            # Raises JobError if the job fails.
-            await jobs.apply("noop", timeout=peer_kit.TIMEOUT, poll_interval=peer_kit.POLL_INTERVAL)
+            async def round_trip() -> None:
+                # Raises JobError if the job fails.
+                await jobs.apply(
+                    "noop", timeout=peer_kit.TIMEOUT, poll_interval=peer_kit.POLL_INTERVAL
+                )
 
-        figures.update(await peer_kit.round_trips(round_trip))
+            figures.update(await peer_kit.round_trips(round_trip))
+        finally:
+            peer_kit.stop_worker(worker)
         return figures
     finally:
         await jobs.disconnect()
@@ -97,11 +106,7 @@ async def clean() -> None:
 
 def main() -> None:
     try:
-        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
-        try:
-            figures = asyncio.run(drive(worker))
-        finally:
-            peer_kit.stop_worker(worker)
+        figures = asyncio.run(drive())
     finally:
         asyncio.run(clean())
     peer_kit.emit(

@@ -1,13 +1,17 @@
 """taskiq + taskiq-redis on the bench workloads; run under .bench/taskiq/.
 
-`python run_bench.py [list|stream]` drives the bench and prints one JSON line. It starts one
-worker with taskiq's own CLI, `taskiq worker run_bench:broker --workers 1` (a supervisor
-process and ONE worker process; --max-async-tasks = the bench worker concurrency, which is
-also taskiq's default of 100), importing this file as the broker module.
+`python run_bench.py [list|stream]` drives the bench and prints one JSON line: it enqueues
+BENCH_RUNS tasks one `.kiq()` call at a time with no worker running, then starts one worker
+with taskiq's own CLI, `taskiq worker run_bench:broker --workers 1` (a supervisor process and
+ONE worker process; --max-async-tasks = the bench worker concurrency, which is also taskiq's
+default of 100), importing this file as the broker module, measures it draining that queue,
+then runs the round trips.
 `list` is taskiq-redis's ListQueueBroker (LPUSH/BRPOP, no acknowledgement), `stream` its
-RedisStreamBroker (consumer group, acknowledged once the result is saved). Results go to
-RedisAsyncResultBackend; the round trip waits with AsyncTaskiqTask.wait_result(check_interval=
-BENCH_POLL_INTERVAL) (the default check_interval is 0.2 s).
+RedisStreamBroker (consumer group, acknowledged once the result is saved; the driver's
+broker.startup() creates the group before the first message, so the late worker sees them
+all). Results go to RedisAsyncResultBackend; the round trip waits with
+AsyncTaskiqTask.wait_result(check_interval=BENCH_POLL_INTERVAL) (the default check_interval
+is 0.2 s).
 Redis db 12 (list) or 13 (stream); every key carries the bench token and is deleted.
 """
 
@@ -16,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,26 +82,39 @@ async def noop() -> None:
     """Does nothing: measures the queue, not the task."""
 
 
-async def drive(worker: subprocess.Popen[bytes]) -> dict[str, float]:
+def worker_command() -> list[str]:
+    return [
+        *(sys.executable, "-m", "taskiq", "worker", "run_bench:broker"),
+        *("--app-dir", str(peer_kit.here(__file__)), "--workers", "1", "--log-level", "ERROR"),
+        *("--max-async-tasks", str(peer_kit.WORKER_CONCURRENCY)),
+    ]
+
+
+async def drive() -> dict[str, float]:
     await broker.startup()  # declares the stream's consumer group before anything is sent
     client = aioredis.Redis.from_url(URL)
     try:
-        await peer_kit.wait_worker_ready(client, TOKEN, worker)
 
         async def enqueue() -> None:
             await noop.kiq()
 
-        figures = await peer_kit.enqueue_and_throughput(client, TOKEN, worker, enqueue)
+        figures = await peer_kit.enqueue_sequentially(enqueue)
+        started = time.perf_counter()
+        worker = peer_kit.start_worker(worker_command(), env={"BENCH_TASKIQ_BROKER": KIND})
+        try:
+            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
 
-        async def round_trip() -> None:
-            sent = await noop.kiq()
-            result = await sent.wait_result(
-                check_interval=peer_kit.POLL_INTERVAL, timeout=peer_kit.TIMEOUT
-            )
-            if result.is_err:
-                raise RuntimeError(f"task failed: {result.error}")
+            async def round_trip() -> None:
+                sent = await noop.kiq()
+                result = await sent.wait_result(
+                    check_interval=peer_kit.POLL_INTERVAL, timeout=peer_kit.TIMEOUT
+                )
+                if result.is_err:
+                    raise RuntimeError(f"task failed: {result.error}")
 
-        figures.update(await peer_kit.round_trips(round_trip))
+            figures.update(await peer_kit.round_trips(round_trip))
+        finally:
+            peer_kit.stop_worker(worker)
         return figures
     finally:
         await broker.shutdown()
@@ -113,18 +130,8 @@ async def clean() -> None:
 
 
 def main() -> None:
-    here = peer_kit.here(__file__)
-    command = [
-        *(sys.executable, "-m", "taskiq", "worker", "run_bench:broker"),
-        *("--app-dir", str(here), "--workers", "1", "--log-level", "ERROR"),
-        *("--max-async-tasks", str(peer_kit.WORKER_CONCURRENCY)),
-    ]
     try:
-        worker = peer_kit.start_worker(command, env={"BENCH_TASKIQ_BROKER": KIND})
-        try:
-            figures = asyncio.run(drive(worker))
-        finally:
-            peer_kit.stop_worker(worker)
+        figures = asyncio.run(drive())
     finally:
         asyncio.run(clean())
     broker_class = "RedisStreamBroker" if KIND == "stream" else "ListQueueBroker"
