@@ -60,10 +60,10 @@ lint: install $(BUF) buf-lint breaking dashboard-check
 
 BENCH_PEERS_ALL := aio-fluid saq taskiq arq dramatiq
 
-bench: install ## fluid's full gRPC path on a local Redis: enqueue rate, throughput, round trip p50/p99
+bench: install ## fluid's full gRPC path on a local Redis: single and bulk enqueue, drain, history lag, round trip p50/p99 and its hops
 	$(RUN) python bench/fluid_bench.py
 
-bench-peers: install ## the same workloads against aio-fluid, SAQ, taskiq and arq (each in .bench/<peer>/), one table
+bench-peers: install ## the peers' workload on fluid (SQLite and PostgreSQL history), aio-fluid, SAQ, taskiq, arq and dramatiq (each in .bench/<peer>/): a table and docs/bench-peers.png
 	UV="$(UV)" bash bench/peers/make_venv.sh $(BENCH_PEERS_ALL)
 	$(RUN) python bench/peers/compare.py
 

@@ -1,15 +1,23 @@
 """`make bench`: fluid's full gRPC path on this machine, with a local Redis.
 
-client -> dispatcher (Redis broker) -> one io-worker process -> history (SQLite), each
-service a separate `fluid serve` process. Prints the enqueue rate (one run per call and
-bulk), the no-op throughput for BENCH_RUNS runs (default 10,000), the queue-to-done round
-trip p50/p99 over 500 sequential queue_and_wait calls, and the dispatcher's memory.
-BENCH_JSON=1 prints the figures as one JSON line instead (read by bench/peers/compare.py).
+client -> dispatcher (Redis broker) -> one io-worker process -> history, each service a
+separate `fluid serve` process, on the peers' own workload (bench/peers/peer_kit.py):
+BENCH_RUNS (default 5,000) no-op runs queued one call at a time from one coroutine with no
+worker consuming, then drained by one io-worker (steady-state rate between 10% and 90% done),
+then the same number queued in bulk (queue_many), then BENCH_ROUND_TRIPS (default 300)
+sequential queue_and_wait calls. Each round trip is split into hops on this process's clock:
+QueueRun answered, the run's `running` and terminal snapshots seen on the dispatcher's Redis
+change channels (a raw subscriber in a thread), and the watcher told. History ingest lag is the
+time from the last run done to the dispatcher's outbox empty (everything handed to history).
+BENCH_HISTORY=sqlite|postgresql picks history's database (default sqlite; postgresql makes a
+fresh database on FLUID_BENCH_POSTGRES_URL, default the local server). BENCH_JSON=1 prints the
+figures as one JSON line instead (read by bench/peers/compare.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -17,9 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis as redis_sync
 import redis.asyncio as aioredis
@@ -27,11 +38,20 @@ import redis.asyncio as aioredis
 from fluid.scheduler import Client
 
 HERE = Path(__file__).parent
-RUNS = int(os.environ.get("BENCH_RUNS", "10000"))
-ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "500"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5000"))
+ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
 REDIS_URL = os.environ.get("FLUID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SINGLE_CALLS = 2000
-CONCURRENCY = 32
+HISTORY = os.environ.get("BENCH_HISTORY", "sqlite")
+POSTGRES_URL = os.environ.get(
+    "FLUID_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+DEADLINE = max(120.0, RUNS / 20)
+HOPS = (
+    "client -> QueueRun answered",
+    "lease wake-up (running seen)",
+    "execution + report applied",
+    "watcher told",
+)
 
 
 def free_port() -> int:
@@ -48,73 +68,188 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def wait_ready(client: Client) -> None:
-    for _ in range(300):
-        try:
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    # The same percentile rule as bench/peers/peer_kit.py.
+    return ordered[max(int(len(ordered) * share) - 1, 0)]
+
+
+class ChangeClock:
+    """When each run's `running` and terminal snapshots reach a raw Redis subscriber: the
+    moments the dispatcher applied the lease and the report (its change channels)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+        # redis-py's sync PubSub is untyped; a thread of its own keeps the timestamps off the
+        # event loop whose latency is being measured. The client is kept: collecting it would
+        # close the subscription's socket.
+        self._redis: Any = redis_sync.Redis.from_url(REDIS_URL)
+        self._pubsub = self._redis.pubsub()
+        self._pubsub.psubscribe(f"{{{namespace}}}:run:*:changes")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.1)
+            if message is None or message["type"] != "pmessage":
+                continue
+            now = time.perf_counter()
+            fields = json.loads(message["data"])
+            key = (fields.get("id", ""), fields.get("state", ""))
+            self.seen.setdefault(key, now)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+        self._redis.close()
+
+
+async def wait_registered(client: Client, worker: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if worker.poll() is not None:
+            raise SystemExit(f"the io-worker exited with code {worker.returncode}")
+        with contextlib.suppress(Exception):
             if any(task.name == "noop" and task.workers for task in await client.list_tasks()):
                 return
-        except Exception:
-            pass
         await asyncio.sleep(0.1)
-    raise SystemExit("the services did not come up")
+    raise SystemExit("the io-worker did not register within 60 s")
 
 
 async def until_finished(redis: aioredis.Redis, key: str, count: int) -> None:
-    # Polls a counter the dispatcher keeps anyway: watching 10,000 runs would be the load.
-    while await redis.zcard(key) < count:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    # Polls a counter the dispatcher keeps anyway: watching thousands of runs would be the load.
+    deadline = time.monotonic() + DEADLINE
+    while await redis.zcard(key) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {await redis.zcard(key)} of {count} runs done in time")
+        await asyncio.sleep(0.005)
 
 
-async def measure(client: Client, redis: aioredis.Redis, finished_key: str) -> dict[str, float]:
+async def drain(redis: aioredis.Redis, key: str, base: int) -> tuple[float, float]:
+    """Steady-state drain rate (runs/s between 10% and 90% done) and the total seconds."""
+    started = time.perf_counter()
+    low = high = None
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        done = await redis.zcard(key) - base
+        now = time.perf_counter()
+        if low is None and done >= RUNS * 0.1:
+            low = (now, done)
+        if high is None and done >= RUNS * 0.9:
+            high = (now, done)
+        if done >= RUNS:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {done} of {RUNS} runs drained in time")
+        await asyncio.sleep(0.005)
+    assert low is not None and high is not None
+    if high[0] <= low[0]:
+        raise SystemExit("10% and 90% done in one sample: raise BENCH_RUNS")
+    return (high[1] - low[1]) / (high[0] - low[0]), time.perf_counter() - started
+
+
+async def history_lag(redis: aioredis.Redis, outbox: str) -> float:
+    started = time.perf_counter()
+    deadline = time.monotonic() + DEADLINE
+    while await redis.xlen(outbox):
+        if time.monotonic() > deadline:
+            raise SystemExit("history did not catch up in time")
+        await asyncio.sleep(0.005)
+    return time.perf_counter() - started
+
+
+async def measure(
+    client: Client,
+    redis: aioredis.Redis,
+    namespace: str,
+    start_worker: Iterator[subprocess.Popen[bytes]],
+) -> dict[str, float]:
     figures: dict[str, float] = {}
-
-    calls = iter(range(SINGLE_CALLS))
-
-    async def one_by_one() -> None:
-        for _ in calls:
-            await client.queue_run("noop", {})
+    finished, outbox = f"{{{namespace}}}:finished", f"{{{namespace}}}:outbox"
 
     started = time.perf_counter()
-    await asyncio.gather(*(one_by_one() for _ in range(CONCURRENCY)))
-    figures["enqueue_single_per_s"] = SINGLE_CALLS / (time.perf_counter() - started)
-    await until_finished(redis, finished_key, SINGLE_CALLS)
+    for _ in range(RUNS):
+        await client.queue_run("noop", {})
+    figures["enqueue_single_per_s"] = RUNS / (time.perf_counter() - started)
 
-    base = await redis.zcard(finished_key)
+    worker = next(start_worker)
+    figures["drain_per_s"], figures["drain_total_s"] = await drain(redis, finished, 0)
+    figures["history_lag_s"] = await history_lag(redis, outbox)
+
     started = time.perf_counter()
     await client.queue_many("noop", ({} for _ in range(RUNS)))
     figures["enqueue_bulk_per_s"] = RUNS / (time.perf_counter() - started)
-    await until_finished(redis, finished_key, base + RUNS)
-    figures["throughput_per_s"] = RUNS / (time.perf_counter() - started)
+    await until_finished(redis, finished, 2 * RUNS)
+    await history_lag(redis, outbox)
 
-    # History still ingests the throughput phase's states: let it catch up, so the round
-    # trips measure the queue rather than a machine busy with the previous workload.
-    outbox = finished_key.replace(":finished", ":outbox")
-    for _ in range(3000):
-        if not await redis.xlen(outbox):
-            break
-        await asyncio.sleep(0.01)
-
+    clock = ChangeClock(namespace)
+    hops: list[list[float]] = [[] for _ in HOPS]
     latencies = []
-    for _ in range(ROUND_TRIPS):
-        begin = time.perf_counter()
-        await client.queue_and_wait("noop", timeout=30)
-        latencies.append((time.perf_counter() - begin) * 1000)
-    latencies.sort()
+    try:
+        for _ in range(ROUND_TRIPS):
+            if worker.poll() is not None:
+                raise SystemExit(f"the io-worker exited with code {worker.returncode}")
+            begin = time.perf_counter()
+            run = await client.queue_run("noop", {})
+            answered = time.perf_counter()
+            done = await client.wait(run.id, timeout=30)
+            told = time.perf_counter()
+            latencies.append((told - begin) * 1000)
+            running = clock.seen.get((run.id, "running"), answered)
+            applied = clock.seen.get((run.id, done.state.value), running)
+            for i, (a, b) in enumerate(
+                ((begin, answered), (answered, running), (running, applied), (applied, told))
+            ):
+                hops[i].append(max(b - a, 0.0) * 1000)
+    finally:
+        clock.close()
     figures["p50_ms"] = statistics.median(latencies)
-    figures["p99_ms"] = latencies[max(int(len(latencies) * 0.99) - 1, 0)]
+    figures["p99_ms"] = percentile(latencies, 0.99)
+    for name, values in zip(HOPS, hops, strict=True):
+        figures[f"hop {name} p50_ms"] = statistics.median(values)
+        figures[f"hop {name} p99_ms"] = percentile(values, 0.99)
     return figures
 
 
-async def run_bench(dispatcher: str, namespace: str, dispatcher_pid: int) -> dict[str, float]:
-    redis = aioredis.Redis.from_url(REDIS_URL)
+@contextlib.contextmanager
+def history_database(workdir: Path) -> Iterator[str]:
+    if HISTORY == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'history.db'}"
+        return
+    if HISTORY != "postgresql":
+        raise SystemExit(f"BENCH_HISTORY={HISTORY!r}: sqlite or postgresql")
+    import psycopg
+
+    name = f"fluid_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     try:
-        async with Client(dispatcher) as client:
-            await wait_ready(client)
-            figures = await measure(client, redis, f"{{{namespace}}}:finished")
-            figures["dispatcher_rss_mb"] = rss_mb(dispatcher_pid)
-        return figures
+        yield f"{base}/{name}"
     finally:
-        await redis.aclose()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def serve(name: str, port: int, env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    with (workdir / f"{name}.log").open("a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fluid_cli", "serve", name, "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wipe(namespace: str) -> None:
@@ -125,49 +260,78 @@ def wipe(namespace: str) -> None:
     client.close()
 
 
+async def run_bench(
+    env: dict[str, str], workdir: Path, processes: dict[str, subprocess.Popen[bytes]]
+) -> dict[str, float]:
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    port = int(env["FLUID_WORKER_PORT"])
+
+    def workers() -> Iterator[subprocess.Popen[bytes]]:
+        while True:
+            processes["io-worker"] = serve("io-worker", port, env, workdir)
+            yield processes["io-worker"]
+
+    start_worker = workers()
+    try:
+        async with Client(env["FLUID_DISPATCHER_ADDRESS"]) as client:
+            # A first worker registers the task, then stops: the runs queue with none consuming.
+            await wait_registered(client, next(start_worker))
+            stop(processes["io-worker"])
+            figures = await measure(client, redis, env["FLUID_BROKER_NAMESPACE"], start_worker)
+            figures["dispatcher_rss_mb"] = rss_mb(processes["dispatcher"].pid)
+        return figures
+    finally:
+        await redis.aclose()
+
+
 def main() -> None:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     ports = {name: free_port() for name in ("history", "dispatcher", "io-worker")}
     workdir = Path(tempfile.mkdtemp(prefix="fluid-bench-"))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(HERE),
-        "FLUID_BROKER_URL": REDIS_URL,
-        "FLUID_BROKER_NAMESPACE": namespace,
-        "FLUID_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'history.db'}",
-        "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
-        "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
-        "FLUID_TASK_MODULES": "bench_tasks",
-        "FLUID_LOG_LEVEL": "WARNING",
-    }
-    processes = {}
-    for name, port in ports.items():
-        with (workdir / f"{name}.log").open("w") as log:
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "fluid_cli", "serve", name, "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-    try:
-        figures = asyncio.run(
-            run_bench(env["FLUID_DISPATCHER_ADDRESS"], namespace, processes["dispatcher"].pid)
-        )
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            process.wait(timeout=30)
-        wipe(namespace)
+    with history_database(workdir) as database_url:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(HERE),
+            "FLUID_BROKER_URL": REDIS_URL,
+            "FLUID_BROKER_NAMESPACE": namespace,
+            "FLUID_DATABASE_URL": database_url,
+            "FLUID_DISPATCHER_ADDRESS": f"127.0.0.1:{ports['dispatcher']}",
+            "FLUID_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",
+            "FLUID_WORKER_PORT": str(ports["io-worker"]),
+            "FLUID_TASK_MODULES": "bench_tasks",
+            "FLUID_LOG_LEVEL": "WARNING",
+        }
+        processes = {
+            name: serve(name, ports[name], env, workdir) for name in ("history", "dispatcher")
+        }
+        try:
+            figures = asyncio.run(run_bench(env, workdir, processes))
+        finally:
+            for process in processes.values():
+                stop(process)
+            wipe(namespace)
     if os.environ.get("BENCH_JSON") == "1":  # one JSON line, for bench/peers/compare.py
-        print(json.dumps({"system": "fluid", "runs": RUNS, "round_trips": ROUND_TRIPS, **figures}))
+        print(
+            json.dumps(
+                {
+                    "system": f"fluid ({HISTORY})",
+                    "runs": RUNS,
+                    "round_trips": ROUND_TRIPS,
+                    **figures,
+                }
+            )
+        )
         return
-    print(f"fluid: Redis broker, 1 io-worker process, history on SQLite, {RUNS} no-op runs")
-    print(f"  enqueue, one run per call  {figures['enqueue_single_per_s']:8.0f} runs/s")
-    print(f"  enqueue, bulk (queue_many) {figures['enqueue_bulk_per_s']:8.0f} runs/s")
-    print(f"  no-op throughput           {figures['throughput_per_s']:8.0f} runs/s")
-    print(f"  round trip p50 / p99       {figures['p50_ms']:6.2f} / {figures['p99_ms']:.2f} ms")
-    print(f"  dispatcher RSS             {figures['dispatcher_rss_mb']:8.1f} MB")
+    print(f"fluid: Redis broker, 1 io-worker process, history on {HISTORY}, {RUNS} no-op runs")
+    print(f"  enqueue, one call at a time  {figures['enqueue_single_per_s']:8.0f} calls/s")
+    print(f"  enqueue, bulk (queue_many)   {figures['enqueue_bulk_per_s']:8.0f} runs/s")
+    print(f"  drain by one io-worker       {figures['drain_per_s']:8.0f} runs/s (10%-90%)")
+    print(f"  history ingest lag           {figures['history_lag_s']:8.2f} s after the drain")
+    print(f"  round trip p50 / p99         {figures['p50_ms']:6.2f} / {figures['p99_ms']:.2f} ms")
+    for name in HOPS:
+        p50, p99 = figures[f"hop {name} p50_ms"], figures[f"hop {name} p99_ms"]
+        print(f"    {name:32} {p50:6.2f} / {p99:.2f} ms")
+    print(f"  dispatcher RSS               {figures['dispatcher_rss_mb']:8.1f} MB")
 
 
 if __name__ == "__main__":
