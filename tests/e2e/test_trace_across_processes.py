@@ -15,12 +15,17 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
 
 from fluid.scheduler import Client, TaskState
+from fluid.scheduler.run import new_run_id
+from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from fluid.scheduler.wire import struct_from_dict
+from fluid.service.telemetry import context_from
 
 from history_polling import stored_run
 from process_helpers import free_port, serve, serving, stop_processes, system_env
@@ -144,3 +149,50 @@ async def test_a_cpu_child_of_an_io_run_is_one_trace_across_processes(
     assert parent_of(process) == runner
     # History's writes of both runs join the trace too.
     assert any(s.service == "fluid-history" and s.name == "history.record" for s in trace)
+
+
+CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-b7ad6b7169203331-01"
+
+
+@pytest.mark.timeout(120)
+async def test_a_run_joins_its_callers_trace_when_no_process_records_spans(
+    tmp_path: Path,
+) -> None:
+    # No OTEL_* variables: the services skip OpenTelemetry's interceptors, and the trace
+    # context travels in the call's metadata alone.
+    ports = {name: free_port() for name in ("history", "dispatcher", "io-worker")}
+    env = {k: v for k, v in system_env(tmp_path, ports).items() if not k.startswith("OTEL_")}
+    processes = [serve(name, port, env, tmp_path / f"{name}.log") for name, port in ports.items()]
+    try:
+        for port in ports.values():
+            await serving(f"127.0.0.1:{port}")
+        address = env["FLUID_DISPATCHER_ADDRESS"]
+        async with Client(address) as client:
+            for _ in range(200):
+                if "say_hi" in {task.name for task in await client.list_tasks()}:
+                    break
+                await asyncio.sleep(0.05)
+            token = otel_context.attach(context_from({"traceparent": CALLER_TRACEPARENT}))
+            try:
+                joined = await client.queue_and_wait("say_hi", name="traced", timeout=30)
+            finally:
+                otel_context.detach(token)
+            alone = await client.queue_run("say_hi", {"name": "untraced"})
+        # A context that does not parse is dropped: the run gets a trace of its own.
+        async with grpc.aio.insecure_channel(address) as channel:
+            response = await dispatcher_pb2_grpc.DispatcherServiceStub(channel).QueueRun(
+                dispatcher_pb2.QueueRunRequest(
+                    task="say_hi", params=struct_from_dict({"name": "bad"}), run_id=new_run_id()
+                ),
+                metadata=(("traceparent", "00-not-a-trace-01"),),
+            )
+    finally:
+        codes = await asyncio.to_thread(stop_processes, processes)
+    assert codes == [0] * len(processes)
+    assert joined.state is TaskState.success
+    assert joined.trace_context["traceparent"].split("-")[1] == CALLER_TRACE
+    for run in (alone.trace_context, dict(response.run.trace_context)):
+        trace_id = run["traceparent"].split("-")[1]
+        assert len(trace_id) == 32
+        assert trace_id != CALLER_TRACE

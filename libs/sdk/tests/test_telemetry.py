@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from fluid.service.telemetry import _is_traced, context_from, run_trace_context
+from fluid.service.grpc_tracing import _is_traced
+from fluid.service.telemetry import context_from, run_trace_context
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any, cast
 
 import grpc
 import jwt
@@ -37,6 +37,12 @@ from pydantic_settings import NoDecode
 
 from fluid.scheduler.v1 import dispatcher_pb2, history_pb2, scheduler_pb2
 
+from .call_metadata import (
+    ServerInterceptorBase,
+    UnaryStreamInterceptor,
+    UnaryUnaryInterceptor,
+    with_metadata,
+)
 from .settings import FluidBaseSettings
 
 ISSUER = "fluid"
@@ -288,16 +294,6 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-if TYPE_CHECKING:
-    ServerInterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
-    _UnaryUnaryInterceptor = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
-    _UnaryStreamInterceptor = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
-else:  # generic only in the type stubs
-    ServerInterceptorBase = grpc.aio.ServerInterceptor
-    _UnaryUnaryInterceptor = grpc.aio.UnaryUnaryClientInterceptor
-    _UnaryStreamInterceptor = grpc.aio.UnaryStreamClientInterceptor
-
-
 class AuthInterceptor(ServerInterceptorBase):
     """Ends a call UNAUTHENTICATED without a valid token and PERMISSION_DENIED without its
     role; lets an allowed call run with ``current_caller`` set. Health is always open,
@@ -388,16 +384,12 @@ def _streamed(
 
 def _with_token(details: Any, header: Iterable[str]) -> Any:
     pair = tuple(header)
-    if not pair:
-        return details
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata.add(*pair)
-    return details._replace(metadata=metadata)
+    return with_metadata(details, [(pair[0], pair[1])] if pair else [])
 
 
 # Two classes, not one with both methods: a channel files each interceptor under the first
 # kind it is an instance of, so one object would never see the streams (WatchRun).
-class _UnaryBearer(_UnaryUnaryInterceptor):
+class _UnaryBearer(UnaryUnaryInterceptor):
     def __init__(self, header: Iterable[str]) -> None:
         self.header = header
 
@@ -407,7 +399,7 @@ class _UnaryBearer(_UnaryUnaryInterceptor):
         return await continuation(_with_token(client_call_details, self.header), request)
 
 
-class _StreamBearer(_UnaryStreamInterceptor):
+class _StreamBearer(UnaryStreamInterceptor):
     def __init__(self, header: Iterable[str]) -> None:
         self.header = header
 

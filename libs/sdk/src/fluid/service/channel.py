@@ -15,8 +15,8 @@ import grpc
 from fluid.scheduler.limits import limits
 
 from .auth import bearer_interceptors
+from .grpc_tracing import client_interceptors
 from .settings import ClientSettings
-from .telemetry import client_interceptors
 from .tls import TlsSettings, create_channel
 
 GrpcOptions = list[tuple[str, int | str]]

@@ -23,11 +23,13 @@ from grpc_reflection.v1alpha import reflection
 from fluid.scheduler.errors import FluidError
 from fluid.scheduler.limits import truncated
 
-from .auth import AuthInterceptor, AuthSettings, ServerInterceptorBase, Verifier
+from .auth import AuthInterceptor, AuthSettings, Verifier
+from .call_metadata import ServerInterceptorBase
 from .channel import server_options
+from .grpc_tracing import server_interceptors
 from .metrics import configure_metrics
 from .settings import ClientSettings, ServerSettings
-from .telemetry import configure_tracing, flush_tracing, server_interceptors
+from .telemetry import configure_tracing, flush_tracing
 from .tls import TlsSettings, add_port
 
 ENTRY_POINT_GROUP = "fluid.services"

@@ -6,21 +6,17 @@ process imports this module for ``context_from`` and should not pay for grpc wit
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-if TYPE_CHECKING:
-    import grpc
-
 _PROPAGATOR = TraceContextTextMapPropagator()
+_FIELDS = frozenset(_PROPAGATOR.fields)
 
 logger = logging.getLogger("fluid.telemetry")
 
@@ -74,56 +70,29 @@ def flush_tracing(timeout_seconds: float = 5.0) -> None:
         force_flush(int(timeout_seconds * 1000))
 
 
-@functools.cache
-def _untraced_methods() -> frozenset[str]:
-    """RPCs that carry many runs at once (leases, reports, history batches) or stream for a
-    long time: they belong to no single run's trace, each run gets its own spans instead
-    (execution, history write) parented on the trace stored with it. Tracing them, like
-    health checks and reflection, would only add cost to the hot path and noise to the
-    traces."""
-    # Named by the generated servicers' methods rather than as strings, so renaming one of
-    # these RPCs fails type checking instead of quietly tracing it. Imported here: only a
-    # process with gRPC interceptors, and so grpc already loaded, asks.
-    from fluid.scheduler.v1.dispatcher_pb2_grpc import DispatcherServiceServicer as Dispatcher
-    from fluid.scheduler.v1.history_pb2_grpc import HistoryServiceServicer as History
-
-    return frozenset(
-        rpc.__name__
-        for rpc in (
-            Dispatcher.LeaseRuns,
-            Dispatcher.Heartbeat,
-            Dispatcher.ReportRuns,
-            Dispatcher.ReleaseRuns,
-            Dispatcher.RegisterWorker,
-            Dispatcher.WatchRun,
-            History.RecordRuns,
-        )
-    )
+def spans_recorded() -> bool:
+    """Whether this process records spans: a tracer provider is installed, by
+    configure_tracing or by the application. Asked per call, as one may be installed after
+    a channel or server was made."""
+    return not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
 
 
-@functools.lru_cache(maxsize=256)
-def _is_traced(method: str) -> bool:
-    service, _, name = method.lstrip("/").rpartition("/")
-    return service.startswith("fluid.") and name not in _untraced_methods()
+_NOT_RECORDING = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
-def _traced_rpcs(details: Any) -> bool:
-    # A plain function: the library's composable filters cost more than the RPC they
-    # decide about (typing.Protocol checks on every call).
-    method = details.method
-    return _is_traced(method.decode() if isinstance(method, bytes) else method)
-
-
-def server_interceptors() -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-    return [aio_server_interceptor(filter_=_traced_rpcs)]  # type: ignore[no-untyped-call]
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-    return list(aio_client_interceptors(filter_=_traced_rpcs))  # type: ignore[no-untyped-call]
+def caller_trace_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """The trace a call belongs to, to store on the runs it queues: the server span's while
+    spans are recorded, else the caller's as its metadata carries it (read back through the
+    propagator, so only a well-formed context is kept); {} outside any trace."""
+    carrier = current_trace_context()
+    if carrier or not metadata:
+        return carrier
+    sent = {key: value for key, value in metadata if key in _FIELDS and isinstance(value, str)}
+    if not sent:
+        return {}
+    carrier = {}
+    _PROPAGATOR.inject(carrier, context=_PROPAGATOR.extract(sent))
+    return carrier
 
 
 def current_trace_context() -> dict[str, str]:

@@ -15,7 +15,7 @@ from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RunError, RunReport, RunRequest, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, run_pb2
-from fluid.service.telemetry import run_trace_context
+from fluid.service.telemetry import caller_trace_context, run_trace_context
 
 from ..domain.dispatcher import Dispatcher
 from ..domain.records import Lease
@@ -44,7 +44,9 @@ def _worker_call() -> Iterator[None]:
         raise UnavailableError(str(error)) from None
 
 
-def _run_request(request: dispatcher_pb2.QueueRunRequest) -> RunRequest:
+def _run_request(
+    request: dispatcher_pb2.QueueRunRequest, caller_trace: dict[str, str]
+) -> RunRequest:
     with _fields():
         return RunRequest(
             task=request.task,
@@ -58,9 +60,9 @@ def _run_request(request: dispatcher_pb2.QueueRunRequest) -> RunRequest:
                 else None
             ),
             from_run_id=request.from_run_id,
-            # The server span is a child of the caller's span: storing it makes the run's
-            # later execution join the caller's trace.
-            trace_context=run_trace_context(),
+            # The caller's trace (or the server span, a child of the caller's, while spans
+            # are recorded): storing it makes the run's execution join that trace.
+            trace_context=caller_trace or run_trace_context(),
         )
 
 
@@ -80,16 +82,18 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def QueueRun(
         self, request: dispatcher_pb2.QueueRunRequest, context: Context
     ) -> dispatcher_pb2.QueueRunResponse:
-        run, created = await self.dispatcher.queue_run(_run_request(request))
+        caller_trace = caller_trace_context(context.invocation_metadata())
+        run, created = await self.dispatcher.queue_run(_run_request(request, caller_trace))
         return dispatcher_pb2.QueueRunResponse(run=wire.run_to_pb(run), created=created)
 
     async def QueueRuns(
         self, request: dispatcher_pb2.QueueRunsRequest, context: Context
     ) -> dispatcher_pb2.QueueRunsResponse:
         requests = []
+        caller_trace = caller_trace_context(context.invocation_metadata())
         for index, item in enumerate(request.runs):
             try:
-                requests.append(_run_request(item))
+                requests.append(_run_request(item, caller_trace))
             except InvalidArgumentError as error:
                 raise InvalidArgumentError(f"runs[{index}].{error}") from None
         queued = await self.dispatcher.queue_runs(requests)
