@@ -59,6 +59,8 @@ CAS_ATTEMPTS = 50
 # lifecycle handlers hear them.
 ANNOUNCED_STATES = frozenset({TaskState.rate_limited, TaskState.interrupted, TaskState.aborted})
 SETTLED_PER_REPLY = 64
+# Worker records cached at once (Dispatcher._worker); past it, the stale ones are dropped.
+MAX_CACHED_WORKERS = 1024
 
 Transition = Callable[[Run, Lease | None], Run | None]
 """What a run as read (with its lease) becomes, or None to leave it: a pure function."""
@@ -100,6 +102,9 @@ class Dispatcher:
         # Bumped by every change this replica makes to a task: a read that overlapped
         # a change may hold the old record and must not be cached.
         self._task_changes = 0
+        # Registered workers, cached like tasks: every lease, report and heartbeat of a
+        # worker needs its record, and each read was a store round trip on the run's path.
+        self._workers: dict[str, tuple[WorkerRecord, float]] = {}
 
     async def _task(self, name: str) -> TaskRecord | None:
         """The task's registration, cached for ``task_cache_ttl``: every queue, lease and
@@ -153,6 +158,7 @@ class Dispatcher:
             last_seen=self.clock(),
         )
         registered = await self.store.register_worker(worker, definitions, started)
+        self._workers.pop(worker_id, None)
         self._forget_tasks(definition.name for definition in definitions)
         for definition, outcome in zip(definitions, registered, strict=True):
             _log_changed_definition(worker_id, started, definition, outcome)
@@ -165,6 +171,7 @@ class Dispatcher:
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self.store.remove_worker(worker_id)
+        self._workers.pop(worker_id, None)
 
     def _alive(self, worker: WorkerRecord, now: datetime) -> bool:
         return now - worker.last_seen <= 3 * self.config.lease_ttl
@@ -370,9 +377,24 @@ class Dispatcher:
 
     # -- workers' side -------------------------------------------------------------
     async def _worker(self, worker_id: str) -> WorkerRecord:
+        """The worker's record, cached for ``task_cache_ttl``. A worker removed meanwhile
+        (by another replica, or as dead) is told so that much later: until then its
+        calls are served as before, and its leases are still checked run by run."""
+        now = time.monotonic()
+        cached = self._workers.get(worker_id)
+        if cached is not None and now - cached[1] < self.config.task_cache_ttl.total_seconds():
+            return cached[0]
         worker = await self.store.get_worker(worker_id) if worker_id else None
         if worker is None:
+            self._workers.pop(worker_id, None)
             raise FailedPreconditionError(f"worker {worker_id!r} is not registered")
+        if len(self._workers) >= MAX_CACHED_WORKERS:  # workers come and go: keep the live
+            self._workers = {
+                key: entry
+                for key, entry in self._workers.items()
+                if now - entry[1] < self.config.task_cache_ttl.total_seconds()
+            }
+        self._workers[worker_id] = (worker, now)
         return worker
 
     async def lease_runs(
