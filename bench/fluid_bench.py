@@ -4,7 +4,8 @@ client -> dispatcher (Redis broker) -> one io-worker process -> history, each se
 separate `fluid serve` process, on the peers' own workload (bench/peers/peer_kit.py):
 BENCH_RUNS (default 5,000) no-op runs queued one call at a time from one coroutine with no
 worker consuming, then drained by one io-worker (steady-state rate between 10% and 90% done),
-then the same number queued in bulk (queue_many), then BENCH_ROUND_TRIPS (default 300)
+then the same number queued in bulk (queue_many), then as concurrent queue() calls all
+at once (which the client coalesces into QueueRuns), then BENCH_ROUND_TRIPS (default 300)
 sequential queue_and_wait calls. Each round trip is split into hops on this process's clock:
 QueueRun answered, the run's `running` and terminal snapshots seen on the dispatcher's Redis
 change channels (a raw subscriber in a thread), and the watcher told. History ingest lag is the
@@ -184,6 +185,13 @@ async def measure(
     await until_finished(redis, finished, 2 * RUNS)
     await history_lag(redis, outbox)
 
+    # Every queue() call at once, as a web app under load makes them: the client coalesces.
+    started = time.perf_counter()
+    await asyncio.gather(*(client.queue_run("noop", {}) for _ in range(RUNS)))
+    figures["enqueue_concurrent_per_s"] = RUNS / (time.perf_counter() - started)
+    await until_finished(redis, finished, 3 * RUNS)
+    await history_lag(redis, outbox)
+
     clock = ChangeClock(namespace)
     hops: list[list[float]] = [[] for _ in HOPS]
     latencies = []
@@ -325,6 +333,7 @@ def main() -> None:
     print(f"fluid: Redis broker, 1 io-worker process, history on {HISTORY}, {RUNS} no-op runs")
     print(f"  enqueue, one call at a time  {figures['enqueue_single_per_s']:8.0f} calls/s")
     print(f"  enqueue, bulk (queue_many)   {figures['enqueue_bulk_per_s']:8.0f} runs/s")
+    print(f"  enqueue, all calls at once   {figures['enqueue_concurrent_per_s']:8.0f} calls/s")
     print(f"  drain by one io-worker       {figures['drain_per_s']:8.0f} runs/s (10%-90%)")
     print(f"  history ingest lag           {figures['history_lag_s']:8.2f} s after the drain")
     print(f"  round trip p50 / p99         {figures['p50_ms']:6.2f} / {figures['p99_ms']:.2f} ms")

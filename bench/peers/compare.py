@@ -188,6 +188,8 @@ def notes(all_systems: list[System]) -> list[str]:
         if system.venv is None:
             out.append(
                 f"{system.name}: full gRPC path (client -> dispatcher -> 1 io-worker -> history), "
+                f"{figures.get('enqueue_concurrent_per_s', 0):,.0f} calls/s with every queue() "
+                "call at once (coalesced), "
                 f"history ingest lag {figures.get('history_lag_s', 0):.2f} s after the drain, "
                 f"dispatcher RSS {figures.get('dispatcher_rss_mb', 0):.1f} MB; "
                 f"load before {system.load}"

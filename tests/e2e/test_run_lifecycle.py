@@ -202,3 +202,22 @@ async def test_what_a_run_logs_is_kept_as_its_output(
         f"INFO fluid.task.chatty: starting {run.id}",
         "WARNING fluid.task.chatty: almost done",
     )
+
+
+async def test_concurrent_queue_calls_are_each_answered_for_their_own_request(
+    client: Client,
+) -> None:
+    # Far more calls than the client sends at once: most travel in shared QueueRuns, and
+    # the one invalid request fails alone.
+    calls = [client.queue("say_hi", name=f"n{i}") for i in range(300)]
+    calls.insert(150, client.queue("say_hi", nom="typo"))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = results.pop(150)
+    assert isinstance(refused, InvalidArgumentError)
+    assert "name" in str(refused)
+    assert all(not isinstance(run, BaseException) for run in results)
+    runs = [run for run in results if not isinstance(run, BaseException)]
+    assert len({run.id for run in runs}) == 300
+    assert [run.params["name"] for run in runs] == [f"n{i}" for i in range(300)]
+    done = await asyncio.gather(*(client.wait(run.id, timeout=60) for run in runs[::50]))
+    assert {run.state for run in done} == {TaskState.success}
