@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_sync
 import redis.asyncio as aioredis
@@ -69,6 +69,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU the process used so far (steadier than wall time on a busy box)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     # The same percentile rule as bench/peers/peer_kit.py.
@@ -84,7 +90,7 @@ class ChangeClock:
         # redis-py's sync PubSub is untyped; a thread of its own keeps the timestamps off the
         # event loop whose latency is being measured. The client is kept: collecting it would
         # close the subscription's socket.
-        self._redis: Any = redis_sync.Redis.from_url(REDIS_URL)
+        self._redis = cast(Any, redis_sync.Redis.from_url(REDIS_URL))
         self._pubsub = self._redis.pubsub()
         self._pubsub.psubscribe(f"{{{namespace}}}:run:*:changes")
         self._stop = threading.Event()
@@ -166,17 +172,23 @@ async def measure(
     redis: aioredis.Redis,
     namespace: str,
     start_worker: Iterator[subprocess.Popen[bytes]],
+    dispatcher: int,
 ) -> dict[str, float]:
     figures: dict[str, float] = {}
     finished, outbox = f"{{{namespace}}}:finished", f"{{{namespace}}}:outbox"
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(dispatcher)
     for _ in range(RUNS):
         await client.queue_run("noop", {})
     figures["enqueue_single_per_s"] = RUNS / (time.perf_counter() - started)
+    await history_lag(redis, outbox)  # the dispatcher's work for a queued run ends there
+    figures["dispatcher_cpu_ms_per_enqueue"] = (cpu_seconds(dispatcher) - cpu) * 1000 / RUNS
 
+    cpu = cpu_seconds(dispatcher)
     worker = next(start_worker)
     figures["drain_per_s"], figures["drain_total_s"] = await drain(redis, finished, 0)
+    figures["dispatcher_cpu_ms_per_drained_run"] = (cpu_seconds(dispatcher) - cpu) * 1000 / RUNS
+    figures["worker_cpu_ms_per_drained_run"] = cpu_seconds(worker.pid) * 1000 / RUNS
     figures["history_lag_s"] = await history_lag(redis, outbox)
 
     started = time.perf_counter()
@@ -193,6 +205,7 @@ async def measure(
     await history_lag(redis, outbox)
 
     clock = ChangeClock(namespace)
+    cpu = cpu_seconds(dispatcher)
     hops: list[list[float]] = [[] for _ in HOPS]
     latencies = []
     try:
@@ -213,6 +226,9 @@ async def measure(
                 hops[i].append(max(b - a, 0.0) * 1000)
     finally:
         clock.close()
+    figures["dispatcher_cpu_ms_per_round_trip"] = (
+        (cpu_seconds(dispatcher) - cpu) * 1000 / ROUND_TRIPS
+    )
     figures["p50_ms"] = statistics.median(latencies)
     figures["p99_ms"] = percentile(latencies, 0.99)
     for name, values in zip(HOPS, hops, strict=True):
@@ -285,7 +301,13 @@ async def run_bench(
             # A first worker registers the task, then stops: the runs queue with none consuming.
             await wait_registered(client, next(start_worker))
             stop(processes["io-worker"])
-            figures = await measure(client, redis, env["FLUID_BROKER_NAMESPACE"], start_worker)
+            figures = await measure(
+                client,
+                redis,
+                env["FLUID_BROKER_NAMESPACE"],
+                start_worker,
+                processes["dispatcher"].pid,
+            )
             figures["dispatcher_rss_mb"] = rss_mb(processes["dispatcher"].pid)
         return figures
     finally:
@@ -340,6 +362,16 @@ def main() -> None:
     for name in HOPS:
         p50, p99 = figures[f"hop {name} p50_ms"], figures[f"hop {name} p99_ms"]
         print(f"    {name:32} {p50:6.2f} / {p99:.2f} ms")
+    print(
+        f"  dispatcher CPU per run       {figures['dispatcher_cpu_ms_per_enqueue']:8.2f} ms queued "
+        f"one call at a time, {figures['dispatcher_cpu_ms_per_drained_run']:.2f} ms drained, "
+        f"{figures['dispatcher_cpu_ms_per_round_trip']:.2f} ms per round trip"
+    )
+    print(
+        f"  io-worker CPU per run        {figures['worker_cpu_ms_per_drained_run']:8.2f} ms "
+        "drained"
+        " (its start-up included)"
+    )
     print(f"  dispatcher RSS               {figures['dispatcher_rss_mb']:8.1f} MB")
 
 
