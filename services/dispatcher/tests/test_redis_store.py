@@ -3,6 +3,7 @@ snapshot, a namespace written before the counts of waiting runs existed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -84,3 +85,30 @@ def _queued(run_id: str, execute_after: datetime | None = None) -> Run:
         execute_after=execute_after,
         version=1,
     )
+
+
+async def test_a_take_that_skips_an_empty_list_still_sees_another_replicas_announcement(
+    store: RedisQueueStore,
+) -> None:
+    replica = RedisQueueStore(redis_url(), namespace=store.prefix.strip("{}:"))
+    try:
+        await store.work_ticket()  # subscribed: the signals it hears keep its skips honest
+        assert await store.take_announced(["add"], 10) == []
+        # Found empty, nothing heard since: the next take does not ask Redis.
+        await store.redis.rpush(store.key("announced", "add"), "unheard")
+        assert await store.take_announced(["add"], 10) == []
+        await store.redis.delete(store.key("announced", "add"))
+
+        await replica.announce([("add", "a1")])
+        taken: list[str] = []
+        for _ in range(200):  # the signal reaches this store's subscription
+            taken = await store.take_announced(["add"], 10)
+            if taken:
+                break
+            await asyncio.sleep(0.01)
+        assert taken == ["a1"]
+        # Its own announcements count at once, before their signal comes back.
+        await store.announce([("add", "a2")])
+        assert await store.take_announced(["add"], 10) == ["a2"]
+    finally:
+        await replica.close()

@@ -86,6 +86,8 @@ OUTBOX_CLAIM_IDLE_MS = 30_000
 DEFAULT_MAX_CONNECTIONS = 64
 # Runs added by one script call: a thousand runs hold Redis for tens of milliseconds.
 ADD_CHUNK = 200
+# Tasks whose empty announced list a store remembers; past it, it forgets them all.
+MAX_EMPTY_REMEMBERED = 10_000
 
 
 def _ts(value: datetime | None) -> str:
@@ -307,6 +309,13 @@ class RedisQueueStore(QueueStore):
         self._group_ready = False
         self._next_due: float | None = None
         self._next_claim = 0.0
+        # Announcements heard of (``announce`` here, "announced" signals from any replica),
+        # bumped too on each (re)subscription, when what was published meanwhile is
+        # unknown. A task whose list a take found empty, with nothing heard since, is not
+        # asked again: most lease replies then cost no round trip for the settled runs.
+        self._announcements = 0
+        self._subscribed = False
+        self._found_empty: dict[str, int] = {}
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -346,14 +355,19 @@ class RedisQueueStore(QueueStore):
                 )
                 if self._watching_every_change:
                     await self._pubsub.psubscribe(self._every_change)
+                self._announcements += 1
+                self._subscribed = True
                 self._listening.set()
                 # Anything published while (re)subscribing is unknown: wake everyone.
                 self._work.fire()
                 self._resync_watchers()
                 async for message in self._pubsub.listen():
                     channel, data = message["channel"], message["data"]
-                    if data == "work" and channel == self.key("signals"):
-                        self._work.fire()
+                    if channel == self.key("signals"):
+                        if data == "work":
+                            self._work.fire()
+                        elif data == "announced":
+                            self._announcements += 1
                         continue
                     run = run_from_fields(json.loads(data))
                     # A watched run's change arrives twice: on its channel ("message")
@@ -364,11 +378,13 @@ class RedisQueueStore(QueueStore):
                     for queue in self._watchers.get(run.id, ()):
                         queue.put_nowait(run)
             except (ConnectionError, OSError, aioredis.ConnectionError) as error:
+                self._subscribed = False
                 logger.warning("lost the Redis subscription (%s); resubscribing", error)
                 # Changes published meanwhile are gone: end those streams, they resubscribe.
                 self._feed.close()
                 await asyncio.sleep(0.5)
             finally:
+                self._subscribed = False
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
 
@@ -674,14 +690,19 @@ class RedisQueueStore(QueueStore):
     async def announce(self, runs: Sequence[tuple[str, str]]) -> None:
         if not runs:
             return
+        self._announcements += 1
         async with self.redis.pipeline(transaction=False) as pipe:
             for task, run_id in runs:
                 pipe.rpush(self.key("announced", task), run_id)
             for task in {task for task, _ in runs}:
                 pipe.ltrim(self.key("announced", task), -MAX_ANNOUNCED_PER_TASK, -1)
+            pipe.publish(self.key("signals"), "announced")
             await pipe.execute()
 
     async def take_announced(self, task_names: Sequence[str], limit: int) -> list[str]:
+        heard = self._announcements
+        if self._subscribed:
+            task_names = [task for task in task_names if self._found_empty.get(task) != heard]
         if limit <= 0 or not task_names:
             return []
         # One round trip whatever the number of tasks: each list gives up to ``limit``,
@@ -690,9 +711,13 @@ class RedisQueueStore(QueueStore):
             for task in task_names:
                 pipe.lpop(self.key("announced", task), limit)
             popped: list[list[str] | None] = await pipe.execute()
+        if len(self._found_empty) > MAX_EMPTY_REMEMBERED:  # tasks come and go
+            self._found_empty.clear()
         taken: list[str] = []
         extra: list[tuple[str, list[str]]] = []
         for task, ids in zip(task_names, popped, strict=True):
+            if not ids:
+                self._found_empty[task] = heard
             room = limit - len(taken)
             taken.extend((ids or [])[:room])
             if ids and len(ids) > room:
