@@ -679,6 +679,19 @@ async def test_request_abort_reaches_the_lease_and_the_heartbeat(store: QueueSto
     assert (await stored(store, "run-1")).state is TaskState.running
 
 
+async def test_request_abort_gives_the_run_a_new_version(store: QueueStore) -> None:
+    # A write decided on the lease as it was before must fail its compare-and-set.
+    worker = await register(store)
+    await store.add_run(queued_run("run-1"))
+    [(leased, _)] = await lease(store, worker, at(0))
+
+    assert await store.request_abort("run-1", "operator said so") is True
+
+    assert (await stored(store, "run-1")).version == leased.version + 1
+    finished = replace(leased, state=TaskState.success, version=leased.version + 1)
+    assert await store.write_runs([finished]) == [False]
+
+
 async def test_request_abort_of_a_run_not_running_returns_false(store: QueueStore) -> None:
     await register(store)
     await store.add_run(queued_run("queued"))

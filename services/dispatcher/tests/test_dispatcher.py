@@ -765,3 +765,39 @@ async def test_watch_runs_streams_the_tasks_asked_for_masked(dispatcher: Dispatc
 async def test_watch_runs_refuses_bad_task_lists(dispatcher: Dispatcher) -> None:
     with pytest.raises(InvalidArgumentError, match=r"tasks\[0\]"):
         await anext(dispatcher.watch_runs(["x" * 10_000]))
+
+
+async def test_a_report_on_a_lease_another_replica_renewed_is_applied_not_ignored(
+    store: SignallingStore, clock: FakeClock
+) -> None:
+    # Replica one leased attempt 0, which expired; replica two leased the retry to the same
+    # worker. The report of the retry reaches replica one, whose snapshot is of attempt 0.
+    one, two = (Dispatcher(store, DispatcherConfig(lease_ttl=TTL), clock=clock) for _ in "12")
+    await register(one, ADD)
+    run_id = (await queue(one)).id
+    await lease_one(one)
+    clock.advance(TTL.total_seconds() + 1)
+    assert await two.expire_leases() == 1
+    clock.advance(INTERRUPTION_RETRY.wait + 1)
+    retried, lease = await lease_one(two)
+    assert (retried.id, lease.attempt) == (run_id, 1)
+
+    reply = await one.report_all(IO_WORKER, [(run_id, 1, RunReport(TaskState.success))])
+
+    assert reply.ignored == []
+    assert (await one.get_run(run_id)).state is TaskState.success
+
+
+async def test_a_report_of_an_attempt_aborted_after_its_lease_is_an_abort(
+    dispatcher: Dispatcher,
+) -> None:
+    # The snapshot the lease left predates the abort request: the report is decided again.
+    await register(dispatcher, ADD)
+    run_id = (await queue(dispatcher)).id
+    await lease_one(dispatcher)
+    await dispatcher.abort_run(run_id, "stop it")
+
+    await dispatcher.report_all(IO_WORKER, [(run_id, 0, failed("CancelledError"))])
+
+    run = await dispatcher.get_run(run_id)
+    assert (run.state, run.reason) == (TaskState.aborted, "stop it")

@@ -61,6 +61,9 @@ ANNOUNCED_STATES = frozenset({TaskState.rate_limited, TaskState.interrupted, Tas
 SETTLED_PER_REPLY = 64
 # Worker records cached at once (Dispatcher._worker); past it, the stale ones are dropped.
 MAX_CACHED_WORKERS = 1024
+# Leased runs whose report a replica awaits with their snapshot; past it, the oldest go
+# (their reports read the run, as any replica's do).
+MAX_LEASE_SNAPSHOTS = 10_000
 
 Transition = Callable[[Run, Lease | None], Run | None]
 """What a run as read (with its lease) becomes, or None to leave it: a pure function."""
@@ -105,6 +108,10 @@ class Dispatcher:
         # Registered workers, cached like tasks: every lease, report and heartbeat of a
         # worker needs its record, and each read was a store round trip on the run's path.
         self._workers: dict[str, tuple[WorkerRecord, float]] = {}
+        # Each run this replica leased, as the lease left it: its report is decided on that
+        # snapshot, without reading the run again. The write's compare-and-set on the version
+        # catches any change since (every change a report's decision reads bumps it).
+        self._leased: dict[str, tuple[Run, Lease]] = {}
 
     async def _task(self, name: str) -> TaskRecord | None:
         """The task's registration, cached for ``task_cache_ttl``: every queue, lease and
@@ -419,8 +426,11 @@ class Dispatcher:
             if batch.blocked:
                 await self._settle_blocked(batch.blocked, now)
             leased = batch.leased
-            for run, _ in leased:
+            for run, lease in leased:
                 self.metrics.leased(run)
+                self._leased[run.id] = (run, lease)
+            while len(self._leased) > MAX_LEASE_SNAPSHOTS:  # reports that never came
+                del self._leased[next(iter(self._leased))]
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
@@ -564,8 +574,16 @@ class Dispatcher:
             reports.append((run_id, attempt, decided))
         now = self.clock()
         by_run = {run_id: (attempt, report) for run_id, attempt, report in reports}
-        # One read of every run, the tasks they need, one write: no second pass.
-        found = await self.store.read_runs(list(by_run))
+        # The runs this replica leased as their lease left them, one read of the others,
+        # the tasks they need, one write: no second pass.
+        cached = {
+            run_id: snapshot
+            for run_id in by_run
+            if (snapshot := self._leased.pop(run_id, None)) is not None
+        }
+        found: dict[str, tuple[Run, Lease | None]] = dict(cached)
+        if len(found) < len(by_run):
+            found.update(await self.store.read_runs([r for r in by_run if r not in cached]))
         definitions = await self._definitions(found)
 
         def decide(run: Run, lease: Lease | None) -> Run | None:
@@ -575,6 +593,11 @@ class Dispatcher:
             )
 
         updated = await self._change(list(by_run), decide, found)
+        # A report ignored on a snapshot is decided again on the run as stored: no write
+        # checked that snapshot (the run may have been leased again, elsewhere, since).
+        stale = [run_id for run_id in cached if updated.get(run_id) is None]
+        if stale:
+            updated.update(await self._change(stale, decide))
         for run in updated.values():
             if run is not None:
                 self.metrics.changed(run)

@@ -342,6 +342,9 @@ class MemoryQueueStore(QueueStore):
         if lease is None:
             return False
         self._leases[run_id] = replace(lease, abort_reason=reason)
+        # A new version, as on Redis: a decision made on the lease before must be made again.
+        run = self._runs[run_id]
+        self._runs[run_id] = replace(run, version=run.version + 1)
         return True
 
     async def expired_leases(self, now: datetime, limit: int) -> list[Lease]:

@@ -295,6 +295,9 @@ REQUEST_ABORT = (
     + """local key = ARGV[1] .. 'run:' .. ARGV[3]
 if redis.call('HGET', key, 'state') ~= RUNNING then return 0 end
 redis.call('HSET', key, 'abort', ARGV[4])
+-- A new version: a decision made on the lease as it was before (a report applied on the
+-- snapshot its lease call returned) must fail its compare-and-set and read this one.
+redis.call('HINCRBY', key, 'v', 1)
 return 1
 """
 )
