@@ -96,7 +96,16 @@ async def test_runs_survive_history_losing_its_database_connections_mid_ingest(
             ingested = asyncio.Event()
             cutter = asyncio.create_task(_cut_connections(schema, cuts, ingested, times=6))
             try:
-                run_ids = await _say_hi(client, 300)
+                # Runs keep coming while the sessions are cut, so that the cuts land on
+                # ingest: queued all at once, 300 runs are recorded before the first cut
+                # (the client sends them in a few QueueRuns), and only history's readers
+                # are left to cut.
+                run_ids: set[str] = set()
+                for _ in range(40):
+                    run_ids |= await _say_hi(client, 50)
+                    if len(cuts) >= 3:
+                        break
+                    await asyncio.sleep(0.05)
                 await all_stored(client, "say_hi", run_ids, TaskState.success, timeout=45)
             finally:
                 # Stopped, not cancelled: a cancelled query would spoil the admin session.
