@@ -256,6 +256,38 @@ def stop_worker(worker: subprocess.Popen[bytes], grace: float = 15.0) -> None:
         worker.wait(timeout=5)
 
 
+async def workload(
+    client: aioredis.Redis,
+    token: str,
+    enqueue: Callable[[], Awaitable[object]],
+    worker_command: Sequence[str],
+    round_trip: Callable[[], Awaitable[object]] | None,
+    *,
+    worker_env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """The workloads in order: RUNS sequential enqueues, their drain by a worker started only
+    then, and (unless None: aio-fluid waits in a process of its own) ROUND_TRIPS round trips
+    on that worker, stopped at the end whatever happened."""
+    figures = await enqueue_sequentially(enqueue)
+    started = time.perf_counter()
+    worker = start_worker(worker_command, env=worker_env)
+    try:
+        figures.update(await drain(client, token, worker, started))
+        if round_trip is not None:
+            figures.update(await round_trips(round_trip))
+    finally:
+        stop_worker(worker)
+    return figures
+
+
+async def clean(client: aioredis.Redis, token: str) -> None:
+    """Delete every key of this bench run (``token`` in its name), then close ``client``."""
+    try:
+        await clean_keys(client, f"*{token}*")
+    finally:
+        await client.aclose()
+
+
 async def clean_keys(client: aioredis.Redis, *patterns: str) -> int:
     removed = 0
     for pattern in patterns:

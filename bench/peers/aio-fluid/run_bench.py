@@ -157,14 +157,6 @@ async def read_roundtrip() -> dict[str, float]:
         await client.aclose()
 
 
-async def clean() -> None:
-    client = aioredis.Redis.from_url(peer_kit.redis_url(DB))
-    try:
-        await peer_kit.clean_keys(client, f"*{TOKEN}*")
-    finally:
-        await client.aclose()
-
-
 def main() -> None:
     me = [sys.executable, __file__]
     try:
@@ -178,7 +170,7 @@ def main() -> None:
             raise RuntimeError(f"the round-trip process exited with {rounder.returncode}")
         figures.update(asyncio.run(read_roundtrip()))
     finally:
-        asyncio.run(clean())
+        asyncio.run(peer_kit.clean(aioredis.Redis.from_url(peer_kit.redis_url(DB)), TOKEN))
     peer_kit.emit(
         "aio-fluid",
         {

@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,38 +73,22 @@ async def drive() -> dict[str, float]:
         async def enqueue() -> None:
             await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
 
-        figures = await peer_kit.enqueue_sequentially(enqueue)
-        started = time.perf_counter()
-        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
-        try:
-            figures.update(await peer_kit.drain(pool, TOKEN, worker, started))
+        async def round_trip() -> None:
+            job = await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
+            assert job is not None
+            await job.result(timeout=peer_kit.TIMEOUT, poll_delay=peer_kit.POLL_INTERVAL)
 
-            async def round_trip() -> None:
-                job = await pool.enqueue_job("noop", _job_id=f"{TOKEN}-{next(ids)}")
-                assert job is not None
-                await job.result(timeout=peer_kit.TIMEOUT, poll_delay=peer_kit.POLL_INTERVAL)
-
-            figures.update(await peer_kit.round_trips(round_trip))
-        finally:
-            peer_kit.stop_worker(worker)
-        return figures
+        worker = [sys.executable, __file__, "worker"]
+        return await peer_kit.workload(pool, TOKEN, enqueue, worker, round_trip)
     finally:
         await pool.aclose()
-
-
-async def clean() -> None:
-    client = aioredis.Redis(host=peer_kit.REDIS_HOST, port=peer_kit.REDIS_PORT, db=DB)
-    try:
-        await peer_kit.clean_keys(client, f"*{TOKEN}*")
-    finally:
-        await client.aclose()
 
 
 def main() -> None:
     try:
         figures = asyncio.run(drive())
     finally:
-        asyncio.run(clean())
+        asyncio.run(peer_kit.clean(aioredis.Redis.from_url(peer_kit.redis_url(DB)), TOKEN))
     peer_kit.emit(
         "arq",
         {

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -109,28 +108,11 @@ async def drive() -> dict[str, float]:
         async def enqueue() -> None:
             noop.send()
 
-        figures = await peer_kit.enqueue_sequentially(enqueue)
-        started = time.perf_counter()
-        worker = peer_kit.start_worker(worker_command())
-        try:
-            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
+        async def round_trip() -> None:
+            # Blocks this (only) thread; the timeout bounds it. Raises if the task failed.
+            noop.send().get_result(block=True, timeout=int(peer_kit.TIMEOUT * 1000))
 
-            async def round_trip() -> None:
-                # Blocks this (only) thread; the timeout bounds it. Raises if the task failed.
-                noop.send().get_result(block=True, timeout=int(peer_kit.TIMEOUT * 1000))
-
-            figures.update(await peer_kit.round_trips(round_trip))
-        finally:
-            peer_kit.stop_worker(worker)
-        return figures
-    finally:
-        await client.aclose()
-
-
-async def clean() -> None:
-    client = aioredis.Redis.from_url(URL)
-    try:
-        await peer_kit.clean_keys(client, f"*{TOKEN}*")
+        return await peer_kit.workload(client, TOKEN, enqueue, worker_command(), round_trip)
     finally:
         await client.aclose()
 
@@ -140,7 +122,7 @@ def main() -> None:
         figures = asyncio.run(drive())
     finally:
         broker.close()
-        asyncio.run(clean())
+        asyncio.run(peer_kit.clean(aioredis.Redis.from_url(URL), TOKEN))
     peer_kit.emit(
         "dramatiq",
         {

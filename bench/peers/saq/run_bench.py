@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,32 +74,14 @@ async def drive() -> dict[str, float]:
         async def enqueue() -> None:
             await jobs.enqueue("noop")
 
-        figures = await peer_kit.enqueue_sequentially(enqueue)
-        started = time.perf_counter()
-        worker = peer_kit.start_worker([sys.executable, __file__, "worker"])
-        try:
-            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
+        async def round_trip() -> None:
+            # Raises JobError if the job fails.
+            await jobs.apply("noop", timeout=peer_kit.TIMEOUT, poll_interval=peer_kit.POLL_INTERVAL)
 
-            async def round_trip() -> None:
-                # Raises JobError if the job fails.
-                await jobs.apply(
-                    "noop", timeout=peer_kit.TIMEOUT, poll_interval=peer_kit.POLL_INTERVAL
-                )
-
-            figures.update(await peer_kit.round_trips(round_trip))
-        finally:
-            peer_kit.stop_worker(worker)
-        return figures
+        worker = [sys.executable, __file__, "worker"]
+        return await peer_kit.workload(client, TOKEN, enqueue, worker, round_trip)
     finally:
         await jobs.disconnect()
-        await client.aclose()
-
-
-async def clean() -> None:
-    client = aioredis.Redis.from_url(peer_kit.redis_url(DB))
-    try:
-        await peer_kit.clean_keys(client, f"*{TOKEN}*")
-    finally:
         await client.aclose()
 
 
@@ -108,7 +89,7 @@ def main() -> None:
     try:
         figures = asyncio.run(drive())
     finally:
-        asyncio.run(clean())
+        asyncio.run(peer_kit.clean(aioredis.Redis.from_url(peer_kit.redis_url(DB)), TOKEN))
     peer_kit.emit(
         "saq",
         {

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -98,34 +97,24 @@ async def drive() -> dict[str, float]:
         async def enqueue() -> None:
             await noop.kiq()
 
-        figures = await peer_kit.enqueue_sequentially(enqueue)
-        started = time.perf_counter()
-        worker = peer_kit.start_worker(worker_command(), env={"BENCH_TASKIQ_BROKER": KIND})
-        try:
-            figures.update(await peer_kit.drain(client, TOKEN, worker, started))
+        async def round_trip() -> None:
+            sent = await noop.kiq()
+            result = await sent.wait_result(
+                check_interval=peer_kit.POLL_INTERVAL, timeout=peer_kit.TIMEOUT
+            )
+            if result.is_err:
+                raise RuntimeError(f"task failed: {result.error}")
 
-            async def round_trip() -> None:
-                sent = await noop.kiq()
-                result = await sent.wait_result(
-                    check_interval=peer_kit.POLL_INTERVAL, timeout=peer_kit.TIMEOUT
-                )
-                if result.is_err:
-                    raise RuntimeError(f"task failed: {result.error}")
-
-            figures.update(await peer_kit.round_trips(round_trip))
-        finally:
-            peer_kit.stop_worker(worker)
-        return figures
+        return await peer_kit.workload(
+            client,
+            TOKEN,
+            enqueue,
+            worker_command(),
+            round_trip,
+            worker_env={"BENCH_TASKIQ_BROKER": KIND},
+        )
     finally:
         await broker.shutdown()
-        await client.aclose()
-
-
-async def clean() -> None:
-    client = aioredis.Redis.from_url(URL)
-    try:
-        await peer_kit.clean_keys(client, f"*{TOKEN}*")
-    finally:
         await client.aclose()
 
 
@@ -133,7 +122,7 @@ def main() -> None:
     try:
         figures = asyncio.run(drive())
     finally:
-        asyncio.run(clean())
+        asyncio.run(peer_kit.clean(aioredis.Redis.from_url(URL), TOKEN))
     broker_class = "RedisStreamBroker" if KIND == "stream" else "ListQueueBroker"
     peer_kit.emit(
         f"taskiq ({KIND})",
