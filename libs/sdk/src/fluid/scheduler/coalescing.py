@@ -126,7 +126,9 @@ class QueueCoalescer:
                 return
             except BaseException as error:
                 _fail(batch, error)
-                raise
+                if not isinstance(error, Exception):
+                    raise  # cancelled (the client closing): the task ends as asked
+                return
             for item, response in zip(batch, responses, strict=True):
                 if not item.answer.done():
                     item.answer.set_result(response)
