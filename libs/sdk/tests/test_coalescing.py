@@ -146,3 +146,18 @@ async def test_nothing_is_left_waiting(count: int) -> None:
     await asyncio.gather(*(coalescer.queue(request) for request in requests(count)))
     assert not coalescer._waiting
     assert coalescer._in_flight == 0
+
+
+async def test_a_batch_that_fails_unexpectedly_fails_its_callers_and_nothing_else() -> None:
+    async def broken(requests: list[Request]) -> list[Response]:
+        raise ValueError("cannot encode")
+
+    dispatcher = Dispatcher()
+    coalescer = QueueCoalescer(dispatcher.one, broken)
+    results = await asyncio.gather(
+        *(coalescer.queue(request) for request in requests(20)), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, ValueError)]
+    assert len(failed) == 20 - IN_FLIGHT
+    await asyncio.sleep(0)
+    assert not coalescer._senders  # every sender ended, none with an exception left unread
