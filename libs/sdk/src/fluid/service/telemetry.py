@@ -70,14 +70,15 @@ def flush_tracing(timeout_seconds: float = 5.0) -> None:
         force_flush(int(timeout_seconds * 1000))
 
 
+# What the API answers while no provider is installed: a proxy until one is set, or no-op.
+_NOT_RECORDING = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
 def spans_recorded() -> bool:
     """Whether this process records spans: a tracer provider is installed, by
     configure_tracing or by the application. Asked per call, as one may be installed after
     a channel or server was made."""
     return not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
-
-
-_NOT_RECORDING = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 def caller_trace_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
