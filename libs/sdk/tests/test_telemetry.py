@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from fluid.service.grpc_tracing import _is_traced
-from fluid.service.telemetry import context_from, run_trace_context
+from fluid.service.telemetry import context_from, new_trace_context
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 
 
 def test_a_run_queued_outside_any_trace_gets_a_trace_of_its_own() -> None:
-    first, second = run_trace_context(), run_trace_context()
+    first, second = new_trace_context(), new_trace_context()
     assert TRACEPARENT.match(first["traceparent"])
     assert first["traceparent"].split("-")[1] != second["traceparent"].split("-")[1]
     # The minted context is one OpenTelemetry reads back.

@@ -103,18 +103,13 @@ def current_trace_context() -> dict[str, str]:
     return carrier
 
 
-def run_trace_context() -> dict[str, str]:
-    """The trace context to store on a new run: the caller's, or a trace of its own.
-
-    A run always carries a trace id, even when no tracer provider records spans (no
-    exporter configured): its log lines and the processes it runs in still share it.
-    """
-    carrier = current_trace_context()
-    if not carrier:
-        trace_id = secrets.randbits(128) or 1
-        span_id = secrets.randbits(64) or 1
-        carrier = {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
-    return carrier
+def new_trace_context() -> dict[str, str]:
+    """A trace of its own, for a run queued outside any trace (``caller_trace_context`` is
+    empty): a run always carries a trace id, even when no tracer provider records spans
+    (no exporter configured), so its log lines and the processes it runs in share it."""
+    trace_id = secrets.randbits(128) or 1
+    span_id = secrets.randbits(64) or 1
+    return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
 
 
 def context_from(carrier: Mapping[str, str]) -> otel_context.Context:

@@ -15,7 +15,7 @@ from fluid.scheduler.limits import limits
 from fluid.scheduler.models import RunError, RunReport, RunRequest, TaskState
 from fluid.scheduler.run import Run
 from fluid.scheduler.v1 import dispatcher_pb2, dispatcher_pb2_grpc, run_pb2
-from fluid.service.telemetry import caller_trace_context, run_trace_context
+from fluid.service.telemetry import caller_trace_context, new_trace_context
 
 from ..domain.dispatcher import Dispatcher
 from ..domain.records import Lease
@@ -62,7 +62,7 @@ def _run_request(
             from_run_id=request.from_run_id,
             # The caller's trace (or the server span, a child of the caller's, while spans
             # are recorded): storing it makes the run's execution join that trace.
-            trace_context=caller_trace or run_trace_context(),
+            trace_context=caller_trace or new_trace_context(),
         )
 
 

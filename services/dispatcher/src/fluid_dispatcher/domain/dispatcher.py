@@ -387,9 +387,9 @@ class Dispatcher:
         """The worker's record, cached for ``task_cache_ttl``. A worker removed meanwhile
         (by another replica, or as dead) is told so that much later: until then its
         calls are served as before, and its leases are still checked run by run."""
-        now = time.monotonic()
+        now, ttl = time.monotonic(), self.config.task_cache_ttl.total_seconds()
         cached = self._workers.get(worker_id)
-        if cached is not None and now - cached[1] < self.config.task_cache_ttl.total_seconds():
+        if cached is not None and now - cached[1] < ttl:
             return cached[0]
         worker = await self.store.get_worker(worker_id) if worker_id else None
         if worker is None:
@@ -397,9 +397,7 @@ class Dispatcher:
             raise FailedPreconditionError(f"worker {worker_id!r} is not registered")
         if len(self._workers) >= MAX_CACHED_WORKERS:  # workers come and go: keep the live
             self._workers = {
-                key: entry
-                for key, entry in self._workers.items()
-                if now - entry[1] < self.config.task_cache_ttl.total_seconds()
+                key: entry for key, entry in self._workers.items() if now - entry[1] < ttl
             }
         self._workers[worker_id] = (worker, now)
         return worker
