@@ -75,6 +75,9 @@ async def gateway_system(
         env.setenv("FLUID_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'history.db'}")
         env.setenv("FLUID_BROKER_URL", "memory://")
         env.setenv("FLUID_LEASE_WAIT_SECONDS", "0.2")
+        # A worker hears of an abort on its next heartbeat (a third of the lease TTL): with
+        # the default 15 s lease that is up to 5 s, as long as the dashboard tests wait.
+        env.setenv("FLUID_LEASE_TTL_SECONDS", "3")
         env.setenv("FLUID_HTTP_PORT", "0")
         env.syspath_prepend(str(Path(__file__).parent))
         if auth_key_file is not None:
